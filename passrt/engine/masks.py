@@ -1,0 +1,64 @@
+"""Change maps and tile masks.
+
+A *change map* is a (1, 1, H, W) float tensor of 0/1 on one layer's output cells (float so
+that max pooling can push it through receptive fields); ``None`` means "nothing changed".
+A *tile mask* is the same on the layer's tile grid.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from passrt.kernels.tables import Window
+
+
+def union(maps: Sequence[Optional[torch.Tensor]]) -> Optional[torch.Tensor]:
+    present = [m for m in maps if m is not None]
+    if not present:
+        return None
+    out = present[0]
+    for m in present[1:]:
+        out = torch.maximum(out, m)
+    return out
+
+
+def through_window(changed: torch.Tensor, win: Window) -> torch.Tensor:
+    """Output cells whose window (kernel, stride, dilation, padding) touches a changed input cell."""
+    ho, wo = win.out_size
+    top, left = win.pads[0], win.pads[2]
+    # Pad (or crop) bottom/right so that max pooling yields exactly (ho, wo) windows.
+    bottom = (ho - 1) * win.stride[0] + win.dilation[0] * (win.kernel[0] - 1) + 1 - win.in_h - top
+    right = (wo - 1) * win.stride[1] + win.dilation[1] * (win.kernel[1] - 1) + 1 - win.in_w - left
+    padded = F.pad(changed, (left, right, top, bottom))
+    if win.kernel == (1, 1) and win.stride == (1, 1):
+        return padded
+    return F.max_pool2d(padded, win.kernel, win.stride, 0, win.dilation)
+
+
+def to_tiles(changed: torch.Tensor, tile: int) -> torch.Tensor:
+    """OR-reduce a change map to its tile grid."""
+    if tile == 1:
+        return changed
+    return F.max_pool2d(changed, tile, tile, ceil_mode=True)
+
+
+def from_tiles(tiles: torch.Tensor, tile: int, height: int, width: int) -> torch.Tensor:
+    """Expand a tile mask back to cells (the cells that a sparse run rewrote)."""
+    if tile == 1:
+        return tiles
+    cells = tiles.repeat_interleave(tile, 2).repeat_interleave(tile, 3)
+    return cells[:, :, :height, :width]
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    if radius <= 0:
+        return mask
+    return F.max_pool2d(mask, 2 * radius + 1, 1, radius)
+
+
+def pixel_change(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-pixel change: max over channels of |x - ref|, (1, 1, H, W)."""
+    return (x - ref).abs().amax(1, keepdim=True)

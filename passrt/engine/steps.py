@@ -1,0 +1,296 @@
+"""The executable steps of a sparsified model.
+
+The planner (:mod:`passrt.engine.graph`) turns each node of the traced model into a step:
+
+- :class:`InputStep`: the frame;
+- spatial steps, which own a :class:`FeatureMap` cache and can recompute just some tiles:
+  :class:`ConvStep` (BatchNorm folded, activations and residual ops fused as an epilogue),
+  :class:`PoolStep`, :class:`ResampleStep`, :class:`PointwiseStep`, :class:`ConcatStep`;
+- :class:`DenseStep`: anything non-local (heads' reshapes, global pooling, linear layers),
+  rerun in full whenever one of its inputs changed.
+
+Every spatial step answers three questions: which output cells a change in its inputs can
+reach (``propagate``), how to recompute a set of tiles (``run_sparse``) and how to recompute
+everything (``run_dense``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from passrt.engine import masks
+from passrt.kernels import reference as K
+from passrt.kernels import tables
+from passrt.kernels.storage import FeatureMap
+from passrt.kernels.tables import Window
+
+Env = dict  # value name -> FeatureMap (spatial values) or any Python value (dense values)
+
+
+@dataclass
+class Ref:
+    """An argument that is the value of another node.
+
+    ``broadcast`` marks a per-channel operand ((1, C, 1, 1), e.g. squeeze-excite weights):
+    it is read whole, not tile by tile.
+    """
+
+    name: str
+    broadcast: bool = False
+
+
+@dataclass
+class Pointwise:
+    """One elementwise op: ``fn(*args, **kwargs)`` where args mix Refs and constants.
+
+    It runs on whole NCHW values (dense path) or on (cells, C) rows of the active tiles
+    (sparse path); per-channel constants are kept in both shapes for that.
+    """
+
+    fn: Callable
+    args: list
+    kwargs: dict
+    row_args: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.row_args = [_as_rows(a) for a in self.args]
+
+    def refs(self) -> list[str]:
+        return [a.name for a in self.args if isinstance(a, Ref)]
+
+    def __call__(self, env: Env, rows: bool, tile: int = 0, active: Optional[torch.Tensor] = None,
+                 override: Optional[tuple[str, torch.Tensor]] = None) -> torch.Tensor:
+        def value(a):
+            if not isinstance(a, Ref):
+                return a
+            if override is not None and a.name == override[0]:
+                return override[1]
+            v = env[a.name]
+            if a.broadcast:
+                v = v.nchw() if isinstance(v, FeatureMap) else v
+                return _as_rows(v) if rows else v
+            return K.gather_tiles(v, tile, active) if rows else v.nchw()
+
+        return self.fn(*[value(a) for a in (self.row_args if rows else self.args)], **self.kwargs)
+
+
+def nchw_of(env: Env) -> Callable[[str], Any]:
+    return lambda n: env[n].nchw() if isinstance(env[n], FeatureMap) else env[n]
+
+
+def _as_rows(a):
+    if isinstance(a, torch.Tensor) and a.dim() >= 3 and a.shape[-1] == 1 and a.shape[-2] == 1:
+        return a.reshape(1, -1)
+    return a
+
+
+class Step:
+    """Base class. ``name`` is the value the step produces; ``srcs`` the values it reads."""
+
+    spatial = False
+
+    def __init__(self, name: str, srcs: list[str]):
+        self.name, self.srcs = name, srcs
+
+
+class InputStep(Step):
+    spatial = True
+
+    def __init__(self, name: str, shape: tuple[int, int, int]):
+        super().__init__(name, [])
+        self.shape = shape
+
+
+class SpatialStep(Step):
+    """A step that owns a cache of shape ``shape`` = (C, H, W) and works tile by tile."""
+
+    spatial = True
+    macs_per_cell = 0
+
+    def __init__(self, name: str, srcs: list[str], shape: tuple[int, int, int], tile: int):
+        super().__init__(name, srcs)
+        self.shape, self.tile = shape, tile
+        self.grid = tables.tile_grid(shape[1], shape[2], tile)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.replace("Step", "").lower()
+
+    def input_refs(self) -> list[tuple[str, bool]]:
+        """(value name, is per-channel broadcast) of everything this step reads."""
+        return [(s, False) for s in self.srcs]
+
+    def propagate(self, changed: list[Optional[torch.Tensor]]) -> Optional[torch.Tensor]:
+        """Change map of the output given the change maps of ``input_refs()`` (pointwise by default)."""
+        return masks.union(changed)
+
+    def run_sparse(self, env: Env, active: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def run_dense(self, env: Env) -> None:
+        raise NotImplementedError
+
+
+class ConvStep(SpatialStep):
+    def __init__(self, name, src, shape, tile, weight, bias, win: Window, groups: int):
+        super().__init__(name, [src], shape, tile)
+        self.weight, self.bias, self.win, self.groups = weight, bias, win, groups
+        self.epilogue: list[Pointwise] = []
+        self.pre_epilogue_name = name  # the conv's own node, which the epilogue refers to
+        self.weight_t = weight.view(weight.shape[0], -1).t().contiguous() if weight.shape[2:] == (1, 1) else None
+        c_out, c_in_per_group, kh, kw = weight.shape
+        self.macs_per_cell = c_out * c_in_per_group * kh * kw
+
+    @property
+    def kind(self) -> str:
+        if self.groups > 1 and self.weight.shape[1] == 1:
+            return "conv_dw"
+        return "conv1x1" if self.win.kernel == (1, 1) else "conv"
+
+    def fold_batchnorm(self, bn: torch.nn.BatchNorm2d) -> None:
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        bias = self.bias if self.bias is not None else torch.zeros_like(bn.running_mean)
+        self.weight = self.weight * scale.view(-1, 1, 1, 1)
+        self.bias = (bias - bn.running_mean) * scale + bn.bias.detach()
+        if self.weight_t is not None:
+            self.weight_t = self.weight.view(self.weight.shape[0], -1).t().contiguous()
+
+    def input_refs(self):
+        extra = [(a.name, a.broadcast) for pw in self.epilogue for a in pw.args
+                 if isinstance(a, Ref) and a.name != self.pre_epilogue_name]
+        return [(self.srcs[0], False)] + extra
+
+    def propagate(self, changed):
+        own = changed[0]
+        out = masks.through_window(own, self.win) if own is not None else None
+        return masks.union([out] + changed[1:])
+
+    def _epilogue(self, env: Env, y: torch.Tensor, rows: bool, active=None) -> torch.Tensor:
+        for pw in self.epilogue:
+            y = pw(env, rows, self.tile, active, override=(self.pre_epilogue_name, y))
+        return y
+
+    def run_sparse(self, env, active):
+        y = K.conv2d_tiles(env[self.srcs[0]], self.weight, self.bias, self.win, self.groups,
+                           self.tile, active, self.weight_t)
+        if self.epilogue:
+            y = self._epilogue(env, y, True, active)
+        K.write_tiles(env[self.name], self.tile, active, y)
+
+    def run_dense(self, env):
+        x = env[self.srcs[0]].nchw()
+        top, bottom, left, right = self.win.pads
+        if top == bottom and left == right:
+            y = F.conv2d(x, self.weight, self.bias, self.win.stride, (top, left), self.win.dilation, self.groups)
+        else:
+            y = F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias,
+                         self.win.stride, 0, self.win.dilation, self.groups)
+        if self.epilogue:
+            y = self._epilogue(env, y, False)
+        env[self.name].write_nchw(y)
+
+
+class PoolStep(SpatialStep):
+    def __init__(self, name, src, shape, tile, kind: str, win: Window, count_include_pad=True):
+        super().__init__(name, [src], shape, tile)
+        self.pool, self.win = kind, win
+        self.divisor = K.avg_pool_divisor(win, count_include_pad) if kind == "avg" else None
+        self.count_include_pad = count_include_pad
+
+    def propagate(self, changed):
+        return masks.through_window(changed[0], self.win) if changed[0] is not None else None
+
+    def run_sparse(self, env, active):
+        y = K.pool2d_tiles(env[self.srcs[0]], self.pool, self.win, self.tile, active, self.divisor)
+        K.write_tiles(env[self.name], self.tile, active, y)
+
+    def run_dense(self, env):
+        x = env[self.srcs[0]].nchw()
+        pad = (self.win.pads[0], self.win.pads[2])
+        if self.pool == "max":
+            y = F.max_pool2d(x, self.win.kernel, self.win.stride, pad, self.win.dilation, self.win.ceil_mode)
+        else:
+            y = F.avg_pool2d(x, self.win.kernel, self.win.stride, pad, self.win.ceil_mode, self.count_include_pad)
+        env[self.name].write_nchw(y)
+
+
+class ResampleStep(SpatialStep):
+    def __init__(self, name, src, shape, tile, in_hw: tuple[int, int], mode: str, align_corners: bool,
+                 scales: tuple = (None, None)):
+        super().__init__(name, [src], shape, tile)
+        self.in_hw, self.mode, self.align_corners = in_hw, mode, align_corners
+        self.scales = scales  # input/output ratio per axis as PyTorch computes it, or None
+
+    def propagate(self, changed):
+        if changed[0] is None:
+            return None
+        src, _ = tables.resample_sources(*self.in_hw, self.shape[1], self.shape[2], self.mode,
+                                         self.align_corners, *self.scales)
+        flat = torch.cat([changed[0].reshape(-1), changed[0].new_zeros(3)])
+        cells = flat[src[:-3]].amax(1)
+        return cells.view(1, 1, self.shape[1], self.shape[2])
+
+    def run_sparse(self, env, active):
+        y = K.resample_tiles(env[self.srcs[0]], self.shape[1], self.shape[2], self.mode,
+                             self.align_corners, self.scales, self.tile, active)
+        K.write_tiles(env[self.name], self.tile, active, y)
+
+    def run_dense(self, env):
+        # Gathering through the same tables keeps dense and sparse results bit-identical.
+        every = torch.arange(self.grid[0] * self.grid[1])
+        self.run_sparse(env, every)
+
+
+class PointwiseStep(SpatialStep):
+    """A standalone elementwise op (one that could not be fused into a conv)."""
+
+    def __init__(self, name, shape, tile, op: Pointwise):
+        super().__init__(name, op.refs(), shape, tile)
+        self.op = op
+
+    def input_refs(self):
+        return [(a.name, a.broadcast) for a in self.op.args if isinstance(a, Ref)]
+
+    def run_sparse(self, env, active):
+        y = self.op(env, True, self.tile, active)
+        K.write_tiles(env[self.name], self.tile, active, y)
+
+    def run_dense(self, env):
+        env[self.name].write_nchw(self.op(env, False))
+
+
+class ConcatStep(SpatialStep):
+    """Concatenation along channels."""
+
+    def run_sparse(self, env, active):
+        y = torch.cat([K.gather_tiles(env[s], self.tile, active) for s in self.srcs], 1)
+        K.write_tiles(env[self.name], self.tile, active, y)
+
+    def run_dense(self, env):
+        env[self.name].write_nchw(torch.cat([env[s].nchw() for s in self.srcs], 1))
+
+
+class DenseStep(Step):
+    """A node run as is on whole values, whenever any of its inputs changed.
+
+    ``to_feature_map`` is set when a spatial step consumes its (1, C, H, W) result.
+    """
+
+    def __init__(self, name, srcs, call: Callable[[Callable[[str], Any]], Any], what: str):
+        super().__init__(name, srcs)
+        self.call, self.what = call, what
+        self.to_feature_map = False
+
+    def run(self, env: Env) -> None:
+        value = self.call(nchw_of(env))
+        if self.to_feature_map:
+            if self.name not in env:
+                env[self.name] = FeatureMap.from_nchw(value)
+            else:
+                env[self.name].write_nchw(value)
+        else:
+            env[self.name] = value

@@ -1,0 +1,131 @@
+"""Index tables that map tiles to storage rows.
+
+A layer's output grid (Ho, Wo) is cut into T x T tiles (row-major tile ids; edge tiles
+overhang). For each tile the tables list the output rows it writes and the input rows its
+computation reads. They depend only on the geometry, so they are built once per input
+resolution and cached; per frame the engine only indexes them with the active tile ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+
+@dataclass(frozen=True)
+class Window:
+    """Geometry of a sliding-window op (conv or pool) on one input size."""
+
+    in_h: int
+    in_w: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, bottom, left, right
+    ceil_mode: bool = False
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        return tuple(
+            _out_len(n, k, s, d, p0, p1, self.ceil_mode)
+            for n, k, s, d, p0, p1 in (
+                (self.in_h, self.kernel[0], self.stride[0], self.dilation[0], self.pads[0], self.pads[1]),
+                (self.in_w, self.kernel[1], self.stride[1], self.dilation[1], self.pads[2], self.pads[3]),
+            )
+        )
+
+    def patch_size(self, tile: int) -> tuple[int, int]:
+        """Input rows/cols read by one tile of ``tile`` x ``tile`` outputs."""
+        return tuple((tile - 1) * s + (k - 1) * d + 1
+                     for k, s, d in zip(self.kernel, self.stride, self.dilation))
+
+
+def _out_len(n: int, k: int, s: int, d: int, p0: int, p1: int, ceil_mode: bool) -> int:
+    span = n + p0 + p1 - d * (k - 1) - 1
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p0:  # PyTorch: the last window must start inside
+        out -= 1
+    return out
+
+
+def tile_grid(h: int, w: int, tile: int) -> tuple[int, int]:
+    return -(-h // tile), -(-w // tile)
+
+
+@lru_cache(maxsize=1024)
+def output_rows(h: int, w: int, tile: int) -> torch.Tensor:
+    """(tiles, tile*tile) rows written by each tile; cells outside the map go to the trash row."""
+    ht, wt = tile_grid(h, w, tile)
+    i = torch.arange(ht * tile).view(ht, 1, tile, 1)
+    j = torch.arange(wt * tile).view(1, wt, 1, tile)
+    rows = torch.where((i < h) & (j < w), i * w + j, torch.tensor(h * w + 1))
+    return rows.reshape(ht * wt, tile * tile).contiguous()
+
+
+@lru_cache(maxsize=1024)
+def window_rows(win: Window, tile: int, fill_row: int) -> torch.Tensor:
+    """(tiles, ph*pw) input rows of each tile's input patch; padding reads ``fill_row``."""
+    ho, wo = win.out_size
+    ht, wt = tile_grid(ho, wo, tile)
+    ph, pw = win.patch_size(tile)
+    r = (torch.arange(ht) * tile * win.stride[0] - win.pads[0]).view(ht, 1, 1, 1) + torch.arange(ph).view(1, 1, ph, 1)
+    c = (torch.arange(wt) * tile * win.stride[1] - win.pads[2]).view(1, wt, 1, 1) + torch.arange(pw).view(1, 1, 1, pw)
+    inside = (r >= 0) & (r < win.in_h) & (c >= 0) & (c < win.in_w)
+    rows = torch.where(inside, r * win.in_w + c, torch.tensor(fill_row))
+    return rows.reshape(ht * wt, ph * pw).contiguous()
+
+
+@lru_cache(maxsize=1024)
+def pointwise_rows(win: Window, tile: int, fill_row: int) -> torch.Tensor:
+    """(tiles, tile*tile) input row of each output cell of a 1x1 window (any stride)."""
+    ho, wo = win.out_size
+    ht, wt = tile_grid(ho, wo, tile)
+    r = (torch.arange(ht * tile) * win.stride[0] - win.pads[0]).view(ht, 1, tile, 1)
+    c = (torch.arange(wt * tile) * win.stride[1] - win.pads[2]).view(1, wt, 1, tile)
+    i = torch.arange(ht * tile).view(ht, 1, tile, 1)
+    j = torch.arange(wt * tile).view(1, wt, 1, tile)
+    inside = (r >= 0) & (r < win.in_h) & (c >= 0) & (c < win.in_w) & (i < ho) & (j < wo)
+    rows = torch.where(inside, r * win.in_w + c, torch.tensor(fill_row))
+    return rows.reshape(ht * wt, tile * tile).contiguous()
+
+
+@lru_cache(maxsize=64)
+def resample_sources(in_h: int, in_w: int, out_h: int, out_w: int, mode: str, align_corners: bool,
+                     scale_h: float | None = None, scale_w: float | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per output row: the input rows it reads and their weights, as (out_h*out_w + 3, K) tables.
+
+    The three extra entries (for the output's zero/trash/-inf rows) read the input's zero row
+    with weight 0, so the tables can be indexed directly with ``output_rows``.
+    Matches ``F.interpolate`` for modes 'nearest', 'nearest-exact' (K=1) and 'bilinear' (K=4).
+    ``scale_h``/``scale_w`` are input/output ratios; PyTorch uses 1/scale_factor when a
+    scale factor was given, which differs from in/out when the output size was rounded.
+    """
+    def axis(n_in: int, n_out: int, scale: float | None):
+        ratio = scale if scale is not None else n_in / n_out
+        i = torch.arange(n_out, dtype=torch.float64)
+        if mode in ("nearest", "nearest-exact"):
+            pos = i * ratio if mode == "nearest" else (i + 0.5) * ratio
+            src = torch.clamp(pos.floor().long(), max=n_in - 1)
+            return [(src, torch.ones(n_out, dtype=torch.float64))]
+        if align_corners:
+            pos = i * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+        else:
+            pos = ((i + 0.5) * ratio - 0.5).clamp(min=0)
+        i0 = pos.floor().long().clamp(max=n_in - 1)
+        i1 = (i0 + 1).clamp(max=n_in - 1)
+        lam = pos - i0
+        return [(i0, 1 - lam), (i1, lam)]
+
+    rows, weights = [], []
+    for ri, rw in axis(in_h, out_h, scale_h):
+        for ci, cw in axis(in_w, out_w, scale_w):
+            rows.append((ri.view(-1, 1) * in_w + ci.view(1, -1)).reshape(-1))
+            weights.append((rw.view(-1, 1) * cw.view(1, -1)).reshape(-1))
+    rows_t = torch.stack(rows, 1)
+    weights_t = torch.stack(weights, 1).float()
+    pad_rows = torch.full((3, rows_t.shape[1]), in_h * in_w, dtype=torch.long)
+    pad_w = torch.zeros(3, rows_t.shape[1])
+    return torch.cat([rows_t, pad_rows]), torch.cat([weights_t, pad_w])
