@@ -175,6 +175,8 @@ class _Planner:
         return self.tile_for(stride)
 
     def _add(self, node: fx.Node, step: Step):
+        # Users know layers by their module path ('backbone.3.conv'); fx names the rest.
+        step.label = node.target if node.op == "call_module" else node.name
         self.steps.append(step)
         self.canon[node.name] = step.name
         self.producer[step.name] = step

@@ -95,6 +95,7 @@ class Step:
 
     def __init__(self, name: str, srcs: list[str]):
         self.name, self.srcs = name, srcs
+        self.label = name  # shown in stats(); the planner sets the module path
 
 
 class InputStep(Step):

@@ -113,7 +113,7 @@ class SparseModel:
                 policy.step_done(step, ctx, tiles if active_tiles else None, mode == "dense")
             cells = step.shape[1] * step.shape[2]
             computed = cells if mode == "dense" else min(active_tiles * step.tile ** 2, cells)
-            layers[step.name] = {"kind": step.kind, "mode": mode, "active_fraction": active_tiles / total,
+            layers[step.label] = {"kind": step.kind, "mode": mode, "active_fraction": active_tiles / total,
                                  "macs_dense": step.macs_per_cell * cells,
                                  "macs_executed": step.macs_per_cell * computed}
             macs_dense += step.macs_per_cell * cells
