@@ -34,6 +34,7 @@ class SparseModel:
         self._force_refresh = True
         self.frames = 0
         self._last: dict = {}
+        self._tiles: dict[str, torch.Tensor | None] = {}
         self._totals = {"macs_executed": 0.0, "active_fraction": 0.0, "refreshes": 0}
 
     # ---- public API -----------------------------------------------------------------
@@ -48,6 +49,10 @@ class SparseModel:
         """Forget all caches: the next frame runs dense."""
         self._force_refresh = True
         self.policy.reset()
+
+    def tile_masks(self) -> dict:
+        """Per layer (by label), the (Ht, Wt) bool mask of tiles recomputed on the last frame."""
+        return {k: (v.reshape(v.shape[-2:]) > 0) if v is not None else None for k, v in self._tiles.items()}
 
     def stats(self) -> dict:
         """Figures of the last frame, plus means over all frames since construction."""
@@ -94,6 +99,7 @@ class SparseModel:
                     ctx.changed[step.name] = FrameContext.FULL
                 continue
             total = step.grid[0] * step.grid[1]
+            tiles = None
             if refresh:
                 step.run_dense(env)
                 ctx.changed[step.name] = FrameContext.FULL
@@ -111,6 +117,8 @@ class SparseModel:
                     step.run_sparse(env, active)
                     mode = "sparse"
                 policy.step_done(step, ctx, tiles if active_tiles else None, mode == "dense")
+            self._tiles[step.label] = tiles if mode == "sparse" else (
+                torch.ones(1, 1, *step.grid) if mode == "dense" else None)
             cells = step.shape[1] * step.shape[2]
             computed = cells if mode == "dense" else min(active_tiles * step.tile ** 2, cells)
             layers[step.label] = {"kind": step.kind, "mode": mode, "active_fraction": active_tiles / total,

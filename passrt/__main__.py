@@ -1,0 +1,5 @@
+import sys
+
+from passrt.cli.main import main
+
+sys.exit(main())

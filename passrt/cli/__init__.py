@@ -1,0 +1,1 @@
+"""The `passrt` command line."""

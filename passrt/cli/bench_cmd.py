@@ -1,0 +1,68 @@
+"""`passrt bench`: FPS, latency, active fraction and detection agreement of every policy."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from passrt.cli import args as cli_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="measure policies against the dense engines on the same frames",
+        description="Decode frames once, then run dense PyTorch, dense ONNX Runtime and every "
+                    "policy on the same frames, round-robin per frame, after a warm-up. Reports "
+                    "median FPS, latency percentiles, active fraction, MACs and mAP@0.5 agreement "
+                    "with the dense detections.")
+    cli_args.add_source(p)
+    cli_args.add_model(p)
+    p.add_argument("--policies", default="dense,regiondrop,exact,layerwise",
+                   help="policy specs separated by commas (" + cli_args.POLICY_HELP + "); "
+                        "default: dense,regiondrop,exact,layerwise")
+    cli_args.add_policy_params(p)
+    p.add_argument("--frames", type=int, default=200, help="frames to measure (default 200)")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up frames per engine, not measured")
+    p.add_argument("--no-onnxruntime", action="store_true", help="skip the dense ONNX Runtime engine")
+    p.add_argument("--json", metavar="PATH", help="write all results (and per-frame series) here")
+    p.add_argument("--plot", metavar="PNG", help="plot latency and active fraction per frame (needs matplotlib)")
+    p.set_defaults(func=main)
+
+
+def split_policies(text: str) -> list[str]:
+    """Policies are separated by ';', or by ',' where the next item starts a new policy name."""
+    from passrt.engine.policies import POLICIES
+
+    items, current = [], ""
+    for part in text.replace(";", ",").split(","):
+        name = part.split(":", 1)[0].strip()
+        if current and (name in POLICIES or "=" not in part):
+            items.append(current)
+            current = part.strip()
+        else:
+            current = f"{current},{part.strip()}" if current else part.strip()
+    if current:
+        items.append(current)
+    return items
+
+
+def main(args) -> int:
+    from passrt.runtime.bench import format_table, plot, run_benchmark
+
+    common = cli_args.common_params(args)
+    policies = [cli_args.parse_policy(s, common) for s in split_policies(args.policies)]
+    result = run_benchmark(cli_args.source_of(args), args.model, policies, frames=args.frames,
+                           warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
+                           progress=sys.stderr.isatty())
+    result["command"] = "passrt " + " ".join(sys.argv[1:])
+    w, h = result["resolution"]
+    print(f"{result['model']} on {result['input']} ({w}x{h}), {result['frames']} frames, "
+          f"{result['machine']['cpu']}, {result['machine']['torch_threads']} threads")
+    print(format_table(result))
+    if args.json:
+        from passrt.runtime.sinks import JsonSink
+
+        JsonSink(args.json).write(result)
+    if args.plot:
+        plot(result, args.plot)
+    return 0

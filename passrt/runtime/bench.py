@@ -1,0 +1,172 @@
+"""`passrt bench`: every engine on the same decoded frames, side by side, in one process.
+
+Frames are decoded and preprocessed once. Engines are run round-robin *per frame* (frame
+0 through every engine, then frame 1, ...): each engine keeps its own caches, and a noisy
+neighbour on a shared machine slows all of them alike instead of whichever ran last.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from passrt.metrics import average_precision
+from passrt.models import load_model
+from passrt.runtime.backends import OnnxRuntimeDense, TorchDense, TorchSparse
+from passrt.runtime.sources import open_source
+from passrt.runtime.timing import percentiles
+
+
+@dataclass
+class Entry:
+    label: str
+    engine: object
+    latency_ms: list = field(default_factory=list)
+    active: list = field(default_factory=list)
+    macs_exec: list = field(default_factory=list)
+    detections: list = field(default_factory=list)
+    macs_dense: float = 0.0
+
+
+def decode(uri: str, frames: int, spec) -> tuple[list[torch.Tensor], tuple[int, int], float | None]:
+    with open_source(uri) as source:
+        tensors = []
+        for frame in source:
+            tensors.append(spec.preprocess(frame.image))
+            if len(tensors) == frames:
+                break
+        fps = source.fps
+    if not tensors:
+        from passrt.errors import PassrtError
+        raise PassrtError(f"{uri}: no frames could be decoded")
+    return tensors, tuple(tensors[0].shape[2:]), fps
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    import onnxruntime
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(), "os": platform.platform()}
+
+
+def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict]], frames: int = 200,
+                  warmup: int = 5, onnxruntime: bool = True, progress: bool = True) -> dict:
+    """Measure dense PyTorch, (optionally) dense ONNX Runtime, and each (label, policy, params)."""
+    spec = load_model(model_name)
+    tensors, (h, w), clip_fps = decode(uri, frames, spec)
+    entries = [Entry("dense", TorchDense(spec.module))]
+    if onnxruntime:
+        entries.append(Entry("onnxruntime", OnnxRuntimeDense(spec.module, tensors[0], model_name)))
+    for label, name, params in policies:
+        if name != "dense":
+            entries.append(Entry(label, TorchSparse(spec.module, name, params)))
+
+    for e in entries:  # warm-up: allocators, oneDNN primitives, plans; then forget the state
+        for x in tensors[:warmup]:
+            e.engine(x)
+        if isinstance(e.engine, TorchSparse):
+            e.engine.model.reset()
+
+    clock = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    bar = tqdm(tensors, desc="bench", unit="frame", disable=not progress, file=sys.stderr)
+    for x in bar:
+        for e in entries:
+            clock()
+            t0 = _now()
+            out = e.engine(x)
+            clock()
+            e.latency_ms.append((_now() - t0) * 1e3)
+            det = spec.postprocess(out, (h, w))
+            e.detections.append((det.boxes, det.scores))
+            st = e.engine.stats()
+            e.active.append(st.get("active_fraction", 1.0))
+            e.macs_exec.append(st.get("macs_executed"))
+            e.macs_dense = st.get("macs_dense", e.macs_dense)
+
+    sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
+    ground_truth = [boxes for boxes, _ in entries[0].detections]
+    result = {"machine": machine(), "input": uri, "model": model_name, "frames": len(tensors),
+              "resolution": [w, h], "clip_fps": clip_fps, "warmup_frames": warmup, "policies": {}}
+    for e in entries:
+        lat = e.latency_ms
+        macs_exec = [m for m in e.macs_exec if m is not None]
+        entry = {
+            "fps_median": 1000.0 / statistics.median(lat),
+            "latency_ms": {f"p{q}": v for q, v in percentiles(lat, (50, 95, 99)).items()},
+            "active_fraction": float(np.mean(e.active)),
+            "macs_dense": sparse_macs_dense,
+            "macs_executed": float(np.mean(macs_exec)) if macs_exec else sparse_macs_dense,
+            "agreement_map50": average_precision(e.detections, ground_truth, 0.5),
+            "detections_per_frame": float(np.mean([len(b) for b, _ in e.detections])),
+            "per_frame": {"latency_ms": lat, "active_fraction": e.active},
+        }
+        if isinstance(e.engine, TorchSparse):
+            entry["policy"] = e.engine.model.policy.describe()
+            entry["refreshes"] = e.engine.model.stats()["refreshes"]
+        result["policies"][e.label] = entry
+    dense_fps = result["policies"]["dense"]["fps_median"]
+    ort_fps = result["policies"].get("onnxruntime", {}).get("fps_median")
+    for entry in result["policies"].values():
+        entry["speedup_vs_dense"] = entry["fps_median"] / dense_fps
+        if ort_fps:
+            entry["speedup_vs_onnxruntime"] = entry["fps_median"] / ort_fps
+    return result
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def format_table(result: dict) -> str:
+    rows = [("engine", "FPS", "p50 ms", "p95 ms", "x dense", "x ORT", "active", "MACs/exec", "mAP50 agr")]
+    for label, e in result["policies"].items():
+        ratio = e["macs_dense"] / e["macs_executed"] if e.get("macs_executed") else float("nan")
+        rows.append((label, f"{e['fps_median']:.1f}", f"{e['latency_ms']['p50']:.1f}",
+                     f"{e['latency_ms']['p95']:.1f}", f"{e['speedup_vs_dense']:.2f}",
+                     f"{e.get('speedup_vs_onnxruntime', float('nan')):.2f}",
+                     f"{e['active_fraction']:.3f}", f"{ratio:.2f}", f"{e['agreement_map50']:.3f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from passrt.errors import PassrtError
+        raise PassrtError("--plot needs matplotlib: pip install matplotlib") from None
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    for label, e in result["policies"].items():
+        ax1.plot(e["per_frame"]["latency_ms"], label=label, lw=1)
+        ax2.plot(e["per_frame"]["active_fraction"], label=label, lw=1)
+    ax1.set_ylabel("latency (ms)")
+    ax1.set_yscale("log")
+    ax2.set_ylabel("active fraction (MAC-weighted)")
+    ax2.set_xlabel("frame")
+    ax1.legend(fontsize=8)
+    w, h = result["resolution"]
+    ax1.set_title(f"{result['model']} on {os.path.basename(result['input'])} at {w}x{h}, {result['machine']['cores']} cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
