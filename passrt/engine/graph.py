@@ -377,12 +377,28 @@ class _Planner:
                 continue
             others = [self.producer[r] for r in op.refs() if r != ref.name]
             if all(self.steps.index(o) < self.steps.index(conv) for o in others):
-                conv.epilogue.append(op)
+                conv.epilogue.append(_in_place(op, ref.name))
                 self._alias(node, node_a)
                 self.tail[conv.name] = node.name
                 return True
         self._add(node, PointwiseStep(node.name, shape[1:], self._tile(shape), op))
         return True
+
+
+_HAS_INPLACE = {F.relu, F.relu6, F.hardswish, F.hardsigmoid, F.silu, F.leaky_relu, F.elu, F.hardtanh, F.mish}
+
+
+def _in_place(op: Pointwise, operand: str) -> Pointwise:
+    """A fused unary activation may overwrite the conv's fresh output instead of allocating."""
+    if op.refs() != [operand]:
+        return op
+    if isinstance(op.fn, nn.Module) and hasattr(op.fn, "inplace"):
+        fn = copy.copy(op.fn)
+        fn.inplace = True
+        return Pointwise(fn, op.args, op.kwargs)
+    if op.fn in _HAS_INPLACE:
+        return Pointwise(op.fn, op.args, {**op.kwargs, "inplace": True})
+    return op
 
 
 def _per_channel(arg_shape, out_shape) -> bool:

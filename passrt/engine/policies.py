@@ -156,6 +156,7 @@ class RegionDrop(Policy):
         self._per_grid = {}
         if refresh or self.ref is None or self.ref.shape != x.shape:
             self.ref = x.clone()
+            self._frame_hw = tuple(x.shape[2:])
             return True
         changed = (masks.pixel_change(x, self.ref) > self.threshold).float()
         counts = F.avg_pool2d(changed, self.block, self.block, ceil_mode=True) * (self.block ** 2)
@@ -164,20 +165,39 @@ class RegionDrop(Policy):
         if ctx.input_fraction > self.scene_cut:
             self.ref.copy_(x)
             return True
-        self.region = masks.from_tiles(blocks, self.block, x.shape[2], x.shape[3])
-        self.ref = torch.where(self.region.bool(), x, self.ref)
-        ctx.changed[ctx.input_name] = _nonempty(self.region)
+        region = masks.from_tiles(blocks, self.block, x.shape[2], x.shape[3])
+        self.ref = torch.where(region.bool(), x, self.ref)
+        # Integral image of the block grid: any layer's tile mask is then a few gathers.
+        self._integral = F.pad(blocks[0, 0].cumsum(0).cumsum(1), (1, 0, 1, 0))
+        ctx.changed[ctx.input_name] = _nonempty(region)
         return False
 
     def step_tiles(self, step, ctx):
-        h, w = step.shape[1], step.shape[2]
-        key = (h, w, step.tile)
+        key = (step.shape[1], step.shape[2], step.tile)
         if key not in self._per_grid:
-            cells = _nonempty(F.adaptive_max_pool2d(self.region, (h, w)))
-            self._per_grid[key] = (cells, masks.to_tiles(cells, step.tile) if cells is not None else None)
-        cells, tiles = self._per_grid[key]
-        ctx.changed[step.name] = cells
+            self._per_grid[key] = _nonempty(self._tiles_from_blocks(*key))
+        tiles = self._per_grid[key]
+        # Only dense steps look at this (whether anything changed): the common mask needs no map.
+        ctx.changed[step.name] = FrameContext.FULL if tiles is not None else None
         return tiles
+
+    def _tiles_from_blocks(self, h: int, w: int, tile: int) -> torch.Tensor:
+        """Tiles of an (h, w) layer that cover any active block (the common mask, rescaled)."""
+        (r0, r1), (c0, c1) = (_block_span(n, frame_n, tile, self.block)
+                              for n, frame_n in ((h, self._frame_hw[0]), (w, self._frame_hw[1])))
+        s = self._integral
+        count = s[r1][:, c1] - s[r0][:, c1] - s[r1][:, c0] + s[r0][:, c0]
+        return (count > 0).float().view(1, 1, len(r0), len(c0))
+
+
+def _block_span(n: int, frame_n: int, tile: int, block: int):
+    """Per tile along one axis: the first and one-past-last block it covers."""
+    ratio = frame_n / n  # input pixels per layer cell along this axis
+    starts = torch.arange(0, n, tile, dtype=torch.float64)
+    ends = torch.clamp(starts + tile, max=n)
+    lo = torch.floor(starts * ratio / block).long()
+    hi = torch.ceil(torch.clamp(torch.ceil(ends * ratio), max=frame_n) / block).long()
+    return lo, hi
 
 
 @dataclass
