@@ -1,0 +1,73 @@
+"""Mask policies: what each one marks active."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import passrt
+from passrt.engine.policies import FrameContext, RegionDrop
+
+
+def _region_drop_after(frame0, frame1, **params):
+    policy = RegionDrop(**params)
+    ctx = FrameContext({}, "x")
+    assert policy.begin_frame(ctx, frame0, refresh=True)
+    refresh = policy.begin_frame(ctx, frame1, refresh=False)
+    return policy, ctx, refresh
+
+
+def test_regiondrop_tiles_cover_every_cell_over_an_active_block():
+    h, w = 96, 128
+    x0 = torch.zeros(1, 3, h, w)
+    x1 = x0.clone()
+    x1[:, :, 40:45, 70:72] = 1.0  # one changed spot inside block (2, 4) of 16x16 blocks
+    policy, _, refresh = _region_drop_after(x0, x1, threshold=0.5, block=16, margin=0)
+    assert not refresh
+    pixel_region = torch.zeros(1, 1, h, w)
+    pixel_region[:, :, 32:48, 64:80] = 1
+    for (lh, lw, tile) in [(48, 64, 4), (24, 32, 2), (12, 16, 2), (6, 8, 1), (3, 4, 1), (96, 128, 8)]:
+        tiles = policy._tiles_from_blocks(lh, lw, tile)
+        # Reference: the layer cells whose pixel footprint meets the region, OR-reduced to tiles.
+        cells = F.adaptive_max_pool2d(pixel_region, (lh, lw))
+        want = F.max_pool2d(cells, tile, tile, ceil_mode=True)
+        assert torch.equal(tiles, want), (lh, lw, tile)
+
+
+def test_regiondrop_margin_and_noise_robustness():
+    x0 = torch.zeros(1, 3, 64, 64)
+    x1 = x0.clone()
+    x1[:, :, 20, 20] = 0.05  # below threshold: noise
+    _, ctx, _ = _region_drop_after(x0, x1, threshold=0.08)
+    assert ctx.changed.get("x") is None
+    x1[:, :, 20:22, 20:22] = 1.0  # 4 pixels: enough with min_pixels=4, not with 5
+    _, ctx, _ = _region_drop_after(x0, x1, threshold=0.08, min_pixels=5)
+    assert ctx.changed.get("x") is None
+    _, ctx, _ = _region_drop_after(x0, x1, threshold=0.08, min_pixels=4, margin=1)
+    region = ctx.changed["x"][0, 0]
+    assert region.sum() == 48 * 48  # block (1, 1) dilated by one block: 3x3 blocks of 16x16
+
+
+def test_regiondrop_reference_moves_only_in_the_region():
+    x0 = torch.zeros(1, 3, 64, 64)
+    x1 = torch.full_like(x0, 0.01)
+    x1[:, :, 0:4, 0:4] = 1.0
+    policy, _, _ = _region_drop_after(x0, x1, threshold=0.08, margin=0)
+    assert torch.all(policy.ref[:, :, :16, :16] == x1[:, :, :16, :16])
+    assert torch.all(policy.ref[:, :, 16:, 16:] == 0)
+
+
+def test_layerwise_skips_small_feature_changes():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)).eval()
+    x = torch.rand(1, 3, 32, 32)
+    loose = passrt.sparsify(net, "layerwise", threshold=0.0, feature_threshold=10.0, scene_cut=1.0)
+    strict = passrt.sparsify(net, "layerwise", threshold=0.0, feature_threshold=0.0, scene_cut=1.0)
+    for engine in (loose, strict):
+        engine(x)
+        y = x.clone()
+        y[:, :, 10:12, 10:12] += 0.01
+        out = engine(y)
+    # With a huge feature threshold the second conv never recomputes; with 0 it is exact.
+    assert loose.stats()["layers"]["2"]["mode"] == "skipped"
+    assert strict.stats()["layers"]["2"]["mode"] == "sparse"
+    torch.testing.assert_close(out, net(y), rtol=1e-5, atol=1e-5)
