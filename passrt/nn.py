@@ -33,7 +33,9 @@ class Conv2dSame(nn.Conv2d):
         return top, bottom, left, right
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top, bottom, left, right = self.pads(x.shape[-2], x.shape[-1])
-        if top or bottom or left or right:
-            x = F.pad(x, (left, right, top, bottom))
-        return super().forward(x)
+        # int(): under ONNX/JIT tracing the padding becomes a constant of the traced size
+        # (an exported graph has a fixed input size) instead of traced shape arithmetic.
+        top, bottom, left, right = self.pads(int(x.shape[-2]), int(x.shape[-1]))
+        if top == bottom and left == right:  # symmetric: let the conv pad (no copy)
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+        return super().forward(F.pad(x, (left, right, top, bottom)))

@@ -275,4 +275,17 @@ def make_policy(spec, **params) -> Policy:
     if unknown:
         raise PassrtError(f"policy '{spec}' has no parameter {', '.join(sorted(unknown))}; "
                           f"it takes: {', '.join(sorted(known))}")
-    return cls(**params)
+    defaults = {f.name: f.default for f in fields(cls)}
+    return cls(**{k: _typed(spec, k, v, defaults[k]) for k, v in params.items()})
+
+
+def _typed(policy: str, name: str, value, default):
+    """Check a parameter against its default's type (ints may be given for floats)."""
+    if default is None or value is None:
+        return value
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) != isinstance(default, bool):
+        raise PassrtError(f"policy '{policy}': parameter {name} must be {kind.__name__}, got {value!r}")
+    return value

@@ -169,3 +169,9 @@ def test_positive_threshold_error_is_bounded_and_does_not_drift(policy):
     assert engine.stats()["active_fraction_mean"] < 0.7  # the noise is really skipped
     early, late = max(errors[1:100]), max(errors[200:])
     assert late <= 1.5 * early + 1e-6, (early, late)
+
+
+def test_policy_parameter_types_are_checked():
+    assert passrt.make_policy("regiondrop", threshold=1).threshold == 1.0
+    with pytest.raises(PassrtError, match="min_pixels must be int"):
+        passrt.make_policy("regiondrop", min_pixels="4:margin=0")

@@ -1,0 +1,78 @@
+"""Capture in its own thread, behind a bounded queue with an explicit drop policy.
+
+Live sources drop the *oldest* queued frame when the consumer falls behind, so latency
+stays bounded; files block instead, so no frame is lost.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+_END = object()
+
+
+class CaptureThread:
+    def __init__(self, source, maxsize: int = 4, drop: str = "auto"):
+        if drop == "auto":
+            drop = "oldest" if getattr(source, "is_live", False) else "block"
+        if drop not in ("oldest", "block"):
+            raise ValueError(f"drop policy must be 'oldest', 'block' or 'auto', not {drop!r}")
+        self.source, self.drop = source, drop
+        self.queue: queue.Queue = queue.Queue(maxsize)
+        self.captured = self.dropped = 0
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="passrt-capture", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            for frame in self.source:
+                if self._stop.is_set():
+                    break
+                self.captured += 1
+                self._put(frame)
+        except BaseException as e:  # handed to the consumer, never swallowed
+            self._error = e
+        finally:
+            self._put(_END, force=True)
+
+    def _put(self, item, force: bool = False):
+        while not self._stop.is_set() or force:
+            try:
+                if self.drop == "oldest" and item is not _END:
+                    if self.queue.full():
+                        try:
+                            self.queue.get_nowait()
+                            self.dropped += 1
+                        except queue.Empty:
+                            pass
+                    self.queue.put_nowait(item)
+                else:
+                    self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if force:  # make room for the end marker
+                    try:
+                        self.queue.get_nowait()
+                    except queue.Empty:
+                        pass
+
+    def __iter__(self):
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield item
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._thread.join(timeout=2.0)

@@ -1,0 +1,38 @@
+"""Drawing detections, a text overlay and the recomputed tiles. Inputs are never modified."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def draw_detections(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
+                    color=(0, 255, 0)) -> np.ndarray:
+    out = image.copy()
+    for (x1, y1, x2, y2), s in zip(np.asarray(boxes).astype(int), scores):
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
+        cv2.putText(out, f"{s:.2f}", (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    return out
+
+
+def draw_overlay(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    out = image.copy()
+    if not lines:
+        return out
+    height = 20 * len(lines) + 8
+    width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] for t in lines) + 12
+    region = out[:height, :width]
+    region[:] = (region * 0.35).astype(out.dtype)  # darken behind the text for contrast
+    for i, text in enumerate(lines):
+        cv2.putText(out, text, (6, 20 * i + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def draw_tile_mask(image: np.ndarray, tile_mask: np.ndarray, alpha: float = 0.25,
+                   color=(0, 0, 255)) -> np.ndarray:
+    """Tint the image regions of active tiles; tile (i, j) covers the matching fraction of the image."""
+    h, w = image.shape[:2]
+    cells = cv2.resize(np.asarray(tile_mask, dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    out = image.copy()
+    out[cells] = (out[cells] * (1 - alpha) + np.array(color) * alpha).astype(out.dtype)
+    return out
