@@ -260,6 +260,13 @@ class _Planner:
         bias = m.bias.detach().clone() if m.bias is not None else None
         step = ConvStep(node.name, self._spatial_ref(node.args[0]).name, out_shape[1:], self._tile(out_shape),
                         m.weight.detach().clone(), bias, win, m.groups)
+        producer = self._fusable_conv(node.args[0])
+        if producer is not None and producer.follow is None and win.kernel == (1, 1) \
+                and win.stride == (1, 1) and win.pads == (0, 0, 0, 0) and m.groups == 1:
+            producer.attach_follow(step)  # the 1x1 conv is the only reader: fuse it
+            self._alias(node, node.args[0])
+            self.tail[producer.name] = node.name
+            return
         self._add(node, step)
         self.tail[step.name] = node.name
 
@@ -274,7 +281,7 @@ class _Planner:
 
     def _fold_batchnorm(self, node, bn: nn.BatchNorm2d) -> bool:
         step = self._fusable_conv(node.args[0])
-        if step is None or step.epilogue or bn.training or bn.running_mean is None:
+        if step is None or step.last.epilogue or bn.training or bn.running_mean is None:
             return False
         step.fold_batchnorm(bn)
         self._alias(node, node.args[0])
@@ -377,7 +384,7 @@ class _Planner:
                 continue
             others = [self.producer[r] for r in op.refs() if r != ref.name]
             if all(self.steps.index(o) < self.steps.index(conv) for o in others):
-                conv.epilogue.append(_in_place(op, ref.name))
+                conv.last.epilogue.append(_in_place(op, ref.name))
                 self._alias(node, node_a)
                 self.tail[conv.name] = node.name
                 return True

@@ -137,11 +137,19 @@ class SpatialStep(Step):
 
 
 class ConvStep(SpatialStep):
+    """A convolution with its fused epilogue, and optionally a fused 1x1 conv after it.
+
+    ``follow``: when a 1x1 conv is the only reader of this conv's output (the projection
+    after a depthwise conv in MobileNetV2), both run in one step: the intermediate rows go
+    straight into the 1x1 GEMM and are never written to a cache or gathered back. The step's
+    output is then the 1x1 conv's (after its own epilogue).
+    """
+
     def __init__(self, name, src, shape, tile, weight, bias, win: Window, groups: int):
         super().__init__(name, [src], shape, tile)
         self.weight, self.bias, self.win, self.groups = weight, bias, win, groups
         self.epilogue: list[Pointwise] = []
-        self.pre_epilogue_name = name  # the conv's own node, which the epilogue refers to
+        self.follow: Optional[ConvStep] = None
         self.weight_t = weight.view(weight.shape[0], -1).t().contiguous() if weight.shape[2:] == (1, 1) else None
         c_out, c_in_per_group, kh, kw = weight.shape
         self.macs_per_cell = c_out * c_in_per_group * kh * kw
@@ -149,50 +157,70 @@ class ConvStep(SpatialStep):
     @property
     def kind(self) -> str:
         if self.groups > 1 and self.weight.shape[1] == 1:
-            return "conv_dw"
-        return "conv1x1" if self.win.kernel == (1, 1) else "conv"
+            kind = "conv_dw"
+        else:
+            kind = "conv1x1" if self.win.kernel == (1, 1) else "conv"
+        return kind + "+conv1x1" if self.follow is not None else kind
+
+    @property
+    def last(self) -> "ConvStep":
+        """The conv whose epilogue new fused ops join."""
+        return self.follow if self.follow is not None else self
+
+    def attach_follow(self, conv: "ConvStep") -> None:
+        self.follow = conv
+        self.shape = conv.shape
+        self.macs_per_cell += conv.macs_per_cell
 
     def fold_batchnorm(self, bn: torch.nn.BatchNorm2d) -> None:
+        conv = self.last
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-        bias = self.bias if self.bias is not None else torch.zeros_like(bn.running_mean)
-        self.weight = self.weight * scale.view(-1, 1, 1, 1)
-        self.bias = (bias - bn.running_mean) * scale + bn.bias.detach()
-        if self.weight_t is not None:
-            self.weight_t = self.weight.view(self.weight.shape[0], -1).t().contiguous()
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.weight = conv.weight * scale.view(-1, 1, 1, 1)
+        conv.bias = (bias - bn.running_mean) * scale + bn.bias.detach()
+        if conv.weight_t is not None:
+            conv.weight_t = conv.weight.view(conv.weight.shape[0], -1).t().contiguous()
 
     def input_refs(self):
-        extra = [(a.name, a.broadcast) for pw in self.epilogue for a in pw.args
-                 if isinstance(a, Ref) and a.name != self.pre_epilogue_name]
+        convs = [self] if self.follow is None else [self, self.follow]
+        extra = [(a.name, a.broadcast) for c in convs for pw in c.epilogue for a in pw.args
+                 if isinstance(a, Ref) and a.name != self.name]
         return [(self.srcs[0], False)] + extra
 
     def propagate(self, changed):
         own = changed[0]
         out = masks.through_window(own, self.win) if own is not None else None
-        return masks.union([out] + changed[1:])
+        return masks.union([out] + changed[1:])  # a fused 1x1 maps cells to themselves
 
-    def _epilogue(self, env: Env, y: torch.Tensor, rows: bool, active=None) -> torch.Tensor:
-        for pw in self.epilogue:
-            y = pw(env, rows, self.tile, active, override=(self.pre_epilogue_name, y))
+    def _epilogue(self, conv: "ConvStep", env: Env, y: torch.Tensor, rows: bool, active=None) -> torch.Tensor:
+        # Epilogue ops refer to the running result by this step's name.
+        for pw in conv.epilogue:
+            y = pw(env, rows, self.tile, active, override=(self.name, y))
         return y
 
     def run_sparse(self, env, active):
         y = K.conv2d_tiles(env[self.srcs[0]], self.weight, self.bias, self.win, self.groups,
                            self.tile, active, self.weight_t)
-        if self.epilogue:
-            y = self._epilogue(env, y, True, active)
+        y = self._epilogue(self, env, y, True, active)
+        if self.follow is not None:
+            f = self.follow
+            y = torch.addmm(f.bias, y, f.weight_t) if f.bias is not None else y @ f.weight_t
+            y = self._epilogue(f, env, y, True, active)
         K.write_tiles(env[self.name], self.tile, active, y)
 
     def run_dense(self, env):
-        x = env[self.srcs[0]].nchw()
+        y = self._dense_conv(env[self.srcs[0]].nchw())
+        y = self._epilogue(self, env, y, False)
+        if self.follow is not None:
+            y = self._epilogue(self.follow, env, self.follow._dense_conv(y), False)
+        env[self.name].write_nchw(y)
+
+    def _dense_conv(self, x: torch.Tensor) -> torch.Tensor:
         top, bottom, left, right = self.win.pads
         if top == bottom and left == right:
-            y = F.conv2d(x, self.weight, self.bias, self.win.stride, (top, left), self.win.dilation, self.groups)
-        else:
-            y = F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias,
-                         self.win.stride, 0, self.win.dilation, self.groups)
-        if self.epilogue:
-            y = self._epilogue(env, y, False)
-        env[self.name].write_nchw(y)
+            return F.conv2d(x, self.weight, self.bias, self.win.stride, (top, left), self.win.dilation, self.groups)
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias,
+                        self.win.stride, 0, self.win.dilation, self.groups)
 
 
 class PoolStep(SpatialStep):
