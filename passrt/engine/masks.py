@@ -49,8 +49,7 @@ def from_tiles(tiles: torch.Tensor, tile: int, height: int, width: int) -> torch
     """Expand a tile mask back to cells (the cells that a sparse run rewrote)."""
     if tile == 1:
         return tiles
-    cells = tiles.repeat_interleave(tile, 2).repeat_interleave(tile, 3)
-    return cells[:, :, :height, :width]
+    return F.interpolate(tiles, scale_factor=tile, mode="nearest")[:, :, :height, :width]
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
@@ -61,4 +60,4 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 def pixel_change(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Per-pixel change: max over channels of |x - ref|, (1, 1, H, W)."""
-    return (x - ref).abs().amax(1, keepdim=True)
+    return torch.sub(x, ref).abs_().amax(1, keepdim=True)

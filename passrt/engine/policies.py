@@ -21,6 +21,7 @@ layer whose active tile fraction is above ``crossover`` runs dense.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import Optional
 
 import torch
@@ -165,14 +166,18 @@ class RegionDrop(Policy):
         if ctx.input_fraction > self.scene_cut:
             self.ref.copy_(x)
             return True
+        if not bool(blocks.any()):
+            return False
         region = masks.from_tiles(blocks, self.block, x.shape[2], x.shape[3])
-        self.ref = torch.where(region.bool(), x, self.ref)
+        self.ref.lerp_(x, region)  # region is 0/1: the reference moves only inside it
         # Integral image of the block grid: any layer's tile mask is then a few gathers.
         self._integral = F.pad(blocks[0, 0].cumsum(0).cumsum(1), (1, 0, 1, 0))
-        ctx.changed[ctx.input_name] = _nonempty(region)
+        ctx.changed[ctx.input_name] = region
         return False
 
     def step_tiles(self, step, ctx):
+        if ctx.changed.get(ctx.input_name) is None:
+            return None
         key = (step.shape[1], step.shape[2], step.tile)
         if key not in self._per_grid:
             self._per_grid[key] = _nonempty(self._tiles_from_blocks(*key))
@@ -183,13 +188,14 @@ class RegionDrop(Policy):
 
     def _tiles_from_blocks(self, h: int, w: int, tile: int) -> torch.Tensor:
         """Tiles of an (h, w) layer that cover any active block (the common mask, rescaled)."""
-        (r0, r1), (c0, c1) = (_block_span(n, frame_n, tile, self.block)
+        (r0, r1), (c0, c1) = (_block_span(n, frame_n, tile, self.block)  # cached: static per layer
                               for n, frame_n in ((h, self._frame_hw[0]), (w, self._frame_hw[1])))
         s = self._integral
         count = s[r1][:, c1] - s[r0][:, c1] - s[r1][:, c0] + s[r0][:, c0]
         return (count > 0).float().view(1, 1, len(r0), len(c0))
 
 
+@lru_cache(maxsize=1024)
 def _block_span(n: int, frame_n: int, tile: int, block: int):
     """Per tile along one axis: the first and one-past-last block it covers."""
     ratio = frame_n / n  # input pixels per layer cell along this axis

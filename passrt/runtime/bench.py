@@ -1,8 +1,10 @@
 """`passrt bench`: every engine on the same decoded frames, side by side, in one process.
 
-Frames are decoded and preprocessed once. Engines are run round-robin *per frame* (frame
-0 through every engine, then frame 1, ...): each engine keeps its own caches, and a noisy
-neighbour on a shared machine slows all of them alike instead of whichever ran last.
+Frames are decoded and preprocessed once. Engines take turns in blocks of ``block`` frames
+(frames 0-9 through every engine, then 10-19, ...): each engine keeps its own state and
+sees every frame in order, a noisy neighbour on a shared machine slows all engines alike
+instead of whichever ran last, and blocks (rather than single frames) keep one engine's
+run from starting every frame with caches the previous engine evicted.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def machine() -> dict:
 
 
 def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict]], frames: int = 200,
-                  warmup: int = 5, onnxruntime: bool = True, progress: bool = True) -> dict:
+                  warmup: int = 5, onnxruntime: bool = True, progress: bool = True, block: int = 10) -> dict:
     """Measure dense PyTorch, (optionally) dense ONNX Runtime, and each (label, policy, params)."""
     spec = load_model(model_name)
     tensors, (h, w), clip_fps = decode(uri, frames, spec)
@@ -83,25 +85,29 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
             e.engine.model.reset()
 
     clock = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    bar = tqdm(tensors, desc="bench", unit="frame", disable=not progress, file=sys.stderr)
-    for x in bar:
+    bar = tqdm(total=len(tensors) * len(entries), desc="bench", unit="frame", disable=not progress,
+               file=sys.stderr)
+    for start in range(0, len(tensors), block):
         for e in entries:
-            clock()
-            t0 = _now()
-            out = e.engine(x)
-            clock()
-            e.latency_ms.append((_now() - t0) * 1e3)
-            det = spec.postprocess(out, (h, w))
-            e.detections.append((det.boxes, det.scores))
-            st = e.engine.stats()
-            e.active.append(st.get("active_fraction", 1.0))
-            e.macs_exec.append(st.get("macs_executed"))
-            e.macs_dense = st.get("macs_dense", e.macs_dense)
+            for x in tensors[start:start + block]:
+                clock()
+                t0 = _now()
+                out = e.engine(x)
+                clock()
+                e.latency_ms.append((_now() - t0) * 1e3)
+                det = spec.postprocess(out, (h, w))
+                e.detections.append((det.boxes, det.scores))
+                st = e.engine.stats()
+                e.active.append(st.get("active_fraction", 1.0))
+                e.macs_exec.append(st.get("macs_executed"))
+                e.macs_dense = st.get("macs_dense", e.macs_dense)
+                bar.update()
+    bar.close()
 
     sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
     ground_truth = [boxes for boxes, _ in entries[0].detections]
     result = {"machine": machine(), "input": uri, "model": model_name, "frames": len(tensors),
-              "resolution": [w, h], "clip_fps": clip_fps, "warmup_frames": warmup, "policies": {}}
+              "resolution": [w, h], "clip_fps": clip_fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
     for e in entries:
         lat = e.latency_ms
         macs_exec = [m for m in e.macs_exec if m is not None]
