@@ -66,7 +66,11 @@ class Policy:
 
     name = "policy"
     tile_px: int = 16  # a layer's tile covers about this many input pixels ...
-    min_tile: int = 2  # ... but at least this many output cells per side
+    # ... but at least this many output cells per side. 1 on the CPU backend: a 1x1 conv is
+    # a GEMM over gathered rows whatever the tile size, so small tiles only cost halo in
+    # depthwise convs, and on SSDLite at 768x576 that is cheaper than recomputing 2x2-cell
+    # (64 px) tiles in the stride-32 layers (measured: benchmarks/RESULTS.md).
+    min_tile: int = 1
     max_tile: int = 8  # ... and at most this many
     crossover: float = 0.6
     scene_cut: float = 0.6
@@ -141,9 +145,12 @@ class Exact(Policy):
 @dataclass
 class RegionDrop(Policy):
     name = "regiondrop"
-    threshold: float = 0.08
+    # Defaults chosen on vtest.avi (benchmarks/RESULTS.md): its compression noise changes
+    # ~60 % of blocks at threshold 0; requiring 8 pixels above 0.1 in a 16x16 block keeps
+    # people and ignores noise, at mAP@0.5 agreement >= 0.98 with dense.
+    threshold: float = 0.1
     block: int = 16
-    min_pixels: int = 1
+    min_pixels: int = 8
     margin: int = 1
 
     def __post_init__(self):
