@@ -1,0 +1,85 @@
+"""The command line as a user runs it: real clip, real model, and bad inputs."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+
+def passrt(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "passrt", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_commands():
+    out = passrt("--help")
+    assert out.returncode == 0 and all(c in out.stdout for c in ("run", "bench", "assets"))
+    assert "csi://N" in passrt("run", "--help").stdout
+
+
+def test_run_writes_video_and_summary(tmp_path):
+    out = passrt("run", "--input", "carphone", "--headless", "--max-frames", "15", "--policy", "regiondrop",
+                 "--output", str(tmp_path / "out.mp4"), "--json", str(tmp_path / "run.json"), "--show-tiles")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["frames"] == 15 and 0 < summary["active_fraction_mean"] <= 1
+    assert set(summary["stages_ms"]) >= {"preprocess", "engine", "postprocess"}
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
+    assert "FPS" in out.stderr
+
+
+def test_bench_json(tmp_path):
+    out = passrt("bench", "--input", "carphone", "--frames", "12", "--warmup", "2",
+                 "--policies", "dense,regiondrop,exact:threshold=0.05,layerwise", "--json", str(tmp_path / "b.json"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert set(result["policies"]) == {"dense", "onnxruntime", "regiondrop", "exact:threshold=0.05", "layerwise"}
+    for entry in result["policies"].values():
+        assert entry["fps_median"] > 0 and set(entry["latency_ms"]) == {"p50", "p95", "p99"}
+        assert 0 <= entry["agreement_map50"] <= 1 and 0 < entry["active_fraction"] <= 1
+        assert len(entry["per_frame"]["latency_ms"]) == 12
+    assert result["policies"]["dense"]["agreement_map50"] == 1.0
+    assert result["machine"]["cores"] >= 1 and "torch" in result["machine"]
+    assert "x dense" in out.stdout
+
+
+def odd_clip(path, size=(101, 77), frames=6):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def test_resolution_the_tiles_do_not_divide(tmp_path):
+    clip = odd_clip(tmp_path / "odd.avi")
+    out = passrt("run", "--input", str(clip), "--headless", "--policy", "exact")
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--input", "/no/such/clip.mp4", "--headless"], "no such file"),
+    (["run", "--input", "carphone", "--headless", "--model", "yolo"], "unknown model 'yolo'"),
+    (["run", "--input", "carphone", "--headless", "--policy", "fast"], "unknown policy 'fast'"),
+    (["run", "--input", "carphone", "--headless", "--param", "margin"], "is not NAME=VALUE"),
+    (["run", "--input", "carphone", "--headless", "--output", "/no/dir/out.mp4"], "does not exist"),
+    (["run", "--input", "carphone"], "--headless"),  # no display here
+    (["run", "--camera", "9", "--headless"], "cannot open camera 9"),
+])
+def test_bad_input_one_line_no_traceback(args, message, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    out = passrt(*args)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.strip().count("\n") == 0 or out.stderr.strip().splitlines()[-1].startswith("passrt: error:")
+
+
+def test_corrupt_file_clear_error(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    out = passrt("run", "--input", str(bad), "--headless")
+    assert out.returncode == 2 and "bad.mp4" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,139 @@
+"""Sources, capture thread, sinks and drawing."""
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from passrt.errors import PassrtError
+from passrt.runtime.capture import CaptureThread
+from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask
+from passrt.runtime.sinks import DisplaySink, JsonSink, VideoFileSink
+from passrt.runtime.sources import Frame, open_source
+
+
+def write_clip(path, frames=12, size=(64, 48)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    for i in range(frames):
+        img = np.full((size[1], size[0], 3), i * 20 % 255, np.uint8)
+        cv2.putText(img, str(i), (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        writer.write(img)
+    writer.release()
+    return path
+
+
+def test_real_clip_reads():
+    with open_source("carphone", max_frames=20) as source:
+        frames = list(source)
+        assert source.size == (176, 144) and source.fps and source.frame_count == 120
+    assert len(frames) == 20 and frames[0].image.shape == (144, 176, 3)
+    assert [f.index for f in frames] == list(range(20))
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(PassrtError, match="no such file"):
+        open_source(str(tmp_path / "nope.mp4"))
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(PassrtError, match="junk.avi"):
+        open_source(str(junk))
+
+
+def test_corrupt_frames_in_the_middle_are_skipped(tmp_path):
+    path = write_clip(tmp_path / "clip.avi", frames=30)
+    data = bytearray(path.read_bytes())
+    # Overwrite the middle of the file (inside the MJPEG frames) with zeros.
+    mid = len(data) // 2
+    data[mid:mid + 2000] = bytes(2000)
+    path.write_bytes(bytes(data))
+    with open_source(str(path)) as source:
+        frames = list(source)
+    # Frames before and after the damage still come out; the damaged ones are counted or
+    # decode as garbage images (OpenCV's MJPEG decoder is lenient), never a crash.
+    assert len(frames) >= 20
+    assert frames[-1].index >= 20
+
+
+def test_camera_and_csi_errors():
+    with pytest.raises(PassrtError, match="camera 7|cannot open"):
+        open_source("7")
+    with pytest.raises(PassrtError, match="/dev/video9 does not exist"):
+        open_source("v4l2:///dev/video9")
+    if "GStreamer" not in cv2.getBuildInformation() or "GStreamer:                   NO" in cv2.getBuildInformation():
+        with pytest.raises(PassrtError, match="GStreamer"):
+            open_source("csi://0")
+
+
+class FakeLive:
+    is_live = True
+
+    def __init__(self, n, fail_at=None):
+        self.n, self.fail_at = n, fail_at
+
+    def __iter__(self):
+        for i in range(self.n):
+            if i == self.fail_at:
+                raise PassrtError("camera unplugged")
+            yield Frame(i, np.zeros((2, 2, 3), np.uint8), time.monotonic())
+
+
+def test_capture_block_keeps_every_frame():
+    source = FakeLive(50)
+    source.is_live = False
+    cap = CaptureThread(source, maxsize=2)
+    got = []
+    for f in cap:
+        time.sleep(0.001)
+        got.append(f.index)
+    assert got == list(range(50)) and cap.dropped == 0
+
+
+def test_capture_drops_oldest_for_live_sources():
+    gate = threading.Event()
+
+    class Slow(FakeLive):
+        def __iter__(self):
+            yield from super().__iter__()
+            gate.set()
+
+    cap = CaptureThread(Slow(100), maxsize=3)
+    gate.wait(5)  # the producer ran ahead of a consumer that has not started yet
+    got = [f.index for f in cap]
+    assert cap.dropped > 0 and got[-1] == 99 and got == sorted(got)
+
+
+def test_capture_reraises_source_errors():
+    cap = CaptureThread(FakeLive(10, fail_at=5), maxsize=20)
+    with pytest.raises(PassrtError, match="unplugged"):
+        list(cap)
+
+
+def test_video_sink_roundtrip_and_errors(tmp_path):
+    sink = VideoFileSink(str(tmp_path / "out.avi"), 10, (64, 48))
+    for _ in range(7):
+        sink.write(np.zeros((48, 64, 3), np.uint8))
+    sink.close()
+    with open_source(str(tmp_path / "out.avi")) as source:
+        assert len(list(source)) == 7
+    with pytest.raises(PassrtError, match="does not exist"):
+        VideoFileSink(str(tmp_path / "missing" / "out.mp4"), 10, (64, 48))
+    with pytest.raises(PassrtError, match="does not exist"):
+        JsonSink(str(tmp_path / "missing" / "x.json"))
+
+
+def test_display_without_screen(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(PassrtError, match="--headless"):
+        DisplaySink()
+
+
+def test_drawing_leaves_input_untouched():
+    img = np.zeros((60, 80, 3), np.uint8)
+    boxed = draw_detections(img, np.array([[10, 10, 40, 50]], np.float32), np.array([0.9]))
+    assert boxed.shape == img.shape and boxed.any() and not img.any()
+    assert draw_overlay(img, ["a", "bb"]).shape == img.shape and not img.any()
+    tinted = draw_tile_mask(np.full_like(img, 100), np.array([[True, False], [False, False]]))
+    assert (tinted[:30, :40] != 100).any() and (tinted[30:, 40:] == 100).all()
