@@ -34,7 +34,7 @@ class SparseModel:
         self._force_refresh = True
         self.frames = 0
         self._last: dict = {}
-        self._tiles: dict[str, torch.Tensor | None] = {}
+        self._tiles: dict[str, object] = {}  # label -> last tile mask, "dense", or None
         self._totals = {"macs_executed": 0.0, "active_fraction": 0.0, "refreshes": 0}
 
     # ---- public API -----------------------------------------------------------------
@@ -52,7 +52,14 @@ class SparseModel:
 
     def tile_masks(self) -> dict:
         """Per layer (by label), the (Ht, Wt) bool mask of tiles recomputed on the last frame."""
-        return {k: (v.reshape(v.shape[-2:]) > 0) if v is not None else None for k, v in self._tiles.items()}
+        grids = {s.label: s.grid for s in self.plan.steps if isinstance(s, SpatialStep)} if self.plan else {}
+        out = {}
+        for label, v in self._tiles.items():
+            if isinstance(v, torch.Tensor):
+                out[label] = v.reshape(v.shape[-2:]) > 0
+            else:
+                out[label] = torch.ones(grids[label], dtype=torch.bool) if v == "dense" else None
+        return out
 
     def stats(self) -> dict:
         """Figures of the last frame, plus means over all frames since construction."""
@@ -98,38 +105,43 @@ class SparseModel:
                     step.run(env)
                     ctx.changed[step.name] = FrameContext.FULL
                 continue
+            mode, active_tiles = self._run_spatial(step, ctx, refresh)
             total = step.grid[0] * step.grid[1]
-            tiles = None
-            if refresh:
-                step.run_dense(env)
-                ctx.changed[step.name] = FrameContext.FULL
-                mode, active_tiles = "dense", total
-            else:
-                tiles = policy.step_tiles(step, ctx)
-                active = tiles.reshape(-1).nonzero().reshape(-1) if tiles is not None else None
-                active_tiles = 0 if active is None else active.numel()
-                if active_tiles == 0:
-                    mode = "skipped"
-                elif active_tiles > policy.crossover * total:
-                    step.run_dense(env)
-                    mode, active_tiles = "dense", total
-                else:
-                    step.run_sparse(env, active)
-                    mode = "sparse"
-                policy.step_done(step, ctx, tiles if active_tiles else None, mode == "dense")
-            self._tiles[step.label] = tiles if mode == "sparse" else (
-                torch.ones(1, 1, *step.grid) if mode == "dense" else None)
             cells = step.shape[1] * step.shape[2]
             computed = cells if mode == "dense" else min(active_tiles * step.tile ** 2, cells)
             layers[step.label] = {"kind": step.kind, "mode": mode, "active_fraction": active_tiles / total,
-                                 "macs_dense": step.macs_per_cell * cells,
-                                 "macs_executed": step.macs_per_cell * computed}
+                                  "macs_dense": step.macs_per_cell * cells,
+                                  "macs_executed": step.macs_per_cell * computed}
             macs_dense += step.macs_per_cell * cells
             macs_exec += step.macs_per_cell * computed
         if refresh:
             policy.after_refresh(plan.steps, env)
         self._record(refresh, ctx, layers, macs_dense, macs_exec)
         return fx.node.map_aggregate(plan.outputs, self._output_value)
+
+    def _run_spatial(self, step: SpatialStep, ctx: FrameContext, refresh: bool) -> tuple[str, int]:
+        """Run one spatial step densely, sparsely or not at all; return (mode, tiles computed)."""
+        total = step.grid[0] * step.grid[1]
+        if refresh:
+            step.run_dense(self.env)
+            ctx.changed[step.name] = FrameContext.FULL
+            self._tiles[step.label] = "dense"
+            return "dense", total
+        policy = self.policy
+        tiles = policy.step_tiles(step, ctx)
+        active = tiles.reshape(-1).nonzero().reshape(-1) if tiles is not None else None
+        n = 0 if active is None else active.numel()
+        if n == 0:
+            mode = "skipped"
+        elif n > policy.crossover * total:  # above the cost crossover, dense is cheaper
+            step.run_dense(self.env)
+            mode, n = "dense", total
+        else:
+            step.run_sparse(self.env, active)
+            mode = "sparse"
+        policy.step_done(step, ctx, tiles if n else None, mode == "dense")
+        self._tiles[step.label] = tiles if mode == "sparse" else (mode if mode == "dense" else None)
+        return mode, n
 
     def _output_value(self, a):
         if not isinstance(a, Ref):

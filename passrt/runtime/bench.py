@@ -146,7 +146,7 @@ def format_table(result: dict) -> str:
         ratio = e["macs_dense"] / e["macs_executed"] if e.get("macs_executed") else float("nan")
         rows.append((label, f"{e['fps_median']:.1f}", f"{e['latency_ms']['p50']:.1f}",
                      f"{e['latency_ms']['p95']:.1f}", f"{e['speedup_vs_dense']:.2f}",
-                     f"{e.get('speedup_vs_onnxruntime', float('nan')):.2f}",
+                     f"{e['speedup_vs_onnxruntime']:.2f}" if "speedup_vs_onnxruntime" in e else "-",
                      f"{e['active_fraction']:.3f}", f"{ratio:.2f}", f"{e['agreement_map50']:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
