@@ -10,7 +10,7 @@ from torch import nn
 
 from passrt.engine.graph import Plan, build_plan, trace
 from passrt.engine.policies import FrameContext, Policy, make_policy
-from passrt.engine.steps import ConvStep, DenseStep, InputStep, Ref, SpatialStep
+from passrt.engine.steps import DenseStep, InputStep, Ref, SpatialStep
 from passrt.errors import PassrtError
 from passrt.kernels.storage import FeatureMap
 

@@ -4,7 +4,6 @@ Expected value: the dense op's output where the tile mask is on, and the untouch
 (random values) elsewhere. Every case is checked on its own; no error is averaged.
 """
 
-import itertools
 
 import pytest
 import torch
