@@ -28,6 +28,12 @@ typedef int cudaError_t;
 #endif
 #endif
 
+#ifdef __CUDACC__
+#define PASSRT_HOST_DEVICE __host__ __device__
+#else
+#define PASSRT_HOST_DEVICE
+#endif
+
 namespace passrt {
 
 // Activation fused into the conv epilogue (applied before the residual add, as in a
@@ -61,8 +67,8 @@ struct SparseConvParams {
   float act_alpha;          // LeakyReLU slope
   Activation post_act;      // applied after the residual add (kNone for MobileNetV2 blocks)
 
-  int32_t tilesH() const { return (out_h + tile - 1) / tile; }
-  int32_t tilesW() const { return (out_w + tile - 1) / tile; }
+  PASSRT_HOST_DEVICE int32_t tilesH() const { return (out_h + tile - 1) / tile; }
+  PASSRT_HOST_DEVICE int32_t tilesW() const { return (out_w + tile - 1) / tile; }
 };
 
 // Recompute conv + bias -> act -> (+ residual) -> post_act on the tiles where

@@ -1,0 +1,21 @@
+// Identity of passrt's TensorRT plugin: the one place these strings are defined in C++.
+//
+// TensorRT finds a plugin by (name, version, namespace). The ONNX parser takes them from the
+// node's op_type and its plugin_version / plugin_namespace attributes, and a serialized engine
+// stores them to look the creator up again at load time, so the ONNX exporter must write exactly
+// these strings (tests/plugins/test_tensorrt_plugin.py checks them against the contract).
+// Changing the attributes or the serialized layout means a new kPLUGIN_VERSION: engines built
+// with the old one then fail to load with "plugin not found" instead of misreading their data.
+#pragma once
+
+namespace passrt
+{
+namespace trt
+{
+
+constexpr char const* kPLUGIN_NAME{"PassSparseConv2d"};
+constexpr char const* kPLUGIN_VERSION{"1"};
+constexpr char const* kPLUGIN_NAMESPACE{"passrt"};
+
+} // namespace trt
+} // namespace passrt
