@@ -23,14 +23,14 @@ class Pipeline:
     def __init__(self, uri: str, model: str = "ssdlite-pedestrian", policy: str = "regiondrop",
                  params: dict | None = None, output: str | None = None, display: bool = True,
                  show_tiles: bool = False, score_threshold: float = 0.3, max_frames: int | None = None):
+        # Open the window first: a missing display should fail before any work is done.
+        self.display = DisplaySink("passrt") if display else None
         self.spec = load_model(model)
         self.policy = policy
         self.engine = TorchDense(self.spec.module) if policy == "dense" else \
             TorchSparse(self.spec.module, policy, params or {})
         self.uri, self.output, self.show_tiles = uri, output, show_tiles
         self.score_threshold, self.max_frames = score_threshold, max_frames
-        # Open the window first: a missing display should fail before any work is done.
-        self.display = DisplaySink("passrt") if display else None
 
     def run(self, live: TextIO | None = sys.stderr) -> dict:
         timer, fps = StageTimer(), RollingFps()
