@@ -11,7 +11,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "bench", help="measure policies against the dense engines on the same frames",
         description="Decode frames once, then run dense PyTorch, dense ONNX Runtime and every "
-                    "policy on the same frames, round-robin per frame, after a warm-up. Reports "
+                    "policy on the same frames, taking turns in blocks of 10 frames, after a "
+                    "warm-up. Reports "
                     "median FPS, latency percentiles, active fraction, MACs and mAP@0.5 agreement "
                     "with the dense detections.")
     cli_args.add_source(p)
