@@ -1,11 +1,11 @@
 // PassSparseConv2d: passrt's sparse convolution as a TensorRT plugin (README.md next to this file).
 //
 // One source serves two plugin generations, chosen by the TensorRT headers it is compiled against:
-//   TensorRT >= 10 (JetPack 6, x86 containers): IPluginV3 with the V3One core/build/runtime
+//   TensorRT >= 10 (JetPack 6.1+, x86 containers): IPluginV3 with the V3One core/build/runtime
 //     capabilities and an IPluginCreatorV3One, the interface TensorRT 10 is built around
 //     (IPluginV2DynamicExt still works there but is deprecated);
-//   TensorRT 8.x (JetPack 4.6: 8.0/8.2, JetPack 5: 8.5): IPluginV2DynamicExt and IPluginCreator,
-//     the newest interface those releases have.
+//   TensorRT 8.x (JetPack 4.6: 8.0/8.2, JetPack 5: 8.4/8.5, JetPack 6.0: 8.6): IPluginV2DynamicExt
+//     and IPluginCreator, the newest interface those releases have.
 // The classes keep the same names in both, and everything that does not depend on the interface
 // (attribute parsing, shape checks, the launch) is shared in the .cpp, so the two differ only in
 // how TensorRT calls into them.
@@ -88,7 +88,8 @@ public:
 private:
     SparseConvAttributes mAttributes;
     //! Whether the optional residual is connected is only visible in the input count, which
-    //! enqueue() is not given: it is recorded when TensorRT configures the plugin and serialized.
+    //! enqueue() is not given: it is recorded when TensorRT infers shapes, configures the plugin
+    //! or changes shapes, and serialized.
     int32_t mNbInputs{0};
     //! The execution context's error recorder once attached; nullptr in the build phase.
     nvinfer1::IErrorRecorder* mErrorRecorder{nullptr};
@@ -164,7 +165,8 @@ private:
     SparseConvAttributes mAttributes;
     //! Whether the optional residual is connected is only visible in the input count, which
     //! enqueue() is not given, and TensorRT 8 does not reconfigure a deserialized plugin whose
-    //! shapes do not change: the count is recorded in configurePlugin() and serialized.
+    //! shapes do not change: the count is recorded when TensorRT infers shapes or configures the
+    //! plugin, and serialized.
     int32_t mNbInputs{0};
     std::string mNamespace;
 };
