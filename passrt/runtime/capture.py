@@ -39,23 +39,27 @@ class CaptureThread:
             self._put(_END, force=True)
 
     def _put(self, item, force: bool = False):
-        while not self._stop.is_set() or force:
+        """Queue ``item``. Live sources drop the oldest frame when full; files wait for room.
+
+        The end marker (``force``) waits for room like a frame, so it never pushes the last
+        frames of a file out; only after ``stop()`` (nobody is reading) does it make room.
+        """
+        while True:
+            if self.drop == "oldest" and item is not _END and self.queue.full():
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
             try:
-                if self.drop == "oldest" and item is not _END:
-                    if self.queue.full():
-                        try:
-                            self.queue.get_nowait()
-                            self.dropped += 1
-                        except queue.Empty:
-                            pass
-                    self.queue.put_nowait(item)
-                else:
-                    self.queue.put(item, timeout=0.1)
+                self.queue.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if force:  # make room for the end marker
+                if self._stop.is_set():
+                    if not force:
+                        return
                     try:
-                        self.queue.get_nowait()
+                        self.queue.get_nowait()  # the consumer is gone: make room for the marker
                     except queue.Empty:
                         pass
 
@@ -68,11 +72,13 @@ class CaptureThread:
                 return
             yield item
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Stop capturing; True when the thread ended (a camera stuck in read() may not)."""
         self._stop.set()
         try:
             while True:
                 self.queue.get_nowait()
         except queue.Empty:
             pass
-        self._thread.join(timeout=2.0)
+        self._thread.join(timeout=timeout)
+        return not self._thread.is_alive()

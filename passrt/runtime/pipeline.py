@@ -73,8 +73,10 @@ class Pipeline:
                 if self.max_frames and frames >= self.max_frames:
                     break
         finally:
-            capture.stop()
-            source.close()
+            # A camera stuck inside read() may outlive stop(); closing it under that read
+            # could crash OpenCV, so it is then left to the process exit.
+            if capture.stop():
+                source.close()
             if writer is not None:
                 writer.close()
             if self.display is not None:

@@ -54,16 +54,19 @@ class FrameSource:
         return image
 
     def __iter__(self):
-        index, image = 0, self._first
+        # ``position`` counts frames consumed from the file, decoded or not: a failed read()
+        # consumes its frame, but OpenCV's CAP_PROP_POS_FRAMES does not move on failures.
+        index, image, position, delivered = 0, self._first, 1, 0
         failures, last_ok = 0, time.monotonic()
         while image is not None:
             yield Frame(index, image, time.monotonic())
-            index += 1
-            if self.max_frames and index >= self.max_frames:
+            delivered += 1
+            if self.max_frames and delivered >= self.max_frames:
                 return
             image = None
             while image is None:
                 ok, got = self.cap.read()
+                index, position = position, position + 1
                 if ok and got is not None:
                     image, failures, last_ok = got, 0, time.monotonic()
                 elif self.is_live:
@@ -71,21 +74,17 @@ class FrameSource:
                         raise PassrtError(f"{self.uri}: the camera stopped delivering frames; "
                                           "check the cable, the driver or the stream")
                     time.sleep(0.01)
-                elif self._before_end() and failures < MAX_CONSECUTIVE_FAILURES:
+                elif self.frame_count is not None and position < self.frame_count \
+                        and failures < MAX_CONSECUTIVE_FAILURES:
                     failures += 1
                     self.corrupt_frames += 1
                     print(f"passrt: warning: {self.uri}: frame {index} could not be decoded, skipped",
                           file=sys.stderr)
-                    self.cap.grab()  # step over the broken frame
                 else:
                     if failures:
                         print(f"passrt: warning: {self.uri}: stopped after {failures} undecodable frames",
                               file=sys.stderr)
                     return
-
-    def _before_end(self) -> bool:
-        pos = self.cap.get(cv2.CAP_PROP_POS_FRAMES)
-        return self.frame_count is not None and pos < self.frame_count - 1
 
     def close(self) -> None:
         self.cap.release()

@@ -137,3 +137,15 @@ def test_drawing_leaves_input_untouched():
     assert draw_overlay(img, ["a", "bb"]).shape == img.shape and not img.any()
     tinted = draw_tile_mask(np.full_like(img, 100), np.array([[True, False], [False, False]]))
     assert (tinted[:30, :40] != 100).any() and (tinted[30:, 40:] == 100).all()
+
+
+def test_capture_block_with_slow_consumer_keeps_the_last_frames():
+    """The end-of-stream marker must wait for room, never push a frame out."""
+    source = FakeLive(6)
+    source.is_live = False
+    cap = CaptureThread(source, maxsize=2)
+    got = []
+    for f in cap:
+        time.sleep(0.15)  # slower than the producer's put timeout
+        got.append(f.index)
+    assert got == list(range(6)) and cap.dropped == 0
