@@ -1,11 +1,15 @@
 """SSD anchors, as TensorFlow's Object Detection API generates them for SSDLite.
 
-``MultipleGridAnchorGenerator`` with min_scale 0.2, max_scale 0.95, aspect ratios
-(1, 2, 1/2, 3, 0.3333), the interpolated scale with aspect 1, and three boxes in the lowest
-layer ((0.1, 1), (0.2, 2), (0.2, 1/2)). Coordinates are normalised (ymin, xmin, ymax, xmax).
-For non-square images TF scales the base anchor by min(H, W) / H and min(H, W) / W, so
-anchors stay square in pixels; we do the same, which is what makes the detector usable at
-the camera's own resolution.
+``ssd_anchor_generator`` / ``MultipleGridAnchorGenerator`` with min_scale 0.2, max_scale 0.95,
+aspect ratios (1, 2, 1/2, 3, 0.3333), one extra anchor per cell of aspect 1 at the scale
+interpolated with the next layer's, and ``reduce_boxes_in_lowest_layer``: three boxes
+((0.1, 1), (0.2, 2), (0.2, 1/2)) in the first layer. Anchor centres are at the cell centres;
+coordinates are normalised (ymin, xmin, ymax, xmax); the order is layer, row, column, box.
+
+For non-square images TF scales the base anchor by min(H, W) / H in height and min(H, W) / W
+in width, so anchors are square in pixels; we do the same, which is what makes the detector
+usable at the camera's own resolution. Everything is computed in float32, in TF's order of
+operations, so the anchors equal TF's to the last bit (checked at 300x300).
 """
 
 from __future__ import annotations
@@ -14,56 +18,67 @@ import math
 
 import numpy as np
 
-MIN_SCALE, MAX_SCALE = 0.2, 0.95
-# 0.3333, not 1/3: the value written in the model's pipeline config (recovered from its anchors).
+# The pipeline config stores these as protobuf *float* (float32) fields, and TF computes the
+# per-layer scales in Python doubles from those float32 values: use the same values, or the
+# interpolated anchor of the 3x3 layer comes out 1 ulp off (sqrt(0.65 * 0.8) is close to a tie).
+MIN_SCALE, MAX_SCALE = float(np.float32(0.2)), float(np.float32(0.95))
+# 0.3333 rather than 1/3: the value written in the model's pipeline config. (The two differ by
+# up to 4e-5 in the 3:1 anchors' sides; TF's reference anchors match 0.3333.)
 ASPECT_RATIOS = (1.0, 2.0, 0.5, 3.0, 0.3333)
 NUM_LAYERS = 6
+BACKBONE_HALVINGS = 4  # the first detection map is at stride 16; each of the next five halves it
 
 
-def feature_map_sizes(height: int, width: int) -> list[tuple[int, int]]:
-    """Sizes of the six detection maps: strides 16 and 32 of the backbone, then 4 extra layers.
+def feature_map_sizes_for(image_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """(h, w) of the six detection maps for an input of ``image_size`` = (H, W).
 
-    Every stride-2 layer with TF 'SAME' padding maps n to ceil(n / 2).
+    Computed rather than measured: every stride-2 layer with TF 'SAME' padding maps n to
+    ceil(n / 2), whatever the kernel. The maps are the backbone's stride-16 and stride-32
+    features, then the four extra layers. ``tests/models`` checks the resulting anchor count
+    against the model's own outputs, at 576x768 and at an odd size.
     """
-    sizes, h, w = [], height, width
-    for level in range(1, 10):
+    h, w = image_size
+    sizes = []
+    for level in range(1, BACKBONE_HALVINGS + NUM_LAYERS):
         h, w = -(-h // 2), -(-w // 2)
-        if level >= 4:
+        if level >= BACKBONE_HALVINGS:
             sizes.append((h, w))
     return sizes
 
 
-def _box_specs() -> list[list[tuple[float, float]]]:
+def box_specs() -> list[list[tuple[float, float]]]:
+    """(scale, aspect ratio) of the anchors of each layer, as ``ssd_anchor_generator`` lists them."""
     scales = [MIN_SCALE + (MAX_SCALE - MIN_SCALE) * i / (NUM_LAYERS - 1) for i in range(NUM_LAYERS)] + [1.0]
-    specs = []
-    for i in range(NUM_LAYERS):
-        if i == 0:
-            specs.append([(0.1, 1.0), (scales[0], 2.0), (scales[0], 0.5)])
-        else:
-            layer = [(scales[i], ar) for ar in ASPECT_RATIOS]
-            layer.append((math.sqrt(scales[i] * scales[i + 1]), 1.0))
-            specs.append(layer)
+    specs = [[(0.1, 1.0), (scales[0], 2.0), (scales[0], 0.5)]]
+    for i in range(1, NUM_LAYERS):
+        specs.append([(scales[i], ar) for ar in ASPECT_RATIOS] + [(math.sqrt(scales[i] * scales[i + 1]), 1.0)])
     return specs
 
 
-def generate_anchors(image_size: tuple[int, int], feature_maps: list[tuple[int, int]] | None = None) -> np.ndarray:
-    """(A, 4) float32 anchors in TF's order: layer, then row, column, box."""
+def anchors_per_cell() -> list[int]:
+    return [len(spec) for spec in box_specs()]
+
+
+def generate_anchors(image_size: tuple[int, int],
+                     feature_map_sizes: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """(A, 4) float32 anchors for an (H, W) input; the maps default to ``feature_map_sizes_for``."""
+    f32 = np.float32
     height, width = image_size
-    feature_maps = feature_maps or feature_map_sizes(height, width)
-    min_side = min(height, width)
-    base_h, base_w = min_side / height, min_side / width
+    if feature_map_sizes is None:
+        feature_map_sizes = feature_map_sizes_for(image_size)
+    min_side = f32(min(height, width))
+    base_h, base_w = min_side / f32(height), min_side / f32(width)  # 1 along the shorter side
     out = []
-    for (fh, fw), spec in zip(feature_maps, _box_specs()):
-        f32 = np.float32  # TF does all of this in float32; so do we, to match it to rounding
+    for (fh, fw), spec in zip(feature_map_sizes, box_specs()):
         scales = np.array([s for s, _ in spec], dtype=f32)
-        ratios = np.sqrt(np.array([a for _, a in spec], dtype=f32))
-        heights = scales / ratios * f32(base_h)
-        widths = scales * ratios * f32(base_w)
-        yc = f32(0.5 / fh) + np.arange(fh, dtype=f32) * f32(1.0 / fh)
-        xc = f32(0.5 / fw) + np.arange(fw, dtype=f32) * f32(1.0 / fw)
-        yc, xc = np.meshgrid(yc, xc, indexing="ij")
-        yc, xc = yc[..., None], xc[..., None]  # (fh, fw, 1) against (boxes,)
-        boxes = np.stack(np.broadcast_arrays(yc - heights / 2, xc - widths / 2,
-                                             yc + heights / 2, xc + widths / 2), -1)
+        ratio_sqrts = np.sqrt(np.array([a for _, a in spec], dtype=f32))
+        heights = scales / ratio_sqrts * base_h
+        widths = scales * ratio_sqrts * base_w
+        stride_y, stride_x = f32(1) / f32(fh), f32(1) / f32(fw)
+        yc = np.arange(fh, dtype=f32) * stride_y + f32(0.5) * stride_y
+        xc = np.arange(fw, dtype=f32) * stride_x + f32(0.5) * stride_x
+        yc, xc = yc[:, None, None], xc[None, :, None]  # (fh, 1, 1), (1, fw, 1) against (boxes,)
+        hh, hw = f32(0.5) * heights, f32(0.5) * widths
+        boxes = np.stack(np.broadcast_arrays(yc - hh, xc - hw, yc + hh, xc + hw), -1)
         out.append(boxes.reshape(-1, 4))
-    return np.concatenate(out).astype(np.float32)
+    return np.concatenate(out).astype(f32)
