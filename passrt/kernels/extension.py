@@ -1,0 +1,252 @@
+"""passrt's compiled PyTorch op (``torch.ops.passrt.*``), built on first use.
+
+:func:`load` compiles ``passrt/csrc`` and the kernels in ``plugins/kernels`` with
+``torch.utils.cpp_extension.load`` (ninja) into passrt's cache
+(``passrt.assets.cache_dir() / "build"``) and loads the library, which registers the ops.
+The CUDA sources join the build only when PyTorch sees a GPU and ``nvcc`` exists. A failed
+build is remembered, never raised: ``load()`` returns False and :func:`status` says why, so
+callers can fall back to the pure-PyTorch kernels and tests can skip with the reason.
+
+:func:`sparse_conv2d_op` takes the same arguments as
+:func:`passrt.kernels.reference.sparse_conv2d` (the activation as a name), so tests call both
+the same way.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from passrt.assets import cache_dir
+
+CSRC = Path(__file__).resolve().parents[1] / "csrc"
+KERNELS = Path(__file__).resolve().parents[2] / "plugins" / "kernels"
+
+# passrt::Activation codes (plugins/kernels/passrt_kernels.h).
+ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2, "hardswish": 3, "silu": 4, "sigmoid": 5, "leaky_relu": 6}
+
+_lock = threading.Lock()
+_state = {"tried": False, "ok": False, "cuda": False, "reason": "not built yet: call passrt.kernels.extension.load()"}
+
+
+def _nvcc() -> Optional[str]:
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if CUDA_HOME and (Path(CUDA_HOME) / "bin" / "nvcc").exists():
+        return str(Path(CUDA_HOME) / "bin" / "nvcc")
+    return shutil.which("nvcc")
+
+
+def _why_no_cuda() -> Optional[str]:
+    """None when the CUDA sources can be built, else the reason they are left out."""
+    if not torch.cuda.is_available():
+        return "torch.cuda.is_available() is False"
+    if _nvcc() is None:
+        return "nvcc not found (set CUDA_HOME)"
+    return None
+
+
+def _sources(cuda: bool) -> list[Path]:
+    cpu = [CSRC / "ops.cpp", CSRC / "cpu" / "ops_cpu.cpp",
+           KERNELS / "cpu" / "sparse_conv2d_cpu.cpp", KERNELS / "cpu" / "mask_kernels_cpu.cpp"]
+    gpu = [CSRC / "cuda" / "ops_cuda.cu", KERNELS / "sparse_conv2d.cu", KERNELS / "mask_kernels.cu"]
+    return cpu + (gpu if cuda else [])
+
+
+def _summary(exc: BaseException) -> str:
+    """One readable reason from a build failure (compiler errors first, else the message's tail)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    picked = (errors or lines[-5:])[:5]
+    return f"{type(exc).__name__}: " + " | ".join(picked) if picked else type(exc).__name__
+
+
+def _ops_registered() -> bool:
+    try:
+        torch.ops.passrt.sparse_conv2d  # noqa: B018 (raises AttributeError when the library is not loaded)
+        return True
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _has_cuda_kernels() -> bool:
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key("passrt::sparse_conv2d", "CUDA")
+    except (AttributeError, RuntimeError):  # private API: if it moves, report no CUDA rather than fail
+        return False
+
+
+def load(verbose: bool = False) -> bool:
+    """Build (once, cached on disk) and load the op; True when ``torch.ops.passrt`` is usable.
+
+    Never raises: a failure is remembered (the build is not retried in this process) and
+    :func:`status` reports it.
+    """
+    with _lock:
+        if _state["tried"]:
+            return _state["ok"]
+        _state["tried"] = True
+        try:
+            if not _ops_registered():
+                _build(verbose)
+            if not _ops_registered():
+                raise RuntimeError("the library loaded but registered no passrt ops")
+            _register_fakes()
+            _state["cuda"] = _has_cuda_kernels()
+        except Exception as exc:  # any build/load failure: remembered and reported, not raised
+            _state["reason"] = _summary(exc)
+            return False
+        _state["ok"] = True
+        return True
+
+
+def _build(verbose: bool) -> None:
+    from torch.utils import cpp_extension
+
+    missing = [str(s) for s in _sources(False) if not s.exists()]
+    if missing:
+        raise FileNotFoundError(f"sources missing (a source checkout is needed): {', '.join(missing)}")
+    if _why_no_cuda() is None:
+        try:
+            _compile(cpp_extension, cuda=True, verbose=verbose)
+            return
+        except Exception as exc:  # keep the CPU op usable; status() tells why CUDA is missing
+            _state["cuda_error"] = f"the CUDA build failed: {_summary(exc)}"
+    _compile(cpp_extension, cuda=False, verbose=verbose)
+
+
+def _compile(cpp_extension, cuda: bool, verbose: bool) -> None:
+    name = "passrt_ops_cuda" if cuda else "passrt_ops_cpu"
+    build = cache_dir() / "build" / name
+    build.mkdir(parents=True, exist_ok=True)
+    cpp_extension.load(
+        name=name,
+        sources=[str(s) for s in _sources(cuda)],
+        extra_include_paths=[str(CSRC), str(KERNELS)],
+        extra_cflags=["-O3"],
+        extra_cuda_cflags=["-O3"],
+        build_directory=str(build),
+        verbose=verbose,
+        is_python_module=False,  # a plain library: loading it runs TORCH_LIBRARY, no Python module needed
+    )
+
+
+def status() -> str:
+    """'compiled C++/CPU op', 'compiled C++/CPU+CUDA op' or 'not built: <reason>'."""
+    if _state["ok"]:
+        if _state["cuda"]:
+            return "compiled C++/CPU+CUDA op"
+        why = _state.get("cuda_error") or _why_no_cuda()
+        return "compiled C++/CPU op" + (f" (no CUDA kernels: {why})" if why else " (CUDA kernels not built)")
+    if not _state["tried"]:
+        return _state["reason"]
+    return f"not built: {_state['reason']}"
+
+
+def _register_fakes() -> None:
+    """Shape-only kernels, so torch.compile and torch.export can trace the ops."""
+    register = getattr(torch.library, "register_fake", None) or torch.library.impl_abstract  # torch < 2.4
+
+    @register("passrt::sparse_conv2d")
+    def _(input, weight, bias, residual, tile_mask, output, stride, padding, dilation, groups, tile, act,
+          act_alpha, post_act):
+        return None  # writes into `output`, returns nothing
+
+    @register("passrt::change_map")
+    def _(x, x_ref, threshold, update_ref):
+        return x.new_empty((x.shape[0], x.shape[2], x.shape[3]), dtype=torch.float32)
+
+    @register("passrt::propagate_window")
+    def _(changed, out_size, kernel, stride, dilation, padding):
+        return changed.new_empty((*changed.shape[:-2], *out_size))
+
+    @register("passrt::reduce_to_tiles")
+    def _(changed, tile):
+        return changed.new_empty((*changed.shape[:-2], -(-changed.shape[-2] // tile), -(-changed.shape[-1] // tile)))
+
+    @register("passrt::dilate_tiles")
+    def _(tiles, radius):
+        return torch.empty_like(tiles)
+
+
+def _require() -> None:
+    if not load():
+        raise RuntimeError(f"passrt C++ op not built: {status()}")
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def sparse_conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor,
+                     tile_mask: torch.Tensor, *, stride=1, padding=0, dilation=1, groups: int = 1, tile: int = 4,
+                     activation: Optional[str] = None, residual: Optional[torch.Tensor] = None,
+                     act_alpha: float = 0.01, post_activation: Optional[str] = None) -> torch.Tensor:
+    """:func:`passrt.kernels.reference.sparse_conv2d` run by ``torch.ops.passrt.sparse_conv2d``.
+
+    Recomputes ``post_activation(activation(conv2d(x) + bias) + residual)`` on the tiles where
+    ``tile_mask`` is true and writes them into ``out`` [N, C_out, Ho, Wo] (contiguous), which
+    keeps its values elsewhere. ``padding`` is an int, a pair or (top, bottom, left, right);
+    ``tile_mask`` is [Ht, Wt] (every image) or [N, Ht, Wt], bool or float 0/1. Activations are
+    names: "relu", "relu6", "hardswish", "silu", "sigmoid", "leaky_relu" (slope ``act_alpha``,
+    F.leaky_relu's default) or None. Returns ``out``.
+    """
+    _require()
+    act, post = (_activation_code(a) for a in (activation, post_activation))
+    if isinstance(padding, int) or len(padding) == 2:
+        ph, pw = _pair(padding)
+        top, bottom, left, right = ph, ph, pw, pw
+    else:
+        top, bottom, left, right = (int(v) for v in padding)
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    kh, kw = weight.shape[2:]
+    size = ((x.shape[2] + top + bottom - dh * (kh - 1) - 1) // sh + 1,
+            (x.shape[3] + left + right - dw * (kw - 1) - 1) // sw + 1)
+    if tuple(out.shape[2:]) != size:  # the op only sees (top, left): catch a bottom/right mismatch here
+        raise ValueError(f"out has spatial size {tuple(out.shape[2:])}, the conv gives {size}")
+    mask = tile_mask.to(device=out.device, dtype=torch.float32)
+    if mask.dim() == 2:
+        mask = mask.unsqueeze(0).expand(out.shape[0], *mask.shape)
+    contig = lambda t: t.contiguous() if t is not None else None  # noqa: E731
+    torch.ops.passrt.sparse_conv2d(contig(x), contig(weight), contig(bias), contig(residual), mask.contiguous(),
+                                   out, [sh, sw], [top, left], [dh, dw], groups, tile, act, float(act_alpha), post)
+    return out
+
+
+def _activation_code(name: Optional[str]) -> int:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; use one of {[k for k in ACTIVATIONS if k]} or None")
+    return ACTIVATIONS[name]
+
+
+def change_map_op(x: torch.Tensor, x_ref: torch.Tensor, threshold: float, update_ref: bool = True) -> torch.Tensor:
+    """[N, H, W] float 0/1: max over channels |x - x_ref| > threshold; x_ref follows x where changed."""
+    _require()
+    return torch.ops.passrt.change_map(x, x_ref, float(threshold), bool(update_ref))
+
+
+def reduce_to_tiles_op(changed: torch.Tensor, tile: int) -> torch.Tensor:
+    """[..., ceil(H / tile), ceil(W / tile)]: OR of each tile's cells of a float 0/1 map."""
+    _require()
+    return torch.ops.passrt.reduce_to_tiles(changed, tile)
+
+
+def propagate_window_op(changed: torch.Tensor, out_size, kernel, stride=1, dilation=1, padding=0) -> torch.Tensor:
+    """[..., *out_size]: 1 where an output cell's window (padding = top, left) touches a change."""
+    _require()
+    return torch.ops.passrt.propagate_window(changed, list(_pair(out_size)), list(_pair(kernel)), list(_pair(stride)),
+                                             list(_pair(dilation)), list(_pair(padding)))
+
+
+def dilate_tiles_op(tiles: torch.Tensor, radius: int) -> torch.Tensor:
+    """A float 0/1 tile mask dilated by ``radius`` tiles (square neighbourhood)."""
+    _require()
+    return torch.ops.passrt.dilate_tiles(tiles, radius)
+
+
+__all__ = ["load", "status", "sparse_conv2d_op", "change_map_op", "reduce_to_tiles_op", "propagate_window_op",
+           "dilate_tiles_op", "ACTIVATIONS"]

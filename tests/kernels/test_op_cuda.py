@@ -1,0 +1,103 @@
+"""The compiled passrt op on CUDA, float32 and float16, against passrt's PyTorch reference.
+
+Same matrix as test_op_cpu.py (its cases and helpers), plus cases aimed at the CUDA kernel's
+paths (sparse_conv2d.cu): every register-tile configuration (tiles of 1, 2, 3-4 and 5-8
+cells per side), tiles split into 8x8-cell chunks (12, 16), more input channels than one
+shared-memory stage (32), more output channels than one block (256), depthwise with many
+channels, and windows too large for shared memory (the direct fallback).
+"""
+
+import pytest
+import torch
+
+from passrt.kernels import extension
+from tests.kernels.test_op_cpu import (ACT_FNS, CONV_CASES, EPILOGUE_CASES, case_id, check_change_map,
+                                       check_mask_ops, require_op, run_case, seed_of)
+
+pytestmark = pytest.mark.cuda
+
+TOL = {torch.float32: dict(rtol=1e-4, atol=1e-4), torch.float16: dict(rtol=1e-2, atol=1e-2)}
+DTYPES = [torch.float32, torch.float16]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cuda_op():
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA not available (torch.cuda.is_available() is False)")
+    require_op()
+    if "CUDA" not in extension.status():
+        pytest.skip(f"passrt op built without its CUDA kernels: {extension.status()}")
+
+
+def on_cuda(dtype):
+    return dict(device="cuda", dtype=dtype, tol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+@pytest.mark.parametrize("tile", [1, 2, 4])
+@pytest.mark.parametrize("mask_kind", ["all-off", "all-on", "random", "edges"])
+def test_sparse_conv2d_matches_reference(case, tile, mask_kind, dtype):
+    run_case(case, tile, mask_kind, seed=seed_of(case, tile, mask_kind), **on_cuda(dtype))
+
+
+KERNEL_PATH_CASES = [
+    # kernel, stride, dilation, groups, padding, c_in, c_out, h, w, batch
+    (1, 1, 1, 1, 0, 70, 40, 19, 21, 2),  # 1x1 over three 32-channel stages
+    (1, 1, 1, 1, 0, 24, 300, 11, 13, 1),  # more output channels than a 256-channel block
+    (3, 2, 1, 1, (0, 1, 0, 1), 3, 32, 33, 31, 1),  # MobileNetV2's first conv, TF SAME
+    (3, 1, 1, 300, 1, 300, 300, 9, 11, 1),  # wide depthwise
+    (3, 1, 60, 1, 60, 3, 4, 12, 12, 1),  # window too large for shared memory: direct kernel
+    (3, 1, 60, 4, 60, 4, 4, 12, 12, 1),  # same, depthwise
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", KERNEL_PATH_CASES, ids=case_id)
+@pytest.mark.parametrize("tile", [1, 2, 3, 5, 8, 12, 16])
+def test_kernel_paths(case, tile, dtype):
+    run_case(case, tile, "random", seed=seed_of(case, tile), activation="relu6", residual=True, **on_cuda(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", EPILOGUE_CASES, ids=case_id)
+@pytest.mark.parametrize("activation", [a for a in ACT_FNS if a])
+@pytest.mark.parametrize("residual", [False, True])
+def test_fused_activation_and_residual(case, activation, residual, dtype):
+    run_case(case, 2, "random", activation=activation, residual=residual, **on_cuda(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_post_activation_after_residual(dtype):
+    run_case(CONV_CASES[2], 4, "random", residual=True, post_activation="relu", **on_cuda(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_change_map(dtype):
+    check_change_map("cuda", dtype)
+
+
+def test_mask_ops():
+    check_mask_ops("cuda")
+
+
+def test_runs_on_the_current_stream_and_inside_a_cuda_graph():
+    """Fixed grid, no allocation, no sync: the op can be captured and replayed."""
+    x = torch.randn(1, 16, 24, 24, device="cuda")
+    w = torch.randn(32, 16, 1, 1, device="cuda")
+    out = torch.zeros(1, 32, 24, 24, device="cuda")
+    mask = torch.zeros(1, 6, 6, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            torch.ops.passrt.sparse_conv2d(x, w, None, None, mask, out, [1, 1], [0, 0], [1, 1], 1, 4, 0, 0.0, 0)
+    torch.cuda.current_stream().wait_stream(stream)
+    mask[0, 2, 3] = 1.0  # the replay reads the mask's current contents
+    graph.replay()
+    torch.cuda.synchronize()
+    dense = torch.nn.functional.conv2d(x, w)
+    torch.testing.assert_close(out[..., 8:12, 12:16], dense[..., 8:12, 12:16], rtol=1e-4, atol=1e-4)
+    out[..., 8:12, 12:16] = 0
+    assert torch.count_nonzero(out) == 0, "only the active tile is written"
