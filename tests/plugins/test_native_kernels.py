@@ -54,8 +54,9 @@ def lib(tmp_path_factory):
     if not cxx:
         pytest.skip("no C++ compiler: CPU twins not built")
     so = tmp_path_factory.mktemp("native") / "libpassrt_kernels_cpu.so"
-    out = subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", str(KERNELS / "cpu" / "kernels_cpu.cpp"),
-                          "-o", str(so)], capture_output=True, text=True)
+    sources = [str(KERNELS / "cpu" / f) for f in ("kernels_cpu.cpp", "sparse_conv2d_cpu.cpp", "mask_kernels_cpu.cpp")]
+    out = subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", *sources, "-o", str(so)],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return ctypes.CDLL(str(so))
 
