@@ -98,6 +98,14 @@ class Policy:
     def after_refresh(self, steps, env) -> None:
         pass
 
+    def overhead_macs(self) -> float:
+        """MACs the policy itself spent on the last frame (e.g. learned gates); counted in stats()."""
+        return 0.0
+
+    def frame_stats(self) -> dict:
+        """Policy-specific figures of the last frame, merged into SparseModel.stats()."""
+        return {}
+
     def describe(self) -> dict:
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self)}}
 

@@ -116,6 +116,7 @@ class SparseModel:
             macs_exec += step.macs_per_cell * computed
         if refresh:
             policy.after_refresh(plan.steps, env)
+        macs_exec += policy.overhead_macs()
         self._record(refresh, ctx, layers, macs_dense, macs_exec)
         return fx.node.map_aggregate(plan.outputs, self._output_value)
 
@@ -160,6 +161,7 @@ class SparseModel:
             "macs_dense": macs_dense,
             "macs_executed": macs_exec,
             "layers": layers,
+            **self.policy.frame_stats(),
         }
         self.frames += 1
         self._totals["refreshes"] += int(refresh)
