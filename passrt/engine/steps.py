@@ -238,13 +238,13 @@ class PoolStep(SpatialStep):
         K.write_tiles(env[self.name], self.tile, active, y)
 
     def run_dense(self, env):
-        x = env[self.srcs[0]].nchw()
+        env[self.name].write_nchw(self.dense(env[self.srcs[0]].nchw()))
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
         pad = (self.win.pads[0], self.win.pads[2])
         if self.pool == "max":
-            y = F.max_pool2d(x, self.win.kernel, self.win.stride, pad, self.win.dilation, self.win.ceil_mode)
-        else:
-            y = F.avg_pool2d(x, self.win.kernel, self.win.stride, pad, self.win.ceil_mode, self.count_include_pad)
-        env[self.name].write_nchw(y)
+            return F.max_pool2d(x, self.win.kernel, self.win.stride, pad, self.win.dilation, self.win.ceil_mode)
+        return F.avg_pool2d(x, self.win.kernel, self.win.stride, pad, self.win.ceil_mode, self.count_include_pad)
 
 
 class ResampleStep(SpatialStep):

@@ -22,6 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from passrt.export import contract
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
 
@@ -29,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "plugins" / "tensorrt"
 KERNEL_DIR = ROOT / "plugins" / "kernels"
 
-# The ONNX node the plugin implements, as fixed for the exporter (plugins/tensorrt/README.md):
+# The ONNX node the plugin implements, as the exporter writes it (passrt/export/contract.py):
 # attribute name -> (PluginField type, number of values), in this order.
-CONTRACT_OP = {"op_type": "PassSparseConv2d", "plugin_version": "1", "plugin_namespace": "passrt"}
+CONTRACT_OP = {"op_type": contract.PLUGIN_NAME, "plugin_version": contract.PLUGIN_VERSION,
+               "plugin_namespace": contract.PLUGIN_NAMESPACE}
 CONTRACT_ATTRIBUTES = [
     ("kernel_shape", "INT32", 2),
     ("strides", "INT32", 2),
@@ -74,6 +76,7 @@ def _struct_members():
 
 
 def test_plugin_attributes_match_onnx_contract():
+    assert [a[0] for a in CONTRACT_ATTRIBUTES] == list(contract.ATTRIBUTES)  # what the exporter writes
     text, rows = _attribute_table()
     assert [(n, t, k) for n, t, k, _ in rows] == CONTRACT_ATTRIBUTES
 

@@ -1,0 +1,70 @@
+"""`passrt export`: write a model as ONNX, dense or with PassSparseConv2d nodes for TensorRT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from passrt.cli import args as cli_args
+from passrt.errors import PassrtError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a model as ONNX (dense, or sparse with PassSparseConv2d nodes)",
+        description="Export a model for one input size. '--policy dense' writes the model itself; "
+                    "'--policy regiondrop' writes the sparse engine: masks as standard ONNX ops, each conv "
+                    "as a PassSparseConv2d node (TensorRT plugin, plugins/tensorrt), the per-frame state "
+                    "(input reference, layer caches) as explicit inputs/outputs. See export/README.md.")
+    cli_args.add_model(p)
+    p.add_argument("--policy", default="regiondrop",
+                   help="dense or regiondrop, optionally with parameters: 'regiondrop:threshold=0.08' "
+                        "(default: regiondrop)")
+    cli_args.add_policy_params(p)
+    p.add_argument("--input-size", default="576x768", metavar="HxW",
+                   help="frame height x width the graph is built for (default: 576x768, vtest.avi's size)")
+    p.add_argument("--output", "-o", required=True, metavar="MODEL.onnx", help="where to write the ONNX file")
+    p.add_argument("--opset", type=int, default=17,
+                   help="ONNX opset (default 17; use 13 for TensorRT 8.0-8.2, i.e. JetPack 4.6)")
+    p.add_argument("--verify", metavar="URI", nargs="?", const="vtest",
+                   help="afterwards, run the graph (reference runner, no TensorRT needed) and the PyTorch engine "
+                        "on frames of URI (default vtest) and print the largest difference")
+    p.add_argument("--verify-frames", type=int, default=10, metavar="N", help="frames for --verify (default 10)")
+    p.set_defaults(func=main)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    h, sep, w = text.lower().partition("x")
+    try:
+        size = (int(h), int(w))
+    except ValueError:
+        size = None
+    if not sep or size is None or min(size) <= 0:
+        raise PassrtError(f"--input-size must be HEIGHTxWIDTH, e.g. 576x768; got '{text}'")
+    return size
+
+
+def main(args) -> int:
+    from passrt.export.onnx_export import check_request, export_model
+
+    _, name, params = cli_args.parse_policy(args.policy, cli_args.common_params(args))
+    size = parse_size(args.input_size)
+    out = Path(args.output)
+    check_request(name, out)
+    print(f"exporting {args.model} ({name}) for {size[0]}x{size[1]} frames ...", flush=True)
+    summary = export_model(args.model, name, params, size, out, args.opset)
+    mb = out.stat().st_size / 1e6
+    if summary.format == "dense":
+        print(f"wrote {out} ({mb:.1f} MB): dense, {summary.nodes} nodes")
+    else:
+        print(f"wrote {out} ({mb:.1f} MB): {summary.plugin_nodes} PassSparseConv2d nodes "
+              f"({len(summary.plugin_layers)} layers), {summary.state_inputs} state inputs, {summary.nodes} nodes")
+        if summary.fallback_layers:
+            print(f"note: {len(summary.fallback_layers)} conv layers have fused ops the plugin cannot express and "
+                  f"run densely in the graph: {', '.join(summary.fallback_layers)}")
+    if args.verify:
+        from passrt.export.verify import verify_export
+
+        print(verify_export(out, args.verify, args.verify_frames).line())
+    plugin = "" if summary.format == "dense" else " --plugin plugins/tensorrt/build/libpassrt_trt.so"
+    print(f"next, on the device: passrt build {out}{plugin} -o {out.with_suffix('.engine')}")
+    return 0

@@ -1,0 +1,261 @@
+"""The sparse engine's plan as one stateless function: (image, refresh, state) -> (outputs, state).
+
+:class:`SparseProgram` replays a :class:`~passrt.engine.graph.Plan` in ordinary NCHW tensors
+with the masks computed by standard tensor ops, so that ``torch.onnx.export`` turns it into
+a graph of standard ONNX ops plus one ``PassSparseConv2d`` node per sparse conv. It follows
+the streaming engine's rules exactly (same tile masks, refreshes, scene cuts and per-layer
+crossover; a layer above its crossover computes every tile, which is what the engine's dense
+path does), so its outputs equal :class:`~passrt.engine.SparseModel`'s frame after frame.
+
+- Convolutions whose fused epilogue the plugin can express (activation, residual add,
+  activation) become ``PassSparseConv2d`` nodes; a conv with a fused 1x1 after it becomes
+  two nodes with the same mask (the intermediate needs no state: the 1x1 reads only the
+  tiles just recomputed, so its ``cache_in`` is a zero constant).
+- Other spatial steps (pooling, upsampling, elementwise, concat, unusual epilogues) compute
+  densely and keep the active tiles (``Where``): same values, still sparse in the state.
+- Dense steps (heads' reshapes, global pooling ...) run as they are.
+
+Only the policies whose masks are functions of the input and the reference export
+(``regiondrop``); ``dense`` exports the model itself (see :mod:`passrt.export.onnx_export`).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Optional
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from passrt.engine.graph import Plan
+from passrt.engine.policies import RegionDrop, _block_span
+from passrt.engine.steps import (ConcatStep, ConvStep, DenseStep, Pointwise, PointwiseStep, PoolStep, Ref,
+                                 ResampleStep, SpatialStep)
+from passrt.errors import PassrtError
+from passrt.export import contract
+from passrt.export.node_ref import NodeAttributes, cells_of, sparse_conv_node
+
+_ACT_MODULES = {nn.ReLU: 1, nn.ReLU6: 2, nn.Hardswish: 3, nn.SiLU: 4, nn.Sigmoid: 5, nn.LeakyReLU: 6}
+_ACT_FUNCTIONS = {F.relu: 1, torch.relu: 1, F.relu6: 2, F.hardswish: 3, F.silu: 4, F.sigmoid: 5,
+                  torch.sigmoid: 5, F.leaky_relu: 6}
+
+
+def _activation(pw: Pointwise, running: str) -> Optional[tuple[int, float]]:
+    """(code, alpha) if ``pw`` is an activation of the running result the plugin knows."""
+    if not pw.args or not isinstance(pw.args[0], Ref) or pw.args[0].name != running:
+        return None
+    kwargs = {k: v for k, v in pw.kwargs.items() if k != "inplace"}
+    if isinstance(pw.fn, nn.Module) and type(pw.fn) in _ACT_MODULES and len(pw.args) == 1 and not kwargs:
+        return _ACT_MODULES[type(pw.fn)], float(getattr(pw.fn, "negative_slope", 0.01))
+    if pw.fn in _ACT_FUNCTIONS:
+        extra = list(pw.args[1:]) + list(kwargs.values())
+        if pw.fn is F.leaky_relu and len(extra) <= 1 and all(isinstance(v, (int, float)) for v in extra):
+            return 6, float(extra[0]) if extra else 0.01
+        if not extra:
+            return _ACT_FUNCTIONS[pw.fn], 0.01
+    return None
+
+
+def _residual(pw: Pointwise, running: str) -> Optional[str]:
+    """The other operand's name if ``pw`` is ``running + other`` with a full-size other."""
+    if pw.fn not in (operator.add, torch.add) or len(pw.args) != 2 or pw.kwargs:
+        return None
+    a, b = pw.args
+    if not (isinstance(a, Ref) and isinstance(b, Ref)) or a.broadcast or b.broadcast:
+        return None
+    if a.name == running and b.name != running:
+        return b.name
+    if b.name == running and a.name != running:
+        return a.name
+    return None
+
+
+def plugin_epilogue(ops: list[Pointwise], running: str):
+    """(activation, alpha, residual name, post_activation) for ``[act] [+ residual] [act]``, or None."""
+    act, alpha, residual, post = 0, 0.01, None, 0
+    stage = 0  # 0: nothing yet, 1: after act, 2: after residual, 3: after post act
+    for pw in ops:
+        a = _activation(pw, running)
+        if a is not None and stage in (0, 2):
+            if stage == 0:
+                act, alpha, stage = a[0], a[1], 1
+            else:
+                if a[0] == 6 and act == 6 and a[1] != alpha:
+                    return None  # one alpha for both
+                post, alpha, stage = a[0], a[1], 3
+            continue
+        r = _residual(pw, running)
+        if r is not None and stage in (0, 1):
+            residual, stage = r, 2
+            continue
+        return None
+    return act, alpha, residual, post
+
+
+class SparseProgram(nn.Module):
+    """``forward(image, refresh, *states) -> (*outputs, active_fraction, *new_states)``."""
+
+    def __init__(self, plan: Plan, policy: RegionDrop):
+        super().__init__()
+        if not isinstance(policy, RegionDrop):
+            raise PassrtError(f"policy '{policy.name}' cannot be exported as a sparse program; use regiondrop")
+        self.plan, self.policy = plan, policy
+        _, _, self.frame_h, self.frame_w = plan.input_shape
+        self.spatial = [s for s in plan.steps if isinstance(s, SpatialStep)]
+        self.state_keys = ["ref"] + [s.name for s in self.spatial]
+        self.state_shapes = [plan.input_shape] + [(1, *s.shape) for s in self.spatial]
+        self.plugin_layers: list[str] = []  # labels of convs exported as plugin nodes
+        self.fallback_layers: list[str] = []  # labels of convs computed densely + Where
+        self._convs: dict[str, list] = {}
+        for step in self.spatial:
+            if isinstance(step, ConvStep):
+                self._convs[step.name] = self._conv_nodes(step)
+        self._grids = {}
+        for step in self.spatial:
+            key = (step.shape[1], step.shape[2], step.tile)
+            if key not in self._grids:
+                self._grids[key] = self._tile_matrices(*key)
+        macs = torch.tensor([float(s.macs_per_cell) for s in self.spatial], dtype=torch.float64)
+        cells = torch.tensor([float(s.shape[1] * s.shape[2]) for s in self.spatial], dtype=torch.float64)
+        self._mac_weights = (macs / float((macs * cells).sum())).tolist()
+
+    # ---- construction ---------------------------------------------------------------
+    def _conv_nodes(self, step: ConvStep):
+        """[(conv, NodeAttributes | None, residual name, weight, bias)] for the step's one or two convs."""
+        nodes = []
+        for conv in [step] + ([step.follow] if step.follow is not None else []):
+            epi = plugin_epilogue(conv.epilogue, step.name)
+            # Buffers, so that they export as named initializers.
+            key = f"{conv.name}_{len(nodes)}"
+            self.register_buffer(f"{key}_weight", conv.weight.detach().contiguous(), persistent=True)
+            self.register_buffer(f"{key}_bias", conv.bias.detach() if conv.bias is not None
+                                 else torch.zeros(conv.weight.shape[0]), persistent=True)
+            weight, bias = f"{key}_weight", f"{key}_bias"
+            attrs = None
+            if epi is not None:
+                top, bottom, left, right = conv.win.pads
+                attrs = NodeAttributes(tuple(conv.win.kernel), tuple(conv.win.stride), tuple(conv.win.dilation),
+                                       (top, left, bottom, right), conv.groups, step.tile, epi[0], epi[1], epi[3])
+            nodes.append((conv, attrs, epi[2] if epi else None, weight, bias))
+        if all(n[1] is not None for n in nodes):
+            self.plugin_layers.append(step.label)
+        else:
+            self.fallback_layers.append(step.label)
+        return nodes
+
+    def _tile_matrices(self, h: int, w: int, tile: int):
+        """0/1 matrices R (Ht, Hb), C (Wb, Wt): tiles = (R @ blocks @ C) > 0 is RegionDrop's rescaling."""
+        out = []
+        for n, frame_n in ((h, self.frame_h), (w, self.frame_w)):
+            lo, hi = _block_span(n, frame_n, tile, self.policy.block)
+            nb = -(-frame_n // self.policy.block)
+            r = torch.arange(nb)
+            out.append(((r[None] >= lo[:, None]) & (r[None] < hi[:, None])).float())
+        return out[0], out[1].t().contiguous()
+
+    def initial_states(self) -> list[torch.Tensor]:
+        return [torch.zeros(shape) for shape in self.state_shapes]
+
+    # ---- the function -----------------------------------------------------------------
+    def forward(self, image: torch.Tensor, refresh: torch.Tensor, *states: torch.Tensor):
+        p = self.policy
+        ref, caches = states[0], dict(zip(self.state_keys[1:], states[1:]))
+        changed = ((image - ref).abs().amax(1, keepdim=True) > p.threshold).float()
+        counts = F.avg_pool2d(changed, p.block, p.block, ceil_mode=True) * (p.block ** 2)  # as RegionDrop
+        blocks = (counts >= p.min_pixels).float()
+        if p.margin > 0:
+            blocks = F.max_pool2d(blocks, 2 * p.margin + 1, 1, p.margin)
+        cut = (blocks.mean().reshape(1) > p.scene_cut).float()
+        full = torch.maximum(refresh.reshape(1), cut)  # 1: this frame is a dense refresh
+        region = cells_of(blocks, p.block, self.frame_h, self.frame_w)
+        new_ref = torch.where(torch.maximum(region, full.reshape(1, 1, 1, 1)) > 0, image, ref)
+
+        grid_masks = {key: self._mask(blocks[0, 0], full, *mats) for key, mats in self._grids.items()}
+        values = {self.plan.input_name: image}
+        new_states, active = [], torch.zeros(1)
+        for step in self.plan.steps[1:]:
+            if isinstance(step, DenseStep):
+                values[step.name] = step.call(values.__getitem__)
+                continue
+            mask = grid_masks[(step.shape[1], step.shape[2], step.tile)]
+            cache = caches[step.name]
+            if isinstance(step, ConvStep):
+                out = self._conv(step, values, mask, cache, refresh.reshape(1) * 0)
+            else:
+                dense = self._dense_step(step, values)
+                out = torch.where(cells_of(mask, step.tile, step.shape[1], step.shape[2]) > 0.5, dense, cache)
+            values[step.name] = out
+            new_states.append(out)
+            weight = self._mac_weights[self.spatial.index(step)]
+            computed = torch.clamp(mask.sum() * float(step.tile ** 2), max=float(step.shape[1] * step.shape[2]))
+            active = active + computed.reshape(1) * weight
+        outputs = [values[a.name] if isinstance(a, Ref) else a for a in _flatten(self.plan.outputs)]
+        return (*outputs, active, new_ref, *new_states)
+
+    def _mask(self, blocks, full, rows, cols):
+        tiles = ((rows @ blocks @ cols) > 0).float()
+        crossover = (tiles.sum().reshape(1) > self.policy.crossover * tiles.numel()).float()
+        tiles = torch.maximum(tiles, torch.maximum(full, crossover))
+        return tiles.reshape(1, 1, *tiles.shape)
+
+    def _conv(self, step: ConvStep, values, mask, cache, zero):
+        x = values[step.srcs[0]]
+        nodes = self._convs[step.name]
+        for i, (conv, attrs, residual, weight, bias) in enumerate(nodes):
+            weight, bias = self._buffers[weight], self._buffers[bias]
+            last = i == len(nodes) - 1
+            if attrs is None:  # not expressible by the plugin: dense conv + epilogue, keep active tiles
+                x = _epilogue(conv, step.name, _dense_conv(conv, x, weight, bias), values)
+                if last:
+                    x = torch.where(cells_of(mask, step.tile, step.shape[1], step.shape[2]) > 0.5, x, cache)
+                continue
+            # The intermediate of a fused pair needs no state: the 1x1 reads only the tiles just
+            # recomputed. Zeros expanded from a runtime scalar: a constant would be stored in the file.
+            cache_in = cache if last else zero.reshape(1, 1, 1, 1).expand(1, weight.shape[0], *conv.win.out_size)
+            res = values[residual] if residual is not None else None
+            x = sparse_conv_node(x, mask, cache_in, weight, bias, res, attrs)
+        return x
+
+    def _dense_step(self, step: SpatialStep, values):
+        """A non-conv spatial step computed on whole NCHW values."""
+        if isinstance(step, PointwiseStep):
+            return _apply(step.op, values)
+        if isinstance(step, ConcatStep):
+            return torch.cat([values[s] for s in step.srcs], 1)
+        if isinstance(step, PoolStep):
+            return step.dense(values[step.srcs[0]])
+        if isinstance(step, ResampleStep):
+            x = values[step.srcs[0]]
+            align = step.align_corners if step.mode == "bilinear" else None
+            if step.scales[0] is not None:  # as PyTorch computed the source index: from the scale factor
+                return F.interpolate(x, scale_factor=(1 / step.scales[0], 1 / step.scales[1]), mode=step.mode,
+                                     align_corners=align)
+            return F.interpolate(x, size=step.shape[1:], mode=step.mode, align_corners=align)
+        raise PassrtError(f"cannot export layer '{step.label}' ({step.kind})")
+
+
+def _apply(pw: Pointwise, values, running: Optional[str] = None, y=None):
+    """``pw`` on whole values; ``running`` names the value ``y`` stands for (a conv's fresh output)."""
+    args = [y if isinstance(a, Ref) and a.name == running else values[a.name] if isinstance(a, Ref) else a
+            for a in pw.args]
+    return pw.fn(*args, **{k: v for k, v in pw.kwargs.items() if k != "inplace"})
+
+
+def _dense_conv(conv: ConvStep, x, weight, bias):
+    top, bottom, left, right = conv.win.pads
+    return F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, conv.win.stride, 0,
+                    conv.win.dilation, conv.groups)
+
+
+def _epilogue(conv: ConvStep, running: str, y, values):
+    for pw in conv.epilogue:
+        y = _apply(pw, values, running, y)
+    return y
+
+
+def _flatten(structure) -> list:
+    out = []
+    fx.node.map_aggregate(structure, lambda a: out.append(a) or a)
+    return out
