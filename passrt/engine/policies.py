@@ -177,8 +177,9 @@ class RegionDrop(Policy):
         changed = (masks.pixel_change(x, self.ref) > self.threshold).float()
         counts = F.avg_pool2d(changed, self.block, self.block, ceil_mode=True) * (self.block ** 2)
         blocks = masks.dilate((counts >= self.min_pixels).float(), self.margin)
-        ctx.input_fraction = float(blocks.mean())
-        if ctx.input_fraction > self.scene_cut:
+        fraction = blocks.mean()
+        ctx.input_fraction = float(fraction)
+        if bool(fraction > self.scene_cut):  # in float32, as the exported graph compares
             self.ref.copy_(x)
             return True
         if not bool(blocks.any()):

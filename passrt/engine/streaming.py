@@ -14,7 +14,8 @@ from passrt.engine.steps import DenseStep, InputStep, Ref, SpatialStep
 from passrt.errors import PassrtError
 from passrt.kernels.storage import FeatureMap
 
-BACKEND = "reference (pure PyTorch)"
+REFERENCE = "reference (pure PyTorch)"
+BACKENDS = ("auto", "reference", "op")
 
 
 class SparseModel:
@@ -24,7 +25,12 @@ class SparseModel:
     Every layer keeps its output from earlier frames (dense storage, sparse compute).
     """
 
-    def __init__(self, model: nn.Module, policy: Policy | str = "exact", dense_ops=(), **params):
+    def __init__(self, model: nn.Module, policy: Policy | str = "exact", dense_ops=(), backend: str = "auto",
+                 **params):
+        if backend not in BACKENDS:
+            raise PassrtError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
+        self.backend, self._backend_in_use, self._backend_note = backend, REFERENCE, None
+        self.program = None  # the op backend's SparseProgram
         self.model = model.eval()
         self.policy = make_policy(policy, **params)
         self.dense_ops = tuple(dense_ops)
@@ -43,6 +49,8 @@ class SparseModel:
             raise PassrtError(f"a SparseModel takes one frame at a time, shaped (1, C, H, W); got {tuple(x.shape)}")
         with torch.inference_mode():
             refresh = self._prepare(x)
+            if self.program is not None:
+                return self._run_program(x, refresh)
             return self._run(x, refresh)
 
     def reset(self) -> None:
@@ -71,7 +79,8 @@ class SparseModel:
             "active_fraction_mean": self._totals["active_fraction"] / n,
             "macs_executed_mean": self._totals["macs_executed"] / n,
             "policy": self.policy.describe(),
-            "backend": BACKEND,
+            "backend": self._backend_in_use,
+            **({"backend_note": self._backend_note} if self._backend_note else {}),
         }
 
     # ---- internals ------------------------------------------------------------------
@@ -84,12 +93,60 @@ class SparseModel:
                 if isinstance(step, (SpatialStep, InputStep)):
                     self.env[step.name] = FeatureMap(*step.shape, dtype=x.dtype)
             self.policy.reset()
+            self._choose_backend(x)
             refresh = True
         every = self.policy.refresh_every
         if every and self.frames % every == 0:
             refresh = True
         self._force_refresh = False
         return refresh
+
+    def _choose_backend(self, x: torch.Tensor) -> None:
+        """The compiled op (through :class:`~passrt.export.program.SparseProgram`) or the reference.
+
+        'auto' takes the op for CUDA tensors and the reference for CPU tensors: on CPU the
+        reference's gathered GEMMs are faster than the op's direct loops (benchmarks/RESULTS.md).
+        """
+        from passrt.engine.policies import RegionDrop
+        from passrt.kernels import extension
+
+        self.program, self._backend_in_use, self._backend_note = None, REFERENCE, None
+        reason = None
+        if self.backend == "reference":
+            pass
+        elif not isinstance(self.policy, RegionDrop):
+            reason = f"policy '{self.policy.name}' runs on the reference engine only; the op backend runs regiondrop"
+        elif self.backend == "auto" and x.device.type != "cuda":
+            reason = "CPU tensors: the reference engine is the faster CPU path"
+        elif not extension.load():
+            reason = f"the passrt op is {extension.status()}"
+        elif x.device.type == "cuda" and not extension.status().endswith("CPU+CUDA op"):
+            reason = f"the passrt op has no CUDA kernels ({extension.status()})"
+        if reason is None and self.backend != "reference":
+            from passrt.export.program import SparseProgram, op_node
+
+            self.program = SparseProgram(self.plan, self.policy, node=op_node).to(x.device)
+            self._states = self.program.initial_states(x.device)
+            self._backend_in_use = f"passrt op ({x.device.type.upper()})"
+            return
+        if reason is not None and self.backend == "op":
+            raise PassrtError(f"backend 'op' is not available: {reason}")
+        if x.device.type != "cpu":
+            raise PassrtError(f"the reference engine runs on CPU tensors; for {x.device} tensors the compiled op "
+                              f"is needed, and {reason or 'backend=reference was asked for'}")
+        self._backend_note = reason if self.backend == "auto" and x.device.type == "cuda" else None
+
+    def _run_program(self, x: torch.Tensor, refresh: bool):
+        """One frame through the op backend: masks and convs on x's device, no host synchronisation
+        until the caller reads an output (stats() reads the executed fraction)."""
+        n = len(self._states)
+        flag = torch.full((1,), float(refresh), device=x.device)
+        result = self.program(x, flag, *self._states)
+        outputs, active, self._states = result[:-n - 1], result[-n - 1], list(result[-n:])
+        macs_dense = sum(s.macs_per_cell * s.shape[1] * s.shape[2] for s in self.program.spatial)
+        self._record(refresh, None, {}, macs_dense, float(active) * macs_dense)
+        flat = iter(o.clone() if isinstance(o, torch.Tensor) else o for o in outputs)  # caches stay private
+        return fx.node.map_aggregate(self.plan.outputs, lambda a: next(flat))
 
     def _run(self, x: torch.Tensor, refresh: bool):
         plan, env, policy = self.plan, self.env, self.policy
@@ -156,7 +213,7 @@ class SparseModel:
         active = macs_exec / macs_dense if macs_dense else 1.0
         self._last = {
             "refresh": refresh,
-            "input_active_fraction": 1.0 if refresh else ctx.input_fraction,
+            "input_active_fraction": 1.0 if refresh else ctx.input_fraction if ctx else None,
             "active_fraction": active,
             "macs_dense": macs_dense,
             "macs_executed": macs_exec,
@@ -169,11 +226,14 @@ class SparseModel:
         self._totals["macs_executed"] += macs_exec
 
 
-def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), **params) -> SparseModel:
+def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), backend: str = "auto",
+             **params) -> SparseModel:
     """Wrap ``model`` for temporally sparse streaming inference.
 
     ``policy`` is a name ('dense', 'exact', 'regiondrop', 'layerwise') with its parameters
     as keyword arguments (e.g. ``threshold=0.08``), or a Policy object. ``dense_ops`` lists
-    extra modules/functions/method names that are safe to run densely.
+    extra modules/functions/method names that are safe to run densely. ``backend``: 'reference'
+    (pure PyTorch, CPU), 'op' (passrt's compiled op, CPU or CUDA; regiondrop), or 'auto' (the op
+    for CUDA tensors, the reference for CPU tensors); ``stats()['backend']`` says which ran.
     """
-    return SparseModel(model, policy, dense_ops, **params)
+    return SparseModel(model, policy, dense_ops, backend, **params)

@@ -97,8 +97,12 @@ def plugin_epilogue(ops: list[Pointwise], running: str):
 class SparseProgram(nn.Module):
     """``forward(image, refresh, *states) -> (*outputs, active_fraction, *new_states)``."""
 
-    def __init__(self, plan: Plan, policy: RegionDrop):
+    def __init__(self, plan: Plan, policy: RegionDrop, node=sparse_conv_node):
+        """``node``: how a PassSparseConv2d node runs (default: the reference, which exports as the
+        node); :func:`op_node` runs passrt's compiled op in place instead (the engine's op backend)."""
         super().__init__()
+        self.node = node
+        self._scratch: dict[str, torch.Tensor] = {}
         if not isinstance(policy, RegionDrop):
             raise PassrtError(f"policy '{policy.name}' cannot be exported as a sparse program; use regiondrop")
         self.plan, self.policy = plan, policy
@@ -115,8 +119,11 @@ class SparseProgram(nn.Module):
         self._grids = {}
         for step in self.spatial:
             key = (step.shape[1], step.shape[2], step.tile)
-            if key not in self._grids:
-                self._grids[key] = self._tile_matrices(*key)
+            if key not in self._grids:  # buffers: they follow the program to its device
+                name = "tiles_{}x{}_t{}".format(*key)
+                for part, m in zip(("rows", "cols"), self._tile_matrices(*key)):
+                    self.register_buffer(f"{name}_{part}", m, persistent=False)
+                self._grids[key] = (f"{name}_rows", f"{name}_cols")
         macs = torch.tensor([float(s.macs_per_cell) for s in self.spatial], dtype=torch.float64)
         cells = torch.tensor([float(s.shape[1] * s.shape[2]) for s in self.spatial], dtype=torch.float64)
         self._mac_weights = (macs / float((macs * cells).sum())).tolist()
@@ -155,8 +162,8 @@ class SparseProgram(nn.Module):
             out.append(((r[None] >= lo[:, None]) & (r[None] < hi[:, None])).float())
         return out[0], out[1].t().contiguous()
 
-    def initial_states(self) -> list[torch.Tensor]:
-        return [torch.zeros(shape) for shape in self.state_shapes]
+    def initial_states(self, device=None) -> list[torch.Tensor]:
+        return [torch.zeros(shape, device=device) for shape in self.state_shapes]
 
     # ---- the function -----------------------------------------------------------------
     def forward(self, image: torch.Tensor, refresh: torch.Tensor, *states: torch.Tensor):
@@ -172,9 +179,10 @@ class SparseProgram(nn.Module):
         region = cells_of(blocks, p.block, self.frame_h, self.frame_w)
         new_ref = torch.where(torch.maximum(region, full.reshape(1, 1, 1, 1)) > 0, image, ref)
 
-        grid_masks = {key: self._mask(blocks[0, 0], full, *mats) for key, mats in self._grids.items()}
+        grid_masks = {key: self._mask(blocks[0, 0], full, self._buffers[r], self._buffers[c])
+                      for key, (r, c) in self._grids.items()}
         values = {self.plan.input_name: image}
-        new_states, active = [], torch.zeros(1)
+        new_states, active = [], torch.zeros(1, device=image.device)
         for step in self.plan.steps[1:]:
             if isinstance(step, DenseStep):
                 values[step.name] = step.call(values.__getitem__)
@@ -211,12 +219,21 @@ class SparseProgram(nn.Module):
                 if last:
                     x = torch.where(cells_of(mask, step.tile, step.shape[1], step.shape[2]) > 0.5, x, cache)
                 continue
-            # The intermediate of a fused pair needs no state: the 1x1 reads only the tiles just
-            # recomputed. Zeros expanded from a runtime scalar: a constant would be stored in the file.
-            cache_in = cache if last else zero.reshape(1, 1, 1, 1).expand(1, weight.shape[0], *conv.win.out_size)
+            cache_in = cache if last else self._intermediate(conv, weight.shape[0], zero)
             res = values[residual] if residual is not None else None
-            x = sparse_conv_node(x, mask, cache_in, weight, bias, res, attrs)
+            x = self.node(x, mask, cache_in, weight, bias, res, attrs)
         return x
+
+    def _intermediate(self, conv: ConvStep, channels: int, zero):
+        """The cache of a fused pair's first conv. It needs no state: the 1x1 reads only the tiles
+        just recomputed. Exported: zeros expanded from a runtime scalar (a constant would be stored
+        in the file); in place (op backend): a scratch buffer."""
+        shape = (1, channels, *conv.win.out_size)
+        if self.node is sparse_conv_node:
+            return zero.reshape(1, 1, 1, 1).expand(shape)
+        if conv.name not in self._scratch:
+            self._scratch[conv.name] = torch.zeros(shape, device=zero.device)
+        return self._scratch[conv.name]
 
     def _dense_step(self, step: SpatialStep, values):
         """A non-conv spatial step computed on whole NCHW values."""
@@ -259,3 +276,17 @@ def _flatten(structure) -> list:
     out = []
     fx.node.map_aggregate(structure, lambda a: out.append(a) or a)
     return out
+
+
+_ACT_NAMES = {code: name for name, code in contract.ACTIVATION_CODES.items()}
+
+
+def op_node(x, tile_mask, cache, weight, bias, residual, attrs: NodeAttributes) -> torch.Tensor:
+    """A node run by ``torch.ops.passrt.sparse_conv2d``, in place: ``cache`` becomes the output."""
+    from passrt.kernels.extension import sparse_conv2d_op
+
+    top, left, bottom, right = attrs.pads
+    return sparse_conv2d_op(x, weight, bias, cache, tile_mask[0, 0], stride=attrs.strides,
+                            padding=(top, bottom, left, right), dilation=attrs.dilations, groups=attrs.group,
+                            tile=attrs.tile, activation=_ACT_NAMES[attrs.activation], residual=residual,
+                            act_alpha=attrs.activation_alpha, post_activation=_ACT_NAMES[attrs.post_activation])

@@ -1,0 +1,72 @@
+"""The engine's two backends: the pure-PyTorch reference and passrt's compiled op (through the
+same SparseProgram the exporter uses). Both must give the same outputs frame after frame."""
+
+import pytest
+import torch
+
+import passrt
+from passrt.errors import PassrtError
+from passrt.export.verify import load_frames
+from passrt.kernels import extension
+from passrt.models import load_model
+
+SIZE = (144, 192)
+
+
+def _need_op():
+    if not extension.load():
+        pytest.skip(f"passrt op unavailable: {extension.status()}")
+
+
+@pytest.fixture(scope="module")
+def ssdlite_frames():
+    spec = load_model("ssdlite-pedestrian")
+    return spec, load_frames("vtest", 5, spec.preprocess, SIZE)
+
+
+def _compare(spec, frames, device, atol):
+    reference = passrt.sparsify(spec.module, "regiondrop", backend="reference")
+    op = passrt.sparsify(spec.module, "regiondrop", backend="op" if device == "cpu" else "auto")
+    partial = 0
+    for x in frames:
+        expected, got = reference(x), op(x.to(device))
+        for a, b in zip(expected, got):
+            torch.testing.assert_close(b.cpu(), a, rtol=0, atol=atol)
+        active = reference.stats()["active_fraction"]
+        assert op.stats()["active_fraction"] == pytest.approx(active, abs=1e-5)
+        partial += 0 < active < 0.9
+    assert partial >= 3
+    return op.stats()
+
+
+def test_op_backend_equals_reference_on_real_frames(ssdlite_frames):
+    _need_op()
+    stats = _compare(*ssdlite_frames, "cpu", 1e-4)
+    assert stats["backend"] == "passrt op (CPU)"
+
+
+@pytest.mark.cuda
+def test_cuda_op_backend_equals_reference_on_real_frames(ssdlite_frames):
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA not available (torch.cuda.is_available() is False)")
+    _need_op()
+    if not extension.status().endswith("CPU+CUDA op"):
+        pytest.skip(f"passrt op built without its CUDA kernels: {extension.status()}")
+    stats = _compare(*ssdlite_frames, "cuda", 1e-3)
+    assert stats["backend"] == "passrt op (CUDA)"
+
+
+def test_auto_uses_the_reference_for_cpu_tensors(ssdlite_frames):
+    spec, frames = ssdlite_frames
+    engine = passrt.sparsify(spec.module, "regiondrop")
+    engine(frames[0])
+    assert engine.stats()["backend"] == "reference (pure PyTorch)" and "backend_note" not in engine.stats()
+
+
+def test_backend_errors(ssdlite_frames):
+    spec, frames = ssdlite_frames
+    with pytest.raises(PassrtError, match="unknown backend 'gpu'"):
+        passrt.sparsify(spec.module, "regiondrop", backend="gpu")
+    exact = passrt.sparsify(spec.module, "exact", backend="op")
+    with pytest.raises(PassrtError, match="backend 'op' is not available: policy 'exact'"):
+        exact(frames[0])
