@@ -10,11 +10,10 @@ from passrt.cli import args as cli_args
 def register(sub) -> None:
     p = sub.add_parser(
         "bench", help="measure policies against the dense engines on the same frames",
-        description="Decode frames once, then run dense PyTorch, dense ONNX Runtime and every "
-                    "policy on the same frames, taking turns in blocks of 10 frames, after a "
-                    "warm-up. Reports "
-                    "median FPS, latency percentiles, active fraction, MACs and mAP@0.5 agreement "
-                    "with the dense detections.")
+        description="Decode frames once, then run dense PyTorch, dense ONNX Runtime, every policy and every "
+                    "TensorRT engine (--engine) on the same frames, taking turns in blocks of 10 frames, after a "
+                    "warm-up. Reports median FPS, latency percentiles, active fraction, MACs and mAP@0.5 agreement "
+                    "with the dense PyTorch detections.")
     cli_args.add_source(p)
     cli_args.add_model(p)
     p.add_argument("--policies", default="dense,regiondrop,exact,layerwise",
@@ -24,6 +23,12 @@ def register(sub) -> None:
     p.add_argument("--frames", type=int, default=200, help="frames to measure (default 200)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up frames per engine, not measured")
     p.add_argument("--no-onnxruntime", action="store_true", help="skip the dense ONNX Runtime engine")
+    p.add_argument("--engine", action="append", default=[], metavar="ENGINE",
+                   help="also run this TensorRT engine (from `passrt build`, for this model and the clip's frame "
+                        "size), labelled by its file name; repeat for several")
+    p.add_argument("--plugin", metavar="PATH",
+                   help="libpassrt_trt.so for engines with PassSparseConv2d layers (default: $PASSRT_TRT_PLUGIN, "
+                        "the library each engine was built with, else plugins/tensorrt/build/libpassrt_trt.so)")
     p.add_argument("--json", metavar="PATH", help="write all results (and per-frame series) here")
     p.add_argument("--plot", metavar="PNG", help="plot latency and active fraction per frame (needs matplotlib)")
     p.set_defaults(func=main)
@@ -49,15 +54,20 @@ def split_policies(text: str) -> list[str]:
 def main(args) -> int:
     from passrt.runtime.bench import format_table, plot, run_benchmark
 
+    if args.plugin and not args.engine:
+        from passrt.errors import PassrtError
+        raise PassrtError("--plugin goes with --engine (a TensorRT engine)")
     common = cli_args.common_params(args)
     policies = [cli_args.parse_policy(s, common) for s in split_policies(args.policies)]
     result = run_benchmark(cli_args.source_of(args), args.model, policies, frames=args.frames,
                            warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
-                           progress=sys.stderr.isatty())
+                           progress=sys.stderr.isatty(), engines=args.engine, plugin=args.plugin)
     result["command"] = "passrt " + " ".join(sys.argv[1:])
     w, h = result["resolution"]
     print(f"{result['model']} on {result['input']} ({w}x{h}), {result['frames']} frames, "
           f"{result['machine']['cpu']}, {result['machine']['torch_threads']} threads")
+    if "tensorrt" in result["machine"]:
+        print(f"TensorRT {result['machine']['tensorrt']} on {result['machine']['gpu']}")
     print(format_table(result))
     if args.json:
         from passrt.runtime.sinks import JsonSink

@@ -35,6 +35,7 @@ class Entry:
     macs_exec: list = field(default_factory=list)
     detections: list = field(default_factory=list)
     macs_dense: float = 0.0
+    stage_ms: dict = field(default_factory=dict)  # per-frame stage timings an engine reports (TensorRT)
 
 
 def decode(uri: str, frames: int, spec) -> tuple[list[torch.Tensor], tuple[int, int], float | None]:
@@ -67,9 +68,12 @@ def machine() -> dict:
 
 
 def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict]], frames: int = 200,
-                  warmup: int = 5, onnxruntime: bool = True, progress: bool = True, block: int = 10) -> dict:
-    """Measure dense PyTorch, (optionally) dense ONNX Runtime, and each (label, policy, params)."""
+                  warmup: int = 5, onnxruntime: bool = True, progress: bool = True, block: int = 10,
+                  engines: list[str] = (), plugin: str | None = None) -> dict:
+    """Measure dense PyTorch, (optionally) dense ONNX Runtime, each (label, policy, params), and each
+    TensorRT engine file in ``engines`` (labelled by its file name)."""
     spec = load_model(model_name)
+    trt_entries = _tensorrt_entries(engines, plugin, model_name)  # before decoding: fail fast without TensorRT
     tensors, (h, w), clip_fps = decode(uri, frames, spec)
     entries = [Entry("dense", TorchDense(spec.module))]
     if onnxruntime:
@@ -77,12 +81,19 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
     for label, name, params in policies:
         if name != "dense":
             entries.append(Entry(label, TorchSparse(spec.module, name, params)))
+    for e in trt_entries:
+        e.engine.check_input(tensors[0].shape)
+        if any(o.label == e.label for o in entries):  # two engines called alike, or one called like a policy
+            e.label = str(e.engine.path)
+        entries.append(e)
 
     for e in entries:  # warm-up: allocators, oneDNN primitives, plans; then forget the state
         for x in tensors[:warmup]:
             e.engine(x)
         if isinstance(e.engine, TorchSparse):
             e.engine.model.reset()
+        elif callable(getattr(e.engine, "reset", None)):
+            e.engine.reset()
 
     clock = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     bar = tqdm(total=len(tensors) * len(entries), desc="bench", unit="frame", disable=not progress,
@@ -101,6 +112,9 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
                 e.active.append(st.get("active_fraction", 1.0))
                 e.macs_exec.append(st.get("macs_executed"))
                 e.macs_dense = st.get("macs_dense", e.macs_dense)
+                for k, v in st.items():
+                    if k.endswith("_ms"):
+                        e.stage_ms.setdefault(k, []).append(v)
                 bar.update()
     bar.close()
 
@@ -116,7 +130,9 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
             "latency_ms": {f"p{q}": v for q, v in percentiles(lat, (50, 95, 99)).items()},
             "active_fraction": float(np.mean(e.active)),
             "macs_dense": sparse_macs_dense,
-            "macs_executed": float(np.mean(macs_exec)) if macs_exec else sparse_macs_dense,
+            # engines that report only their active fraction (TensorRT): the MAC-weighted fraction of dense
+            "macs_executed": float(np.mean(macs_exec)) if macs_exec else
+            (sparse_macs_dense * float(np.mean(e.active)) if sparse_macs_dense else None),
             "agreement_map50": average_precision(e.detections, ground_truth, 0.5),
             "detections_per_frame": float(np.mean([len(b) for b, _ in e.detections])),
             "per_frame": {"latency_ms": lat, "active_fraction": e.active},
@@ -124,7 +140,16 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
         if isinstance(e.engine, TorchSparse):
             entry["policy"] = e.engine.model.policy.describe()
             entry["refreshes"] = e.engine.model.stats()["refreshes"]
+        if e.stage_ms:
+            entry["stages_ms"] = {k.removesuffix("_ms"): statistics.median(v) for k, v in e.stage_ms.items()}
+        if getattr(e.engine, "name", None) == "tensorrt":
+            entry["engine"] = {"path": str(e.engine.path), "format": "sparse" if e.engine.sparse else "dense",
+                               "policy": e.engine.policy, "fp16": (e.engine.sidecar or {}).get("fp16")}
         result["policies"][e.label] = entry
+    if trt_entries:
+        from passrt.runtime.tensorrt_backend import tensorrt_machine
+
+        result["machine"].update(tensorrt_machine())
     dense_fps = result["policies"]["dense"]["fps_median"]
     ort_fps = result["policies"].get("onnxruntime", {}).get("fps_median")
     for entry in result["policies"].values():
@@ -132,6 +157,16 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
         if ort_fps:
             entry["speedup_vs_onnxruntime"] = entry["fps_median"] / ort_fps
     return result
+
+
+def _tensorrt_entries(paths: list[str], plugin: str | None, model_name: str) -> list[Entry]:
+    if not paths:
+        return []
+    from pathlib import Path
+
+    from passrt.runtime.tensorrt_backend import open_engine
+
+    return [Entry(Path(path).name, open_engine(path, plugin, model_name)) for path in paths]
 
 
 def _now() -> float:

@@ -19,16 +19,31 @@ from passrt.runtime.sources import open_source
 from passrt.runtime.timing import RollingFps, StageTimer
 
 
+DEFAULT_MODEL = "ssdlite-pedestrian"
+
+
 class Pipeline:
-    def __init__(self, uri: str, model: str = "ssdlite-pedestrian", policy: str = "regiondrop",
+    """``model``: default ssdlite-pedestrian. ``engine``: a TensorRT engine file (``passrt build``) to run
+    instead of the PyTorch engine; the model it was exported from (its sidecar says) then picks pre- and
+    postprocessing, and ``policy`` and ``params`` are ignored."""
+
+    def __init__(self, uri: str, model: str | None = None, policy: str = "regiondrop",
                  params: dict | None = None, output: str | None = None, display: bool = True,
-                 show_tiles: bool = False, score_threshold: float = 0.3, max_frames: int | None = None):
+                 show_tiles: bool = False, score_threshold: float = 0.3, max_frames: int | None = None,
+                 engine: str | None = None, plugin: str | None = None):
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
-        self.spec = load_model(model)
-        self.policy = policy
-        self.engine = TorchDense(self.spec.module) if policy == "dense" else \
-            TorchSparse(self.spec.module, policy, params or {})
+        if engine is not None:
+            from passrt.runtime.tensorrt_backend import open_engine
+
+            self.engine = open_engine(engine, plugin, model, default_model=DEFAULT_MODEL)
+            self.spec = load_model(self.engine.model_name or model or DEFAULT_MODEL)
+            self.policy = f"{self.engine.policy.get('name', self.engine.label)} (TensorRT)"
+        else:
+            self.spec = load_model(model or DEFAULT_MODEL)
+            self.policy = policy
+            self.engine = TorchDense(self.spec.module) if policy == "dense" else \
+                TorchSparse(self.spec.module, policy, params or {})
         self.uri, self.output, self.show_tiles = uri, output, show_tiles
         self.score_threshold, self.max_frames = score_threshold, max_frames
 

@@ -1,0 +1,299 @@
+"""The TensorRT backend: ``engine(x) -> outputs``, ``engine.stats()``, ``engine.reset()`` for a
+``passrt build`` engine, like the backends in :mod:`passrt.runtime.backends`.
+
+Dense engines take ``image`` and return the model's outputs. Sparse engines follow the ONNX
+contract (:mod:`passrt.export.contract`): ``refresh`` is 1 on the first frame and after
+:meth:`TensorRTEngine.reset`, and each ``state_out.<key>`` becomes the next frame's
+``state.<key>`` by swapping the two buffers' addresses (no copy). Buffers are PyTorch CUDA
+tensors; the frame goes up and the outputs come down through pinned host buffers on the
+engine's own stream, timed with CUDA events. TensorRT 8.5+ and 10 run through tensor addresses
+(``execute_async_v3``), TensorRT 8.0-8.4 through bindings (``execute_async_v2``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from passrt.errors import PassrtError
+from passrt.export import contract
+from passrt.runtime.tensorrt_build import (
+    PLUGIN_ENV, build_engine, check_compatible, get_logger, gpu_info, import_tensorrt, load_plugin, read_sidecar,
+    resolve_plugin, sha256, warn)
+
+__all__ = ["TensorRTEngine", "build_engine", "check_compatible", "import_tensorrt", "load_plugin", "open_engine",
+           "resolve_plugin"]  # the TensorRT entry points in one place
+
+TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
+                "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    is_input: bool
+    shape: tuple
+    dtype: str  # TensorRT DataType member name: FLOAT, HALF, ...
+
+
+def io_tensors(trt, engine) -> list[TensorInfo]:
+    """The engine's inputs and outputs in its own order (binding order for TensorRT 8)."""
+    out = []
+    if hasattr(engine, "num_io_tensors"):  # TensorRT 8.5+ and 10
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            out.append(TensorInfo(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                                  tuple(engine.get_tensor_shape(name)), _dtype_name(engine.get_tensor_dtype(name))))
+    else:  # TensorRT 8.0-8.4: bindings
+        for i in range(engine.num_bindings):
+            out.append(TensorInfo(engine.get_binding_name(i), engine.binding_is_input(i),
+                                  tuple(engine.get_binding_shape(i)), _dtype_name(engine.get_binding_dtype(i))))
+    return out
+
+
+def _dtype_name(dtype) -> str:
+    return getattr(dtype, "name", str(dtype).rsplit(".", 1)[-1])
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name not in TORCH_DTYPES:
+        raise PassrtError(f"the engine has a {name} input or output, which passrt cannot feed "
+                          "(fp32/fp16/bf16/int/bool only)")
+    return getattr(torch, TORCH_DTYPES[name])
+
+
+@dataclass
+class IoPlan:
+    image: str
+    refresh: str | None
+    states: list  # (state.<key>, state_out.<key>)
+    outputs: list  # the model's outputs, in order
+    active: str | None
+
+
+def plan_io(tensors: list[TensorInfo], onnx_outputs: list[str] | None = None, engine: str = "the engine") -> IoPlan:
+    """Which tensor is what under the ONNX contract; a one-line error for an engine that breaks it."""
+    by_name = {t.name: t for t in tensors}
+    inputs = [t.name for t in tensors if t.is_input]
+    outputs = [t.name for t in tensors if not t.is_input]
+    for t in tensors:
+        if any(int(d) < 0 for d in t.shape):
+            raise PassrtError(f"{engine}: {t.name} has a dynamic shape {t.shape}; passrt engines are built for one "
+                              "frame size (passrt export --input-size HxW)")
+    others = [n for n in inputs if n != contract.REFRESH and not n.startswith(contract.STATE_IN)]
+    image = contract.IMAGE if contract.IMAGE in inputs else (others[0] if len(others) == 1 else None)
+    if image is None or len(others) != 1:
+        raise PassrtError(f"{engine}: expected one image input ('{contract.IMAGE}'), found inputs {inputs}")
+    states = []
+    for name in inputs:
+        if name.startswith(contract.STATE_IN):
+            pair = contract.STATE_OUT + name[len(contract.STATE_IN):]
+            if pair not in by_name or by_name[pair].is_input or by_name[pair].shape != by_name[name].shape:
+                raise PassrtError(f"{engine}: state input {name} has no output {pair} of shape {by_name[name].shape}")
+            states.append((name, pair))
+    refresh = contract.REFRESH if contract.REFRESH in inputs else None
+    if refresh is not None or states:  # sparse: output.<i> in index order
+        model = sorted((n for n in outputs if n.startswith(contract.OUTPUT)),
+                       key=lambda n: int(n[len(contract.OUTPUT):]) if n[len(contract.OUTPUT):].isdigit() else 1 << 30)
+    else:  # dense: the ONNX graph's order where known
+        model = [n for n in (onnx_outputs or []) if n in outputs] or outputs
+        model += [n for n in outputs if n not in model]
+    if not model:
+        raise PassrtError(f"{engine}: no model outputs among {outputs}")
+    active = contract.ACTIVE_FRACTION if contract.ACTIVE_FRACTION in outputs else None
+    return IoPlan(image, refresh, states, model, active)
+
+
+class TensorRTEngine:
+    """A ``passrt build`` engine on the current CUDA device."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike, plugin: str | os.PathLike | None = None):
+        path = Path(path)
+        if not path.is_file():
+            raise PassrtError(f"{path}: no such TensorRT engine file (build one on this machine with "
+                              f"`passrt build MODEL.onnx -o {path}`)")
+        self.path, self.label = path, path.name
+        trt = import_tensorrt()
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PassrtError("TensorRT engines run on the GPU and this PyTorch has no CUDA (torch.cuda.is_available() "
+                              "is False): install a CUDA build of PyTorch (on Jetson: NVIDIA's wheel for your JetPack)")
+        self.sidecar = read_sidecar(path)
+        self.plugin = self._load_plugin(plugin)
+        if self.sidecar is not None:
+            problem = check_compatible(self.sidecar, trt.__version__, *gpu_info(), engine=str(path))
+            if problem:
+                raise PassrtError(problem)
+        self.device = torch.device("cuda", torch.cuda.current_device())
+        self.runtime = trt.Runtime(get_logger(trt))  # kept: it must outlive the engine
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise PassrtError(f"TensorRT could not load {path} (its log above says why): most likely it was built "
+                              "with another TensorRT version or for another GPU (rebuild it here with `passrt build`), "
+                              "or it contains PassSparseConv2d layers and libpassrt_trt.so was not loaded (--plugin)")
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise PassrtError(f"TensorRT could not create an execution context for {path} (out of GPU memory?)")
+        self.tensors = {t.name: t for t in io_tensors(trt, self.engine)}
+        onnx_outputs = [o["name"] for o in (self.sidecar or {}).get("outputs", [])]
+        self.io = plan_io(list(self.tensors.values()), onnx_outputs, path.name)
+        self.image_shape = self.tensors[self.io.image].shape
+        self._v3 = hasattr(self.engine, "num_io_tensors") and hasattr(self.context, "execute_async_v3")
+
+        self.buf = {n: torch.zeros(t.shape, dtype=torch_dtype(t.dtype), device=self.device)
+                    for n, t in self.tensors.items()}
+        fetch = self.io.outputs + ([self.io.active] if self.io.active else [])
+        self.host = {n: torch.empty(self.buf[n].shape, dtype=self.buf[n].dtype, pin_memory=True)
+                     for n in [self.io.image, *fetch]}
+        self.fetch = fetch
+        self.stream = torch.cuda.Stream(self.device)
+        self.events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        self.order = list(self.tensors)  # binding order (TensorRT 8 execute_async_v2)
+        self.bindings = [0] * len(self.order)
+        for name in self.order:
+            self._bind(name)
+        torch.cuda.synchronize(self.device)  # the zero-filled buffers exist before our stream uses them
+        self._refresh, self.frames = True, 0
+        self._stats = {"active_fraction": 1.0, "upload_ms": 0.0, "infer_ms": 0.0, "download_ms": 0.0}
+
+    # -- what the engine is ----------------------------------------------------------------
+    @property
+    def metadata(self) -> dict:
+        return (self.sidecar or {}).get("metadata") or {}
+
+    @property
+    def model_name(self) -> str | None:
+        return self.metadata.get(contract.META_MODEL)
+
+    @property
+    def policy(self) -> dict:
+        try:
+            return json.loads(self.metadata.get(contract.META_POLICY, "{}"))
+        except ValueError:
+            return {}
+
+    @property
+    def sparse(self) -> bool:
+        return self.io.refresh is not None or bool(self.io.states)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return int(self.image_shape[-2]), int(self.image_shape[-1])
+
+    def check_input(self, shape) -> None:
+        shape = tuple(int(d) for d in shape)
+        if shape == tuple(int(d) for d in self.image_shape):
+            return
+        h, w = self.input_hw
+        got = f"{shape[-2]}x{shape[-1]}" if len(shape) == 4 else str(shape)
+        raise PassrtError(f"{self.label} was built for {h}x{w} frames (HxW) and this input is {got}: export the model "
+                          f"again with `passrt export --input-size {got} ...` and rebuild the engine")
+
+    # -- running ---------------------------------------------------------------------------
+    def _load_plugin(self, plugin):
+        recorded = (self.sidecar or {}).get("plugin")
+        if plugin is not None:
+            return load_plugin(plugin)
+        if recorded:
+            here = recorded.get("path")
+            use = None if os.environ.get(PLUGIN_ENV) or not here or not Path(here).is_file() else here
+            try:
+                lib = load_plugin(use)
+            except PassrtError as e:
+                raise PassrtError(f"{self.path.name} contains PassSparseConv2d layers and needs passrt's TensorRT "
+                                  f"plugin: {e}") from None
+            if recorded.get("sha256") and sha256(lib) != recorded["sha256"]:
+                warn(f"{lib} is not the plugin library {self.path.name} was built with ({here}); if TensorRT "
+                     "refuses the engine, rebuild it with this library")
+            return lib
+        if self.sidecar is None:  # unknown: load the plugin if it is built, harmless for dense engines
+            try:
+                return load_plugin(None)
+            except PassrtError:
+                return None
+        return None
+
+    def _bind(self, name: str) -> None:
+        ptr = self.buf[name].data_ptr()
+        if self._v3:
+            self.context.set_tensor_address(name, ptr)
+        else:
+            self.bindings[self.order.index(name)] = ptr
+
+    def __call__(self, x):
+        import torch
+
+        self.check_input(x.shape)
+        s, ev = self.stream, self.events
+        s.wait_stream(torch.cuda.current_stream(self.device))  # x may come from work on the current stream
+        with torch.cuda.stream(s):
+            ev[0].record(s)
+            if x.is_cuda:
+                self.buf[self.io.image].copy_(x, non_blocking=True)
+            else:
+                self.host[self.io.image].copy_(x)
+                self.buf[self.io.image].copy_(self.host[self.io.image], non_blocking=True)
+            if self.io.refresh:
+                self.buf[self.io.refresh].fill_(1.0 if self._refresh else 0.0)
+            ev[1].record(s)
+            ok = (self.context.execute_async_v3(s.cuda_stream) if self._v3
+                  else self.context.execute_async_v2(self.bindings, s.cuda_stream))
+            ev[2].record(s)
+            for name in self.fetch:
+                self.host[name].copy_(self.buf[name], non_blocking=True)
+            ev[3].record(s)
+        s.synchronize()
+        if not ok:
+            raise PassrtError(f"TensorRT failed to run {self.label} (its log above says why)")
+        for a, b in self.io.states:  # this frame's state_out is the next frame's state: swap, no copy
+            self.buf[a], self.buf[b] = self.buf[b], self.buf[a]
+            self._bind(a)
+            self._bind(b)
+        self._refresh = False
+        self.frames += 1
+        active = float(self.host[self.io.active].reshape(-1)[0]) if self.io.active else 1.0
+        self._stats = {"active_fraction": active, "upload_ms": ev[0].elapsed_time(ev[1]),
+                       "infer_ms": ev[1].elapsed_time(ev[2]), "download_ms": ev[2].elapsed_time(ev[3])}
+        return tuple(self.host[n].to(torch.float32, copy=True) if self.host[n].is_floating_point()
+                     else self.host[n].clone() for n in self.io.outputs)
+
+    def reset(self) -> None:
+        """Forget the state: zeros and a full recompute on the next frame."""
+        import torch
+
+        with torch.cuda.stream(self.stream):
+            for a, b in self.io.states:
+                self.buf[a].zero_()
+                self.buf[b].zero_()
+        self.stream.synchronize()
+        self._refresh = True
+
+    def stats(self) -> dict:
+        side = self.sidecar or {}
+        return {"backend": "tensorrt", "engine": str(self.path), "format": "sparse" if self.sparse else "dense",
+                "tensorrt": side.get("tensorrt"), "fp16": side.get("fp16"), "frames": self.frames, **self._stats}
+
+
+def open_engine(path, plugin=None, model: str | None = None, default_model: str | None = None) -> TensorRTEngine:
+    """A :class:`TensorRTEngine`; ``model``, when given, must be the one the engine was exported from."""
+    engine = TensorRTEngine(path, plugin=plugin)
+    if model and engine.model_name and model != engine.model_name:
+        raise PassrtError(f"{engine.label} runs {engine.model_name}, not {model}: leave --model out, or export and "
+                          f"build an engine for {model}")
+    if not engine.model_name and not model and default_model:
+        warn(f"{engine.label}: no model name in its sidecar; assuming {default_model} (--model sets it)")
+    return engine
+
+
+def tensorrt_machine() -> dict:
+    """TensorRT's version and the GPU, for benchmark records."""
+    trt = import_tensorrt()
+    name, cc = gpu_info()
+    return {"tensorrt": trt.__version__, "gpu": name, "compute_capability": f"sm_{cc[0]}{cc[1]}" if cc else None}
