@@ -8,6 +8,8 @@
 """
 
 from passrt.engine import Dense, Exact, LayerWise, Policy, RegionDrop, SparseModel, make_policy, sparsify
+from passrt.gates import PassGates
 
 __version__ = "0.1.0"
-__all__ = ["Dense", "Exact", "LayerWise", "Policy", "RegionDrop", "SparseModel", "make_policy", "sparsify"]
+__all__ = ["Dense", "Exact", "LayerWise", "PassGates", "Policy", "RegionDrop", "SparseModel", "make_policy",
+           "sparsify"]

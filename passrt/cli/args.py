@@ -8,8 +8,8 @@ from passrt.errors import PassrtError
 
 SOURCE_HELP = ("a video file, an asset name (vtest, bigbuckbunny, carphone: fetched on first use), "
                "/dev/videoN or v4l2:///dev/videoN, csi://N (Jetson CSI camera), rtsp://..., or a camera index")
-POLICY_HELP = ("dense, exact, regiondrop or layerwise, optionally with parameters: "
-               "'regiondrop:threshold=0.08,margin=1'")
+POLICY_HELP = ("dense, exact, regiondrop, layerwise or pass (learned gates: --gates PATH), optionally with "
+               "parameters: 'regiondrop:threshold=0.08,margin=1'")
 
 
 def add_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -31,6 +31,7 @@ def add_policy_params(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", type=float, help="input change threshold, intensities in [0, 1]")
     g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="any other policy parameter, e.g. --param margin=2 --param crossover=0.5")
+    g.add_argument("--gates", metavar="PATH", help="gates file for the 'pass' policy (from `passrt train-gates`)")
 
 
 def source_of(args) -> str:
@@ -39,13 +40,15 @@ def source_of(args) -> str:
 
 def parse_policy(spec: str, common: dict) -> tuple[str, str, dict]:
     """'regiondrop:threshold=0.1,margin=2' -> (label, name, params); ``common`` fills the gaps."""
-    from passrt.engine.policies import POLICIES
     from dataclasses import fields
 
+    from passrt.engine.policies import registry
+
+    policies = registry()
     name, _, rest = spec.partition(":")
-    if name not in POLICIES:
-        raise PassrtError(f"unknown policy '{name}'; choose one of: {', '.join(POLICIES)}")
-    accepted = {f.name for f in fields(POLICIES[name])}
+    if name not in policies:
+        raise PassrtError(f"unknown policy '{name}'; choose one of: {', '.join(policies)}")
+    accepted = {f.name for f in fields(policies[name])}
     params = {k: v for k, v in common.items() if k in accepted}
     params.update(_parse_pairs(rest.split(",") if rest else []))
     return spec, name, params
@@ -55,6 +58,8 @@ def common_params(args) -> dict:
     params = _parse_pairs(args.param)
     if args.threshold is not None:
         params["threshold"] = args.threshold
+    if getattr(args, "gates", None) is not None:
+        params["gates"] = args.gates
     return params
 
 
@@ -77,3 +82,14 @@ def _value(text: str):
         except ValueError:
             pass
     return text
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    h, sep, w = text.lower().partition("x")
+    try:
+        size = (int(h), int(w))
+    except ValueError:
+        size = None
+    if not sep or size is None or min(size) <= 0:
+        raise PassrtError(f"--input-size must be HEIGHTxWIDTH, e.g. 576x768; got '{text}'")
+    return size

@@ -36,12 +36,13 @@ def register(sub) -> None:
 
 def split_policies(text: str) -> list[str]:
     """Policies are separated by ';', or by ',' where the next item starts a new policy name."""
-    from passrt.engine.policies import POLICIES
+    from passrt.engine.policies import registry
 
+    names = registry()
     items, current = [], ""
     for part in text.replace(";", ",").split(","):
         name = part.split(":", 1)[0].strip()
-        if current and (name in POLICIES or "=" not in part):
+        if current and (name in names or "=" not in part):
             items.append(current)
             current = part.strip()
         else:
@@ -69,6 +70,8 @@ def main(args) -> int:
     if "tensorrt" in result["machine"]:
         print(f"TensorRT {result['machine']['tensorrt']} on {result['machine']['gpu']}")
     print(format_table(result))
+    print("active: executed/dense MACs; R_p: share of each conv's output skipped, mean over convs and frames; "
+          "R_m: share of dense MACs not executed (gates count as executed)")
     if args.json:
         from passrt.runtime.sinks import JsonSink
 

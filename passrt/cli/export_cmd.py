@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from passrt.cli import args as cli_args
-from passrt.errors import PassrtError
 
 
 def register(sub) -> None:
@@ -32,22 +31,11 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    h, sep, w = text.lower().partition("x")
-    try:
-        size = (int(h), int(w))
-    except ValueError:
-        size = None
-    if not sep or size is None or min(size) <= 0:
-        raise PassrtError(f"--input-size must be HEIGHTxWIDTH, e.g. 576x768; got '{text}'")
-    return size
-
-
 def main(args) -> int:
     from passrt.export.onnx_export import check_request, export_model
 
     _, name, params = cli_args.parse_policy(args.policy, cli_args.common_params(args))
-    size = parse_size(args.input_size)
+    size = cli_args.parse_size(args.input_size)
     out = Path(args.output)
     check_request(name, out)
     print(f"exporting {args.model} ({name}) for {size[0]}x{size[1]} frames ...", flush=True)

@@ -39,8 +39,8 @@ def main(args) -> int:
     from passrt.runtime.pipeline import Pipeline
 
     if args.engine:
-        given = [o for o, v in (("--policy", args.policy), ("--threshold", args.threshold), ("--param", args.param))
-                 if v not in (None, [])]
+        given = [o for o, v in (("--policy", args.policy), ("--threshold", args.threshold), ("--param", args.param),
+                                ("--gates", args.gates)) if v not in (None, [])]
         if given:
             raise PassrtError(f"{', '.join(given)} cannot be used with --engine: the policy is fixed when the model is "
                               "exported (passrt export --policy ...)")

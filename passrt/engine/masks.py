@@ -7,6 +7,7 @@ A *tile mask* is the same on the layer's tile grid.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import torch
@@ -61,3 +62,35 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
 def pixel_change(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Per-pixel change: max over channels of |x - ref|, (1, 1, H, W)."""
     return torch.sub(x, ref).abs_().amax(1, keepdim=True)
+
+
+class BlockGrid:
+    """A mask on a coarse grid of ``block``-cell blocks over a (height, width) map, rescaled on
+    demand to any layer's tile grid (a tile is active if it covers an active block).
+
+    RegionDrop's common mask (blocks of frame pixels) and a PASS gate's keep mask (patches of
+    the gated layer's input) are both this; an integral image makes each rescale a few gathers.
+    """
+
+    def __init__(self, blocks: torch.Tensor, block: int, height: int, width: int):
+        self.blocks, self.block, self.hw = blocks, block, (height, width)
+        self._integral = F.pad(blocks[0, 0].cumsum(0).cumsum(1), (1, 0, 1, 0))
+
+    def tiles_for(self, h: int, w: int, tile: int) -> torch.Tensor:
+        """(1, 1, Ht, Wt) 0/1 tiles of an (h, w) layer with ``tile``-cell tiles."""
+        (r0, r1), (c0, c1) = (block_span(n, map_n, tile, self.block)  # cached: static per layer
+                              for n, map_n in ((h, self.hw[0]), (w, self.hw[1])))
+        s = self._integral
+        count = s[r1][:, c1] - s[r0][:, c1] - s[r1][:, c0] + s[r0][:, c0]
+        return (count > 0).float().view(1, 1, len(r0), len(c0))
+
+
+@lru_cache(maxsize=1024)
+def block_span(n: int, map_n: int, tile: int, block: int):
+    """Per tile of an n-cell axis: the first and one-past-last block (of a map_n-cell axis) it covers."""
+    ratio = map_n / n  # map cells per layer cell along this axis
+    starts = torch.arange(0, n, tile, dtype=torch.float64)
+    ends = torch.clamp(starts + tile, max=n)
+    lo = torch.floor(starts * ratio / block).long()
+    hi = torch.ceil(torch.clamp(torch.ceil(ends * ratio), max=map_n) / block).long()
+    return lo, hi

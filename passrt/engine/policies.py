@@ -21,7 +21,6 @@ layer whose active tile fraction is above ``crossover`` runs dense.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from typing import Optional
 
 import torch
@@ -172,7 +171,6 @@ class RegionDrop(Policy):
         self._per_grid = {}
         if refresh or self.ref is None or self.ref.shape != x.shape:
             self.ref = x.clone()
-            self._frame_hw = tuple(x.shape[2:])
             return True
         changed = (masks.pixel_change(x, self.ref) > self.threshold).float()
         counts = F.avg_pool2d(changed, self.block, self.block, ceil_mode=True) * (self.block ** 2)
@@ -186,8 +184,7 @@ class RegionDrop(Policy):
             return False
         region = masks.from_tiles(blocks, self.block, x.shape[2], x.shape[3])
         self.ref.lerp_(x, region)  # region is 0/1: the reference moves only inside it
-        # Integral image of the block grid: any layer's tile mask is then a few gathers.
-        self._integral = F.pad(blocks[0, 0].cumsum(0).cumsum(1), (1, 0, 1, 0))
+        self._grid = masks.BlockGrid(blocks, self.block, x.shape[2], x.shape[3])
         ctx.changed[ctx.input_name] = region
         return False
 
@@ -196,30 +193,11 @@ class RegionDrop(Policy):
             return None
         key = (step.shape[1], step.shape[2], step.tile)
         if key not in self._per_grid:
-            self._per_grid[key] = _nonempty(self._tiles_from_blocks(*key))
+            self._per_grid[key] = _nonempty(self._grid.tiles_for(*key))
         tiles = self._per_grid[key]
         # Only dense steps look at this (whether anything changed): the common mask needs no map.
         ctx.changed[step.name] = FrameContext.FULL if tiles is not None else None
         return tiles
-
-    def _tiles_from_blocks(self, h: int, w: int, tile: int) -> torch.Tensor:
-        """Tiles of an (h, w) layer that cover any active block (the common mask, rescaled)."""
-        (r0, r1), (c0, c1) = (_block_span(n, frame_n, tile, self.block)  # cached: static per layer
-                              for n, frame_n in ((h, self._frame_hw[0]), (w, self._frame_hw[1])))
-        s = self._integral
-        count = s[r1][:, c1] - s[r0][:, c1] - s[r1][:, c0] + s[r0][:, c0]
-        return (count > 0).float().view(1, 1, len(r0), len(c0))
-
-
-@lru_cache(maxsize=1024)
-def _block_span(n: int, frame_n: int, tile: int, block: int):
-    """Per tile along one axis: the first and one-past-last block it covers."""
-    ratio = frame_n / n  # input pixels per layer cell along this axis
-    starts = torch.arange(0, n, tile, dtype=torch.float64)
-    ends = torch.clamp(starts + tile, max=n)
-    lo = torch.floor(starts * ratio / block).long()
-    hi = torch.ceil(torch.clamp(torch.ceil(ends * ratio), max=frame_n) / block).long()
-    return lo, hi
 
 
 @dataclass
@@ -280,18 +258,26 @@ def _producer_step(steps, name):
     return next(s for s in steps if s.name == name)
 
 
-POLICIES = {p.name: p for p in (Dense, Exact, RegionDrop, LayerWise)}
+POLICIES = {p.name: p for p in (Dense, Exact, RegionDrop, LayerWise)}  # the training-free ones
+
+
+def registry() -> dict:
+    """Every policy by name: the training-free ones and PASS's learned gates ('pass')."""
+    from passrt.gates.policy import PassGates  # lives with the gates; imported on first use
+
+    return {**POLICIES, PassGates.name: PassGates}
 
 
 def make_policy(spec, **params) -> Policy:
-    """A policy from a name ('dense', 'exact', 'regiondrop', 'layerwise') and parameters, or as given."""
+    """A policy from a name ('dense', 'exact', 'regiondrop', 'layerwise', 'pass') and parameters, or as given."""
     if isinstance(spec, Policy):
         if params:
             raise PassrtError("parameters can only be given with a policy name")
         return spec
-    if spec not in POLICIES:
-        raise PassrtError(f"unknown policy '{spec}'; choose one of: {', '.join(POLICIES)}")
-    cls = POLICIES[spec]
+    policies = registry()
+    if spec not in policies:
+        raise PassrtError(f"unknown policy '{spec}'; choose one of: {', '.join(policies)}")
+    cls = policies[spec]
     known = {f.name for f in fields(cls)}
     unknown = set(params) - known
     if unknown:

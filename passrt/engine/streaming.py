@@ -31,8 +31,8 @@ class SparseModel:
             raise PassrtError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
         self.backend, self._backend_in_use, self._backend_note = backend, REFERENCE, None
         self.program = None  # the op backend's SparseProgram
-        self.model = model.eval()
         self.policy = make_policy(policy, **params)
+        self.model = _with_policy_weights(model, self.policy).eval()
         self.dense_ops = tuple(dense_ops)
         self.graph: fx.GraphModule = trace(self.model)
         self.plan: Plan | None = None
@@ -108,14 +108,16 @@ class SparseModel:
         reference's gathered GEMMs are faster than the op's direct loops (benchmarks/RESULTS.md).
         """
         from passrt.engine.policies import RegionDrop
+        from passrt.gates.policy import PassGates
         from passrt.kernels import extension
 
         self.program, self._backend_in_use, self._backend_note = None, REFERENCE, None
         reason = None
         if self.backend == "reference":
             pass
-        elif not isinstance(self.policy, RegionDrop):
-            reason = f"policy '{self.policy.name}' runs on the reference engine only; the op backend runs regiondrop"
+        elif not isinstance(self.policy, (RegionDrop, PassGates)):
+            reason = (f"policy '{self.policy.name}' runs on the reference engine only; the op backend runs "
+                      "regiondrop and pass")
         elif self.backend == "auto" and x.device.type != "cuda":
             reason = "CPU tensors: the reference engine is the faster CPU path"
         elif not extension.load():
@@ -167,6 +169,7 @@ class SparseModel:
             cells = step.shape[1] * step.shape[2]
             computed = cells if mode == "dense" else min(active_tiles * step.tile ** 2, cells)
             layers[step.label] = {"kind": step.kind, "mode": mode, "active_fraction": active_tiles / total,
+                                  "skip_rate": 1.0 - computed / cells,
                                   "macs_dense": step.macs_per_cell * cells,
                                   "macs_executed": step.macs_per_cell * computed}
             macs_dense += step.macs_per_cell * cells
@@ -211,10 +214,16 @@ class SparseModel:
 
     def _record(self, refresh, ctx, layers, macs_dense, macs_exec):
         active = macs_exec / macs_dense if macs_dense else 1.0
+        conv_skips = [v["skip_rate"] for v in layers.values() if v["kind"].startswith("conv")]
         self._last = {
             "refresh": refresh,
             "input_active_fraction": 1.0 if refresh else ctx.input_fraction if ctx else None,
             "active_fraction": active,
+            # PASS's metrics, for every policy: R_p, the share of each conv's output cells skipped,
+            # averaged over the convs; R_m, the share of the dense MACs not executed, the policy's
+            # own (gates) counted as executed.
+            "skip_rate": sum(conv_skips) / len(conv_skips) if conv_skips else None,
+            "mac_reduction": 1.0 - active,
             "macs_dense": macs_dense,
             "macs_executed": macs_exec,
             "layers": layers,
@@ -224,6 +233,21 @@ class SparseModel:
         self._totals["refreshes"] += int(refresh)
         self._totals["active_fraction"] += active
         self._totals["macs_executed"] += macs_exec
+
+
+def _with_policy_weights(model: nn.Module, policy: Policy) -> nn.Module:
+    """A fine-tuned backbone that comes with the policy (PASS-F gates) runs on a copy of ``model``."""
+    weights = getattr(getattr(policy, "net", None), "backbone", None)
+    if weights is None:
+        return model
+    import copy
+
+    tuned = copy.deepcopy(model)
+    try:
+        tuned.load_state_dict(weights)
+    except RuntimeError as e:
+        raise PassrtError(f"the gates carry fine-tuned weights for another model: {str(e).splitlines()[0]}") from None
+    return tuned
 
 
 def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), backend: str = "auto",

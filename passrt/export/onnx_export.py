@@ -20,14 +20,14 @@ from passrt.errors import PassrtError
 from passrt.export import contract
 
 
-EXPORTABLE = ("dense", "regiondrop")  # policies whose masks are functions of the frame and the reference
+EXPORTABLE = ("dense", "regiondrop", "pass")  # policies whose masks are standard ops of the frame and the state
 
 
 def check_request(policy: str, out: Path) -> None:
     """Fail before any work on what the user can fix."""
     if policy not in EXPORTABLE:
-        raise PassrtError(f"policy '{policy}' cannot be exported yet (only {' and '.join(EXPORTABLE)}: their masks "
-                          "are standard ONNX ops of the frame and the reference)")
+        raise PassrtError(f"policy '{policy}' cannot be exported yet (only {', '.join(EXPORTABLE)}: their masks "
+                          "are standard ONNX ops of the frame and the state)")
     if not out.parent.is_dir():
         raise PassrtError(f"cannot write {out}: directory {out.parent} does not exist")
 

@@ -15,8 +15,9 @@ path does), so its outputs equal :class:`~passrt.engine.SparseModel`'s frame aft
   densely and keep the active tiles (``Where``): same values, still sparse in the state.
 - Dense steps (heads' reshapes, global pooling ...) run as they are.
 
-Only the policies whose masks are functions of the input and the reference export
-(``regiondrop``); ``dense`` exports the model itself (see :mod:`passrt.export.onnx_export`).
+The masks come from :mod:`passrt.export.masks`: ``regiondrop``'s frame difference or the
+``pass`` gates, both standard ops; ``dense`` exports the model itself (see
+:mod:`passrt.export.onnx_export`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from passrt.engine.graph import Plan
-from passrt.engine.policies import RegionDrop, _block_span
+from passrt.engine.policies import RegionDrop
 from passrt.engine.steps import (ConcatStep, ConvStep, DenseStep, Pointwise, PointwiseStep, PoolStep, Ref,
                                  ResampleStep, SpatialStep)
 from passrt.errors import PassrtError
@@ -97,36 +98,27 @@ def plugin_epilogue(ops: list[Pointwise], running: str):
 class SparseProgram(nn.Module):
     """``forward(image, refresh, *states) -> (*outputs, active_fraction, *new_states)``."""
 
-    def __init__(self, plan: Plan, policy: RegionDrop, node=sparse_conv_node):
+    def __init__(self, plan: Plan, policy, node=sparse_conv_node):
         """``node``: how a PassSparseConv2d node runs (default: the reference, which exports as the
         node); :func:`op_node` runs passrt's compiled op in place instead (the engine's op backend)."""
         super().__init__()
         self.node = node
         self._scratch: dict[str, torch.Tensor] = {}
-        if not isinstance(policy, RegionDrop):
-            raise PassrtError(f"policy '{policy.name}' cannot be exported as a sparse program; use regiondrop")
         self.plan, self.policy = plan, policy
-        _, _, self.frame_h, self.frame_w = plan.input_shape
         self.spatial = [s for s in plan.steps if isinstance(s, SpatialStep)]
-        self.state_keys = ["ref"] + [s.name for s in self.spatial]
-        self.state_shapes = [plan.input_shape] + [(1, *s.shape) for s in self.spatial]
+        macs = torch.tensor([float(s.macs_per_cell) for s in self.spatial], dtype=torch.float64)
+        cells = torch.tensor([float(s.shape[1] * s.shape[2]) for s in self.spatial], dtype=torch.float64)
+        macs_dense = float((macs * cells).sum())
+        self._mac_weights = (macs / macs_dense).tolist()
+        self.masks = mask_source(plan, policy, macs_dense)
+        self.state_keys = self.masks.state_keys + [s.name for s in self.spatial]
+        self.state_shapes = self.masks.state_shapes + [(1, *s.shape) for s in self.spatial]
         self.plugin_layers: list[str] = []  # labels of convs exported as plugin nodes
         self.fallback_layers: list[str] = []  # labels of convs computed densely + Where
         self._convs: dict[str, list] = {}
         for step in self.spatial:
             if isinstance(step, ConvStep):
                 self._convs[step.name] = self._conv_nodes(step)
-        self._grids = {}
-        for step in self.spatial:
-            key = (step.shape[1], step.shape[2], step.tile)
-            if key not in self._grids:  # buffers: they follow the program to its device
-                name = "tiles_{}x{}_t{}".format(*key)
-                for part, m in zip(("rows", "cols"), self._tile_matrices(*key)):
-                    self.register_buffer(f"{name}_{part}", m, persistent=False)
-                self._grids[key] = (f"{name}_rows", f"{name}_cols")
-        macs = torch.tensor([float(s.macs_per_cell) for s in self.spatial], dtype=torch.float64)
-        cells = torch.tensor([float(s.shape[1] * s.shape[2]) for s in self.spatial], dtype=torch.float64)
-        self._mac_weights = (macs / float((macs * cells).sum())).tolist()
 
     # ---- construction ---------------------------------------------------------------
     def _conv_nodes(self, step: ConvStep):
@@ -152,42 +144,21 @@ class SparseProgram(nn.Module):
             self.fallback_layers.append(step.label)
         return nodes
 
-    def _tile_matrices(self, h: int, w: int, tile: int):
-        """0/1 matrices R (Ht, Hb), C (Wb, Wt): tiles = (R @ blocks @ C) > 0 is RegionDrop's rescaling."""
-        out = []
-        for n, frame_n in ((h, self.frame_h), (w, self.frame_w)):
-            lo, hi = _block_span(n, frame_n, tile, self.policy.block)
-            nb = -(-frame_n // self.policy.block)
-            r = torch.arange(nb)
-            out.append(((r[None] >= lo[:, None]) & (r[None] < hi[:, None])).float())
-        return out[0], out[1].t().contiguous()
-
     def initial_states(self, device=None) -> list[torch.Tensor]:
         return [torch.zeros(shape, device=device) for shape in self.state_shapes]
 
     # ---- the function -----------------------------------------------------------------
     def forward(self, image: torch.Tensor, refresh: torch.Tensor, *states: torch.Tensor):
-        p = self.policy
-        ref, caches = states[0], dict(zip(self.state_keys[1:], states[1:]))
-        changed = ((image - ref).abs().amax(1, keepdim=True) > p.threshold).float()
-        counts = F.avg_pool2d(changed, p.block, p.block, ceil_mode=True) * (p.block ** 2)  # as RegionDrop
-        blocks = (counts >= p.min_pixels).float()
-        if p.margin > 0:
-            blocks = F.max_pool2d(blocks, 2 * p.margin + 1, 1, p.margin)
-        cut = (blocks.mean().reshape(1) > p.scene_cut).float()
-        full = torch.maximum(refresh.reshape(1), cut)  # 1: this frame is a dense refresh
-        region = cells_of(blocks, p.block, self.frame_h, self.frame_w)
-        new_ref = torch.where(torch.maximum(region, full.reshape(1, 1, 1, 1)) > 0, image, ref)
-
-        grid_masks = {key: self._mask(blocks[0, 0], full, self._buffers[r], self._buffers[c])
-                      for key, (r, c) in self._grids.items()}
+        n_mask = len(self.masks.state_keys)
+        caches = dict(zip(self.state_keys[n_mask:], states[n_mask:]))
+        mask_states = self.masks.begin(image, refresh, states[:n_mask])
         values = {self.plan.input_name: image}
         new_states, active = [], torch.zeros(1, device=image.device)
         for step in self.plan.steps[1:]:
             if isinstance(step, DenseStep):
                 values[step.name] = step.call(values.__getitem__)
                 continue
-            mask = grid_masks[(step.shape[1], step.shape[2], step.tile)]
+            mask = self.masks.step_mask(step, values)
             cache = caches[step.name]
             if isinstance(step, ConvStep):
                 out = self._conv(step, values, mask, cache, refresh.reshape(1) * 0)
@@ -199,14 +170,9 @@ class SparseProgram(nn.Module):
             weight = self._mac_weights[self.spatial.index(step)]
             computed = torch.clamp(mask.sum() * float(step.tile ** 2), max=float(step.shape[1] * step.shape[2]))
             active = active + computed.reshape(1) * weight
+        active = active + self.masks.overhead()
         outputs = [values[a.name] if isinstance(a, Ref) else a for a in _flatten(self.plan.outputs)]
-        return (*outputs, active, new_ref, *new_states)
-
-    def _mask(self, blocks, full, rows, cols):
-        tiles = ((rows @ blocks @ cols) > 0).float()
-        crossover = (tiles.sum().reshape(1) > self.policy.crossover * tiles.numel()).float()
-        tiles = torch.maximum(tiles, torch.maximum(full, crossover))
-        return tiles.reshape(1, 1, *tiles.shape)
+        return (*outputs, active, *mask_states, *self.masks.end(), *new_states)
 
     def _conv(self, step: ConvStep, values, mask, cache, zero):
         x = values[step.srcs[0]]
@@ -251,6 +217,17 @@ class SparseProgram(nn.Module):
                                      align_corners=align)
             return F.interpolate(x, size=step.shape[1:], mode=step.mode, align_corners=align)
         raise PassrtError(f"cannot export layer '{step.label}' ({step.kind})")
+
+
+def mask_source(plan: Plan, policy, macs_dense: float):
+    from passrt.export.masks import PassMasks, RegionDropMasks
+    from passrt.gates.policy import PassGates
+
+    if isinstance(policy, RegionDrop):
+        return RegionDropMasks(plan, policy)
+    if isinstance(policy, PassGates):
+        return PassMasks(plan, policy, macs_dense)
+    raise PassrtError(f"policy '{policy.name}' cannot be exported as a sparse program; use regiondrop or pass")
 
 
 def _apply(pw: Pointwise, values, running: Optional[str] = None, y=None):

@@ -57,7 +57,15 @@ def verify_export(path: Path | str, source: str = "vtest", frames: int = 10) -> 
     size = tuple(int(v) for v in meta[contract.META_INPUT_SIZE].split("x"))
     policy = json.loads(meta[contract.META_POLICY])
     name = policy.pop("name")
-    engine = SparseModel(spec.module, make_policy(name, **policy)) if name != "dense" else None
+    if name != "dense":
+        from dataclasses import fields
+
+        from passrt.engine.policies import registry
+
+        params = {f.name: policy[f.name] for f in fields(registry()[name]) if f.name in policy}
+        engine = SparseModel(spec.module, make_policy(name, **params))
+    else:
+        engine = None
     worst, worst_active = 0.0, 0.0
     images = load_frames(source, frames, spec.preprocess, size)
     for x in images:

@@ -34,6 +34,8 @@ class Entry:
     active: list = field(default_factory=list)
     macs_exec: list = field(default_factory=list)
     detections: list = field(default_factory=list)
+    skip: list = field(default_factory=list)  # R_p per frame (0 for dense engines and refresh frames)
+    gate_macs: list = field(default_factory=list)
     macs_dense: float = 0.0
     stage_ms: dict = field(default_factory=dict)  # per-frame stage timings an engine reports (TensorRT)
 
@@ -111,6 +113,8 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
                 st = e.engine.stats()
                 e.active.append(st.get("active_fraction", 1.0))
                 e.macs_exec.append(st.get("macs_executed"))
+                e.skip.append(st.get("skip_rate") or 0.0)
+                e.gate_macs.append(st.get("gate_macs", 0.0))
                 e.macs_dense = st.get("macs_dense", e.macs_dense)
                 for k, v in st.items():
                     if k.endswith("_ms"):
@@ -133,10 +137,15 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
             # engines that report only their active fraction (TensorRT): the MAC-weighted fraction of dense
             "macs_executed": float(np.mean(macs_exec)) if macs_exec else
             (sparse_macs_dense * float(np.mean(e.active)) if sparse_macs_dense else None),
+            "skip_rate": float(np.mean(e.skip)),  # R_p, mean over frames
+            "gate_macs": float(np.mean(e.gate_macs)),
             "agreement_map50": average_precision(e.detections, ground_truth, 0.5),
             "detections_per_frame": float(np.mean([len(b) for b, _ in e.detections])),
             "per_frame": {"latency_ms": lat, "active_fraction": e.active},
         }
+        # R_m: the share of dense MACs not executed (a policy's own MACs, e.g. gates, count as executed)
+        entry["mac_reduction"] = 1.0 - entry["macs_executed"] / sparse_macs_dense \
+            if entry["macs_executed"] and sparse_macs_dense else 0.0
         if isinstance(e.engine, TorchSparse):
             entry["policy"] = e.engine.model.policy.describe()
             entry["refreshes"] = e.engine.model.stats()["refreshes"]
@@ -176,13 +185,15 @@ def _now() -> float:
 
 
 def format_table(result: dict) -> str:
-    rows = [("engine", "FPS", "p50 ms", "p95 ms", "x dense", "x ORT", "active", "MACs/exec", "mAP50 agr")]
+    rows = [("engine", "FPS", "p50 ms", "p95 ms", "x dense", "x ORT", "active", "R_p", "R_m", "MACs/exec",
+             "mAP50 agr")]
     for label, e in result["policies"].items():
         ratio = e["macs_dense"] / e["macs_executed"] if e.get("macs_executed") else float("nan")
         rows.append((label, f"{e['fps_median']:.1f}", f"{e['latency_ms']['p50']:.1f}",
                      f"{e['latency_ms']['p95']:.1f}", f"{e['speedup_vs_dense']:.2f}",
                      f"{e['speedup_vs_onnxruntime']:.2f}" if "speedup_vs_onnxruntime" in e else "-",
-                     f"{e['active_fraction']:.3f}", f"{ratio:.2f}", f"{e['agreement_map50']:.3f}"))
+                     f"{e['active_fraction']:.3f}", f"{e['skip_rate']:.3f}", f"{e['mac_reduction']:.3f}",
+                     f"{ratio:.2f}", f"{e['agreement_map50']:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -26,7 +26,7 @@ def test_regiondrop_tiles_cover_every_cell_over_an_active_block():
     pixel_region = torch.zeros(1, 1, h, w)
     pixel_region[:, :, 32:48, 64:80] = 1
     for (lh, lw, tile) in [(48, 64, 4), (24, 32, 2), (12, 16, 2), (6, 8, 1), (3, 4, 1), (96, 128, 8)]:
-        tiles = policy._tiles_from_blocks(lh, lw, tile)
+        tiles = policy._grid.tiles_for(lh, lw, tile)
         # Reference: the layer cells whose pixel footprint meets the region, OR-reduced to tiles.
         cells = F.adaptive_max_pool2d(pixel_region, (lh, lw))
         want = F.max_pool2d(cells, tile, tile, ceil_mode=True)

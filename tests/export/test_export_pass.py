@@ -1,0 +1,52 @@
+"""PASS gates export as standard ONNX ops in front of the PassSparseConv2d nodes, and the graph,
+run by the reference runner, equals the PyTorch engine with the same gates on real frames."""
+
+import onnx
+import pytest
+import torch
+
+import passrt
+from passrt.export import ExportedStream, contract, export_model
+from passrt.export.verify import load_frames
+from passrt.gates import GateConfig, GateSet
+from passrt.gates.train import TILES, plan_steps
+from passrt.models import load_model
+
+SIZE = (144, 192)
+
+
+@pytest.fixture(scope="module")
+def gates_file(tmp_path_factory):
+    spec = load_model("ssdlite-pedestrian")
+    torch.manual_seed(3)  # untrained gates: their decisions are mixed, which is what this test needs
+    example = load_frames("vtest", 1, spec.preprocess, SIZE)[0]
+    gates = GateSet.for_steps(spec.name, plan_steps(spec.module, example), GateConfig(), TILES)
+    path = tmp_path_factory.mktemp("gates") / "gates.pt"
+    gates.save(path)
+    return path
+
+
+@pytest.mark.parametrize("params", [{}, {"margin": 1, "compare": "previous"}])
+def test_pass_export_matches_engine_on_real_frames(gates_file, tmp_path, params):
+    params = {"gates": str(gates_file), **params}
+    summary = export_model("ssdlite-pedestrian", "pass", params, SIZE, tmp_path / "pass.onnx")
+    model = onnx.load(str(summary.path))
+    onnx.checker.check_model(model)
+    custom = [n for n in model.graph.node if n.domain not in ("", "ai.onnx")]
+    assert custom and all(n.op_type == contract.PLUGIN_NAME for n in custom)  # gates: standard ops only
+    inputs = [i.name for i in model.graph.input]
+    gated = passrt.PassGates.load(gates_file).net.labels()
+    assert [f"{contract.STATE_IN}gate_ref.{label}" for label in gated] == inputs[2:2 + len(gated)]
+
+    spec = load_model("ssdlite-pedestrian")
+    engine = passrt.sparsify(spec.module, passrt.PassGates(**params))
+    stream = ExportedStream(summary.path)
+    partial = 0
+    for x in load_frames("vtest", 8, spec.preprocess, SIZE):
+        expected, got = engine(x), stream(x)
+        for a, b in zip(expected, got):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+        active = engine.stats()["active_fraction"]
+        assert stream.last_active_fraction == pytest.approx(active, abs=1e-5)
+        partial += 0 < active < 0.9
+    assert partial >= 5
