@@ -80,7 +80,7 @@ def cached_path(name: str) -> Path:
 
 def is_cached(name: str) -> bool:
     path = cached_path(name)
-    return path.is_file() and _sha256(path) == _lookup(name).sha256
+    return path.is_file() and sha256_file(path) == _lookup(name).sha256
 
 
 def fetch(name: str, quiet: bool = False) -> Path:
@@ -88,7 +88,7 @@ def fetch(name: str, quiet: bool = False) -> Path:
     asset = _lookup(name)
     path = cached_path(name)
     if path.is_file():
-        if _sha256(path) == asset.sha256:
+        if sha256_file(path) == asset.sha256:
             return path
         path.unlink()  # a truncated or tampered copy: fetch again
     if not quiet:
@@ -99,7 +99,7 @@ def fetch(name: str, quiet: bool = False) -> Path:
     with tempfile.TemporaryDirectory(prefix="passrt-fetch-") as tmp:
         archive = _download(asset, Path(tmp))
         extracted = _extract(archive, asset.member, Path(tmp) / "out")
-        digest = _sha256(extracted)
+        digest = sha256_file(extracted)
         if digest != asset.sha256:
             raise PassrtError(
                 f"{asset.name}: checksum mismatch (got {digest[:12]}..., expected "
@@ -123,7 +123,7 @@ def _lookup(name: str) -> Asset:
         raise PassrtError(f"unknown asset '{name}'; known: {', '.join(ASSETS)}") from None
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -34,6 +34,13 @@ def add_policy_params(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gates", metavar="PATH", help="gates file for the 'pass' policy (from `passrt train-gates`)")
 
 
+def add_plugin(group, default_note: str = "") -> None:
+    """--plugin: passrt's TensorRT plugin library, for engines/graphs with PassSparseConv2d layers."""
+    group.add_argument("--plugin", metavar="PATH",
+                       help="libpassrt_trt.so, for engines with PassSparseConv2d layers (default: $PASSRT_TRT_PLUGIN, "
+                            f"{default_note}else plugins/tensorrt/build/libpassrt_trt.so)")
+
+
 def source_of(args) -> str:
     return str(args.camera) if args.camera is not None else args.input
 

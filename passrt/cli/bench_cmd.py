@@ -26,9 +26,7 @@ def register(sub) -> None:
     p.add_argument("--engine", action="append", default=[], metavar="ENGINE",
                    help="also run this TensorRT engine (from `passrt build`, for this model and the clip's frame "
                         "size), labelled by its file name; repeat for several")
-    p.add_argument("--plugin", metavar="PATH",
-                   help="libpassrt_trt.so for engines with PassSparseConv2d layers (default: $PASSRT_TRT_PLUGIN, "
-                        "the library each engine was built with, else plugins/tensorrt/build/libpassrt_trt.so)")
+    cli_args.add_plugin(p, "the library each engine was built with, ")
     p.add_argument("--json", metavar="PATH", help="write all results (and per-frame series) here")
     p.add_argument("--plot", metavar="PNG", help="plot latency and active fraction per frame (needs matplotlib)")
     p.set_defaults(func=main)

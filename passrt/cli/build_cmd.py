@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from passrt.cli import args as cli_args
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -14,9 +16,7 @@ def register(sub) -> None:
                     "the model's metadata), which `passrt run --engine` and `passrt bench --engine` read. Takes "
                     "minutes, more on a Jetson. Needs TensorRT's Python package.")
     p.add_argument("onnx", metavar="MODEL.onnx", help="the ONNX file written by `passrt export`")
-    p.add_argument("--plugin", metavar="PATH",
-                   help="libpassrt_trt.so, needed when the graph has PassSparseConv2d nodes (sparse exports) "
-                        "(default: $PASSRT_TRT_PLUGIN, else plugins/tensorrt/build/libpassrt_trt.so)")
+    cli_args.add_plugin(p)
     p.add_argument("--fp16", action="store_true",
                    help="let TensorRT pick fp16 kernels where they are faster (inputs and outputs stay fp32); "
                         "ignored, with a warning, on GPUs without fast fp16")

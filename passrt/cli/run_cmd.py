@@ -22,9 +22,7 @@ def register(sub) -> None:
     trt.add_argument("--engine", metavar="ENGINE",
                      help="run this engine (from `passrt build`) on the GPU; the model, input size and policy are "
                           "the ones it was exported with (its ENGINE.json sidecar says which)")
-    trt.add_argument("--plugin", metavar="PATH",
-                     help="libpassrt_trt.so for engines with PassSparseConv2d layers (default: $PASSRT_TRT_PLUGIN, "
-                          "the library the engine was built with, else plugins/tensorrt/build/libpassrt_trt.so)")
+    cli_args.add_plugin(trt, "the library the engine was built with, ")
     out = p.add_argument_group("output")
     out.add_argument("--output", "-o", metavar="VIDEO", help="write the annotated video here (.mp4 or .avi)")
     out.add_argument("--headless", action="store_true", help="do not open a window")

@@ -21,7 +21,7 @@ from passrt.errors import PassrtError
 from passrt.export import contract
 from passrt.runtime.tensorrt_build import (
     PLUGIN_ENV, build_engine, check_compatible, get_logger, gpu_info, import_tensorrt, load_plugin, read_sidecar,
-    resolve_plugin, sha256, warn)
+    resolve_plugin, sha256_file, warn)
 
 __all__ = ["TensorRTEngine", "build_engine", "check_compatible", "import_tensorrt", "load_plugin", "open_engine",
            "resolve_plugin"]  # the TensorRT entry points in one place
@@ -209,7 +209,7 @@ class TensorRTEngine:
             except PassrtError as e:
                 raise PassrtError(f"{self.path.name} contains PassSparseConv2d layers and needs passrt's TensorRT "
                                   f"plugin: {e}") from None
-            if recorded.get("sha256") and sha256(lib) != recorded["sha256"]:
+            if recorded.get("sha256") and sha256_file(lib) != recorded["sha256"]:
                 warn(f"{lib} is not the plugin library {self.path.name} was built with ({here}); if TensorRT "
                      "refuses the engine, rebuild it with this library")
             return lib

@@ -14,7 +14,6 @@ fails with a less helpful one.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from passrt.assets import sha256_file
 from passrt.errors import PassrtError
 from passrt.export import contract
 
@@ -109,14 +109,6 @@ def load_plugin(path: str | os.PathLike | None = None) -> Path:
                           f"TensorRT major version, or libnvinfer/libcudart are not on the library path); rebuild it "
                           f"on this machine: {BUILD_PLUGIN_HINT}") from None
     return lib
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def gpu_info() -> tuple[str | None, tuple[int, int] | None]:
@@ -348,7 +340,7 @@ def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike | Non
     sidecar = {
         "engine": out.name, "onnx": str(onnx_path), "tensorrt": trt.__version__, "gpu": gpu,
         "compute_capability": list(capability) if capability else None,
-        "plugin": {"path": str(lib), "sha256": sha256(lib)} if lib is not None else None,
+        "plugin": {"path": str(lib), "sha256": sha256_file(lib)} if lib is not None else None,
         "plugin_nodes": plugin_nodes, "fp16": fp16, "workspace_mb": workspace_mb,
         "metadata": metadata(model),
         "inputs": io(network.get_input(i) for i in range(network.num_inputs)),

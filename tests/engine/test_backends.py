@@ -70,3 +70,20 @@ def test_backend_errors(ssdlite_frames):
     exact = passrt.sparsify(spec.module, "exact", backend="op")
     with pytest.raises(PassrtError, match="backend 'op' is not available: policy 'exact'"):
         exact(frames[0])
+
+
+def test_op_backend_runs_pass_gates_like_the_reference(ssdlite_frames):
+    _need_op()
+    from passrt.gates import GateConfig, GateSet, PassGates
+    from passrt.gates.train import TILES, plan_steps
+
+    spec, frames = ssdlite_frames
+    torch.manual_seed(3)  # untrained gates: mixed decisions
+    gates = GateSet.for_steps(spec.name, plan_steps(spec.module, frames[0]), GateConfig(), TILES)
+    reference = passrt.sparsify(spec.module, PassGates.from_gates(gates), backend="reference")
+    op = passrt.sparsify(spec.module, PassGates.from_gates(gates), backend="op")
+    for x in frames:
+        for a, b in zip(reference(x), op(x)):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+        assert op.stats()["active_fraction"] == pytest.approx(reference.stats()["active_fraction"], abs=1e-5)
+    assert op.stats()["backend"] == "passrt op (CPU)"
