@@ -14,5 +14,5 @@ mkdir -p "$OUT" "$WORK"
   2>"$WORK/finetune.log"
 # All engines side by side on the held-out frames.
 "$BIN/passrt" bench --input vtest --frames 200 --no-onnxruntime \
-  --policies "dense,regiondrop,pass:gates=$WORK/gates-p.pt,pass:gates=$WORK/gates-p.pt,compare=previous,pass:gates=$WORK/gates-f.pt,compare=previous" \
+  --policies "dense,regiondrop,pass:gates=$WORK/gates-p.pt,pass:gates=$WORK/gates-p.pt,compare=previous,pass:gates=$WORK/gates-f.pt" \
   --json "$OUT/vtest_pass.json" | tee "$OUT/vtest_pass.txt"

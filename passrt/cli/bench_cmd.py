@@ -23,6 +23,10 @@ def register(sub) -> None:
     p.add_argument("--frames", type=int, default=200, help="frames to measure (default 200)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up frames per engine, not measured")
     p.add_argument("--no-onnxruntime", action="store_true", help="skip the dense ONNX Runtime engine")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="run the PyTorch engines here: on cuda, dense is cuDNN and the sparse policies run passrt's "
+                        "CUDA op (regiondrop, pass); ONNX Runtime (CPU) is then left out (default: cpu)")
+    p.add_argument("--half", action="store_true", help="fp16 model and frames (with --device cuda)")
     p.add_argument("--engine", action="append", default=[], metavar="ENGINE",
                    help="also run this TensorRT engine (from `passrt build`, for this model and the clip's frame "
                         "size), labelled by its file name; repeat for several")
@@ -60,11 +64,13 @@ def main(args) -> int:
     policies = [cli_args.parse_policy(s, common) for s in split_policies(args.policies)]
     result = run_benchmark(cli_args.source_of(args), args.model, policies, frames=args.frames,
                            warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
-                           progress=sys.stderr.isatty(), engines=args.engine, plugin=args.plugin)
+                           progress=sys.stderr.isatty(), engines=args.engine, plugin=args.plugin,
+                           device=args.device, half=args.half)
     result["command"] = "passrt " + " ".join(sys.argv[1:])
     w, h = result["resolution"]
-    print(f"{result['model']} on {result['input']} ({w}x{h}), {result['frames']} frames, "
-          f"{result['machine']['cpu']}, {result['machine']['torch_threads']} threads")
+    where = (f"{result['machine']['gpu']} ({result['dtype']})" if args.device == "cuda" else
+             f"{result['machine']['cpu']}, {result['machine']['torch_threads']} threads")
+    print(f"{result['model']} on {result['input']} ({w}x{h}), {result['frames']} frames, {where}")
     if "tensorrt" in result["machine"]:
         print(f"TensorRT {result['machine']['tensorrt']} on {result['machine']['gpu']}")
     print(format_table(result))

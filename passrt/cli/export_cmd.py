@@ -11,13 +11,13 @@ def register(sub) -> None:
     p = sub.add_parser(
         "export", help="write a model as ONNX (dense, or sparse with PassSparseConv2d nodes)",
         description="Export a model for one input size. '--policy dense' writes the model itself; "
-                    "'--policy regiondrop' writes the sparse engine: masks as standard ONNX ops, each conv "
-                    "as a PassSparseConv2d node (TensorRT plugin, plugins/tensorrt), the per-frame state "
+                    "'--policy regiondrop' (or 'pass' with --gates) writes the sparse engine: masks as standard "
+                    "ONNX ops, each conv as a PassSparseConv2d node (TensorRT plugin, plugins/tensorrt), the per-frame state "
                     "(input reference, layer caches) as explicit inputs/outputs. See export/README.md.")
     cli_args.add_model(p)
     p.add_argument("--policy", default="regiondrop",
-                   help="dense or regiondrop, optionally with parameters: 'regiondrop:threshold=0.08' "
-                        "(default: regiondrop)")
+                   help="dense, regiondrop, or pass (with --gates FILE), optionally with parameters: "
+                        "'regiondrop:threshold=0.08' (default: regiondrop)")
     cli_args.add_policy_params(p)
     p.add_argument("--input-size", default="576x768", metavar="HxW",
                    help="frame height x width the graph is built for (default: 576x768, vtest.avi's size)")

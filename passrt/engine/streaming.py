@@ -127,8 +127,8 @@ class SparseModel:
         if reason is None and self.backend != "reference":
             from passrt.export.program import SparseProgram, op_node
 
-            self.program = SparseProgram(self.plan, self.policy, node=op_node).to(x.device)
-            self._states = self.program.initial_states(x.device)
+            self.program = SparseProgram(self.plan, self.policy, node=op_node).to(x.device, x.dtype)
+            self._states = self.program.initial_states(x.device, x.dtype)
             self._backend_in_use = f"passrt op ({x.device.type.upper()})"
             return
         if reason is not None and self.backend == "op":
@@ -142,7 +142,7 @@ class SparseModel:
         """One frame through the op backend: masks and convs on x's device, no host synchronisation
         until the caller reads an output (stats() reads the executed fraction)."""
         n = len(self._states)
-        flag = torch.full((1,), float(refresh), device=x.device)
+        flag = torch.full((1,), float(refresh), device=x.device, dtype=x.dtype)
         result = self.program(x, flag, *self._states)
         outputs, active, self._states = result[:-n - 1], result[-n - 1], list(result[-n:])
         macs_dense = sum(s.macs_per_cell * s.shape[1] * s.shape[2] for s in self.program.spatial)

@@ -144,8 +144,8 @@ class SparseProgram(nn.Module):
             self.fallback_layers.append(step.label)
         return nodes
 
-    def initial_states(self, device=None) -> list[torch.Tensor]:
-        return [torch.zeros(shape, device=device) for shape in self.state_shapes]
+    def initial_states(self, device=None, dtype=torch.float32) -> list[torch.Tensor]:
+        return [torch.zeros(shape, device=device, dtype=dtype) for shape in self.state_shapes]
 
     # ---- the function -----------------------------------------------------------------
     def forward(self, image: torch.Tensor, refresh: torch.Tensor, *states: torch.Tensor):
@@ -198,7 +198,7 @@ class SparseProgram(nn.Module):
         if self.node is sparse_conv_node:
             return zero.reshape(1, 1, 1, 1).expand(shape)
         if conv.name not in self._scratch:
-            self._scratch[conv.name] = torch.zeros(shape, device=zero.device)
+            self._scratch[conv.name] = torch.zeros(shape, device=zero.device, dtype=zero.dtype)
         return self._scratch[conv.name]
 
     def _dense_step(self, step: SpatialStep, values):

@@ -54,7 +54,7 @@ def decode(uri: str, frames: int, spec) -> tuple[list[torch.Tensor], tuple[int, 
     return tensors, tuple(tensors[0].shape[2:]), fps
 
 
-def machine() -> dict:
+def machine(device: str = "cpu") -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -64,25 +64,34 @@ def machine() -> dict:
         pass
     import onnxruntime
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(), "os": platform.platform()}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    return info
 
 
 def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict]], frames: int = 200,
                   warmup: int = 5, onnxruntime: bool = True, progress: bool = True, block: int = 10,
-                  engines: list[str] = (), plugin: str | None = None) -> dict:
+                  engines: list[str] = (), plugin: str | None = None, device: str = "cpu",
+                  half: bool = False) -> dict:
     """Measure dense PyTorch, (optionally) dense ONNX Runtime, each (label, policy, params), and each
-    TensorRT engine file in ``engines`` (labelled by its file name)."""
+    TensorRT engine file in ``engines`` (labelled by its file name). ``device``/``half``: where and in
+    which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's op)."""
+    dtype = _check_device(device, half)
     spec = load_model(model_name)
     trt_entries = _tensorrt_entries(engines, plugin, model_name)  # before decoding: fail fast without TensorRT
-    tensors, (h, w), clip_fps = decode(uri, frames, spec)
-    entries = [Entry("dense", TorchDense(spec.module))]
-    if onnxruntime:
+    frames_cpu, (h, w), clip_fps = decode(uri, frames, spec)
+    tensors = [t.to(device, dtype) for t in frames_cpu]
+    module = spec.module.to(device, dtype)
+    entries = [Entry("dense", TorchDense(module))]
+    if onnxruntime and device == "cpu":
         entries.append(Entry("onnxruntime", OnnxRuntimeDense(spec.module, tensors[0], model_name)))
     for label, name, params in policies:
         if name != "dense":
-            entries.append(Entry(label, TorchSparse(spec.module, name, params)))
+            entries.append(Entry(label, TorchSparse(module, name, params)))
     for e in trt_entries:
         e.engine.check_input(tensors[0].shape)
         if any(o.label == e.label for o in entries):  # two engines called alike, or one called like a policy
@@ -108,7 +117,7 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
                 out = e.engine(x)
                 clock()
                 e.latency_ms.append((_now() - t0) * 1e3)
-                det = spec.postprocess(out, (h, w))
+                det = spec.postprocess(_on_cpu(out), (h, w))
                 e.detections.append((det.boxes, det.scores))
                 st = e.engine.stats()
                 e.active.append(st.get("active_fraction", 1.0))
@@ -124,7 +133,8 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
 
     sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
     ground_truth = [boxes for boxes, _ in entries[0].detections]
-    result = {"machine": machine(), "input": uri, "model": model_name, "frames": len(tensors),
+    result = {"machine": machine(device), "input": uri, "model": model_name, "frames": len(tensors),
+              "device": device, "dtype": str(dtype).removeprefix("torch."),
               "resolution": [w, h], "clip_fps": clip_fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
     for e in entries:
         lat = e.latency_ms
@@ -166,6 +176,27 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
         if ort_fps:
             entry["speedup_vs_onnxruntime"] = entry["fps_median"] / ort_fps
     return result
+
+
+def _check_device(device: str, half: bool):
+    from passrt.errors import PassrtError
+
+    if device not in ("cpu", "cuda"):
+        raise PassrtError(f"--device must be cpu or cuda, got '{device}'")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PassrtError("--device cuda: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is False)")
+    if half and device != "cuda":
+        raise PassrtError("--half needs --device cuda (fp16 is a GPU format; on CPU it is slower than fp32)")
+    return torch.float16 if half else torch.float32
+
+
+def _on_cpu(out):
+    """Model outputs as CPU float32 for decoding (GPU / fp16 engines)."""
+    if isinstance(out, torch.Tensor):
+        return out.float().cpu()
+    if isinstance(out, (list, tuple)):
+        return type(out)(_on_cpu(o) for o in out)
+    return out
 
 
 def _tensorrt_entries(paths: list[str], plugin: str | None, model_name: str) -> list[Entry]:

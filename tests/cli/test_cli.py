@@ -7,6 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 
 
 def passrt(*args, timeout=600):
@@ -69,8 +70,12 @@ def test_resolution_the_tiles_do_not_divide(tmp_path):
     (["run", "--input", "carphone", "--headless", "--output", "/no/dir/out.mp4"], "does not exist"),
     (["run", "--input", "carphone"], "--headless"),  # no display here
     (["run", "--camera", "9", "--headless"], "cannot open camera 9"),
+    (["bench", "--input", "carphone", "--half"], "--half needs --device cuda"),
+    (["bench", "--input", "carphone", "--device", "cuda"], "sees no CUDA GPU"),
 ])
 def test_bad_input_one_line_no_traceback(args, message, tmp_path, monkeypatch):
+    if "--device" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
     monkeypatch.delenv("DISPLAY", raising=False)
     out = passrt(*args)
     assert out.returncode == 2
