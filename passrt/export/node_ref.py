@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from passrt.export import contract
+from passrt import contract
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from passrt.errors import PassrtError
-from passrt.export import contract
+from passrt import contract
 
 
 EXPORTABLE = ("dense", "regiondrop", "pass")  # policies whose masks are standard ops of the frame and the state

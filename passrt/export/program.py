@@ -35,7 +35,7 @@ from passrt.engine.policies import RegionDrop
 from passrt.engine.steps import (ConcatStep, ConvStep, DenseStep, Pointwise, PointwiseStep, PoolStep, Ref,
                                  ResampleStep, SpatialStep)
 from passrt.errors import PassrtError
-from passrt.export import contract
+from passrt import contract
 from passrt.export.node_ref import NodeAttributes, cells_of, sparse_conv_node
 
 _ACT_MODULES = {nn.ReLU: 1, nn.ReLU6: 2, nn.Hardswish: 3, nn.SiLU: 4, nn.Sigmoid: 5, nn.LeakyReLU: 6}

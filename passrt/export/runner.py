@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from passrt.errors import PassrtError
-from passrt.export import contract
+from passrt import contract
 from passrt.export.node_ref import NodeAttributes, pass_sparse_conv2d
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from passrt.errors import PassrtError
-from passrt.export import contract
+from passrt import contract
 
 
 @dataclass

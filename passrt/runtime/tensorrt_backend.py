@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from passrt.errors import PassrtError
-from passrt.export import contract
+from passrt import contract
 from passrt.runtime.tensorrt_build import (
     PLUGIN_ENV, build_engine, check_compatible, get_logger, gpu_info, import_tensorrt, load_plugin, read_sidecar,
     resolve_plugin, sha256_file, warn)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from passrt.assets import sha256_file
 from passrt.errors import PassrtError
-from passrt.export import contract
+from passrt import contract
 
 PLUGIN_ENV = "PASSRT_TRT_PLUGIN"
 REPO_ROOT = Path(__file__).resolve().parents[2]

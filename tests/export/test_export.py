@@ -16,7 +16,8 @@ from torch import nn
 import passrt
 from passrt.engine.steps import Pointwise, Ref
 from passrt.errors import PassrtError
-from passrt.export import ExportedStream, contract, export_model
+from passrt import contract
+from passrt.export import ExportedStream, export_model
 from passrt.export.node_ref import NodeAttributes, pass_sparse_conv2d
 from passrt.export.onnx_export import _export, _save
 from passrt.export.program import SparseProgram, plugin_epilogue

@@ -4,7 +4,7 @@ import onnx
 import pytest
 
 from passrt.cli.main import main
-from passrt.export import contract
+from passrt import contract
 
 
 def test_export_writes_a_verified_sparse_graph(tmp_path, capsys):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import passrt
-from passrt.export import ExportedStream, contract, export_model
+from passrt import contract
+from passrt.export import ExportedStream, export_model
 from passrt.export.verify import load_frames
 from passrt.gates import GateConfig, GateSet
 from passrt.gates.train import TILES, plan_steps

@@ -22,7 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from passrt.export import contract
+from passrt import contract
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
 

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from passrt.cli.main import main
 from passrt.errors import PassrtError
-from passrt.export import contract
+from passrt import contract
 from passrt.runtime import tensorrt_backend as tb
 from passrt.runtime import tensorrt_build as tbuild
 

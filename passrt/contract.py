@@ -1,4 +1,7 @@
-"""The ONNX contract (ARCHITECTURE.md, decision 4), spelled once.
+"""The contract between the Python side, the kernels and the TensorRT plugin, spelled once on the
+Python side (the kernel header and pluginInfo.h spell it on the C++ side; tests check they agree).
+
+The ONNX contract (ARCHITECTURE.md, decision 4):
 
 A sparse model's graph is a pure function of its inputs: the per-frame state (the input
 reference and every layer's output cache) is explicit I/O, so the same graph runs under
@@ -20,8 +23,11 @@ DOMAIN = "passrt"
 ATTRIBUTES = ("kernel_shape", "strides", "dilations", "pads", "group", "tile", "activation",
               "activation_alpha", "post_activation")
 
-# passrt::Activation codes (plugins/kernels/passrt_kernels.h).
+# passrt::Activation codes of the kernel API (passrt_kernels.h); tests/test_contract.py checks that the
+# header agrees. Every Python consumer (the op wrapper, the exported program, the node reference) reads
+# them from here.
 ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2, "hardswish": 3, "silu": 4, "sigmoid": 5, "leaky_relu": 6}
+ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
 
 IMAGE = "image"
 REFRESH = "refresh"
