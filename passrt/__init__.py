@@ -5,11 +5,28 @@
     for frame in frames:            # (1, C, H, W) tensors
         outputs = engine(frame)     # what model(frame) returns
     print(engine.stats())
+
+Names are imported on first use, so ``import passrt`` (and ``passrt --help``) needs no torch.
 """
 
-from passrt.engine import Dense, Exact, LayerWise, Policy, RegionDrop, SparseModel, make_policy, sparsify
-from passrt.gates import PassGates
+from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["Dense", "Exact", "LayerWise", "PassGates", "Policy", "RegionDrop", "SparseModel", "make_policy",
-           "sparsify"]
+
+_LAZY = {
+    "sparsify": "passrt.engine", "SparseModel": "passrt.engine",
+    "Policy": "passrt.policies", "PolicySpec": "passrt.policies", "make_policy": "passrt.policies",
+    "Dense": "passrt.policies", "Exact": "passrt.policies", "RegionDrop": "passrt.policies",
+    "LayerWise": "passrt.policies", "PassGates": "passrt.policies",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'passrt' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

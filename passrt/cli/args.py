@@ -1,8 +1,11 @@
-"""Argument groups shared by the subcommands, and parsing of policy specs."""
+"""Argument groups shared by the subcommands: each registers its flags *and* parses them back
+(the shape of Polygraphy's ``tools/args``), and options generated from dataclass fields
+(:mod:`passrt.options`). Nothing here imports torch: every ``--help`` stays light."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+from typing import Any
 
 from passrt.errors import PassrtError
 
@@ -12,91 +15,127 @@ POLICY_HELP = ("dense, exact, regiondrop, layerwise or pass (learned gates: --ga
                "parameters: 'regiondrop:threshold=0.08,margin=1'")
 
 
-def add_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    g = parser.add_argument_group("input")
-    src = g.add_mutually_exclusive_group(required=required)
-    src.add_argument("--input", "-i", metavar="URI", help=SOURCE_HELP)
-    src.add_argument("--camera", type=int, metavar="N", help="camera index (same as --input N)")
+class SourceArgs:
+    """--input / --camera -> a source URI."""
+
+    def __init__(self, required: bool = True):
+        self.required = required
+
+    def add_to(self, parser) -> None:
+        g = parser.add_argument_group("input")
+        src = g.add_mutually_exclusive_group(required=self.required)
+        src.add_argument("--input", "-i", metavar="URI", help=SOURCE_HELP)
+        src.add_argument("--camera", type=int, metavar="N", help="camera index (same as --input N)")
+
+    def parse(self, args) -> str:
+        return str(args.camera) if args.camera is not None else args.input
 
 
-def add_model(parser: argparse.ArgumentParser) -> None:
-    from passrt.models import MODELS
+class ModelArgs:
+    """--model -> a model name (None: the command's default, e.g. the model an engine was exported from)."""
 
-    parser.add_argument_group("model").add_argument(
-        "--model", default="ssdlite-pedestrian", help=f"model name (known: {', '.join(MODELS)})")
+    def __init__(self, default: str | None = "ssdlite-pedestrian"):
+        self.default = default
+
+    def add_to(self, parser) -> None:
+        from passrt.models import MODELS
+
+        default = f" (default: {self.default})" if self.default else ""
+        parser.add_argument_group("model").add_argument(
+            "--model", default=self.default, help=f"model name (known: {', '.join(MODELS)}){default}")
+
+    def parse(self, args) -> str | None:
+        return args.model
 
 
-def add_policy_params(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("policy parameters (applied to every policy that takes them)")
-    g.add_argument("--threshold", type=float, help="input change threshold, intensities in [0, 1]")
-    g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="any other policy parameter, e.g. --param margin=2 --param crossover=0.5")
-    g.add_argument("--gates", metavar="PATH", help="gates file for the 'pass' policy (from `passrt train-gates`)")
+class PolicyArgs:
+    """--policy (or --policies, several) with --threshold / --param / --gates -> PolicySpec(s)."""
+
+    def __init__(self, default: str, many: bool = False, help: str = POLICY_HELP):
+        self.default, self.many, self.help = default, many, help
+
+    def add_to(self, parser) -> None:
+        if self.many:
+            parser.add_argument("--policies", default=self.default, help=f"policy specs separated by commas ({self.help});"
+                                                                          f" default: {self.default}")
+        else:
+            parser.add_argument("--policy", help=f"{self.help} (default: {self.default})")
+        g = parser.add_argument_group("policy parameters (applied to every policy that takes them)")
+        g.add_argument("--threshold", type=float, help="input change threshold, intensities in [0, 1]")
+        g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="any other policy parameter, e.g. --param margin=2 --param crossover=0.5")
+        g.add_argument("--gates", metavar="PATH", help="gates file for the 'pass' policy (from `passrt train-gates`)")
+
+    def given(self, args) -> list[str]:
+        """The policy flags the user gave (some commands refuse them in some modes)."""
+        flags = (("--policy", getattr(args, "policy", None)), ("--threshold", args.threshold),
+                 ("--param", args.param), ("--gates", args.gates))
+        return [flag for flag, v in flags if v not in (None, [])]
+
+    def parse(self, args):
+        from passrt.policies.spec import PolicySpec, _parse_pairs
+
+        common = _parse_pairs(args.param)
+        if args.threshold is not None:
+            common["threshold"] = args.threshold
+        if args.gates is not None:
+            common["gates"] = args.gates
+        if self.many:
+            return PolicySpec.parse_list(args.policies, common)
+        return PolicySpec.parse(args.policy or self.default, common)
 
 
-def add_plugin(group, default_note: str = "") -> None:
+class PluginArgs:
     """--plugin: passrt's TensorRT plugin library, for engines/graphs with PassSparseConv2d layers."""
-    group.add_argument("--plugin", metavar="PATH",
-                       help="libpassrt_trt.so, for engines with PassSparseConv2d layers (default: $PASSRT_TRT_PLUGIN, "
-                            f"{default_note}else plugins/tensorrt/build/libpassrt_trt.so)")
+
+    def __init__(self, default_note: str = ""):
+        self.default_note = default_note
+
+    def add_to(self, group) -> None:
+        group.add_argument("--plugin", metavar="PATH",
+                           help="libpassrt_trt.so, for engines with PassSparseConv2d layers (default: "
+                                f"$PASSRT_TRT_PLUGIN, {self.default_note}else plugins/tensorrt/build/libpassrt_trt.so)")
+
+    def parse(self, args) -> str | None:
+        return args.plugin
 
 
-def source_of(args) -> str:
-    return str(args.camera) if args.camera is not None else args.input
+def add_options(parser, cls, title: str | None = None, skip: tuple = ()) -> None:
+    """One ``--flag`` per field of dataclass ``cls`` made by :func:`passrt.options.option`; a field
+    whose default is itself such a dataclass adds that dataclass's options too."""
+    target = parser.add_argument_group(title) if title else parser
+    for f in dataclasses.fields(cls):
+        if f.name in skip or "help" not in f.metadata:
+            continue
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            add_options(parser, f.default_factory, title, skip)
+            continue
+        meta = dict(f.metadata)
+        flags = (f"--{f.name.replace('_', '-')}", *meta.pop("flags", ()))
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if "type" not in meta and default is not None and not isinstance(default, (bool, list)):
+            meta["type"] = type(default)
+        if default is not None and not meta.get("required"):
+            meta["help"] += f" (default: {default})"
+        target.add_argument(*flags, dest=f.name, default=default, **meta)
 
 
-def parse_policy(spec: str, common: dict) -> tuple[str, str, dict]:
-    """'regiondrop:threshold=0.1,margin=2' -> (label, name, params); ``common`` fills the gaps."""
-    from dataclasses import fields
-
-    from passrt.engine.policies import registry
-
-    policies = registry()
-    name, _, rest = spec.partition(":")
-    if name not in policies:
-        raise PassrtError(f"unknown policy '{name}'; choose one of: {', '.join(policies)}")
-    accepted = {f.name for f in fields(policies[name])}
-    params = {k: v for k, v in common.items() if k in accepted}
-    params.update(_parse_pairs(rest.split(",") if rest else []))
-    return spec, name, params
+def options_from(args, cls, **given: Any):
+    """An instance of ``cls`` from the parsed options :func:`add_options` registered, plus ``given``."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in given or "help" not in f.metadata:
+            continue
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            values[f.name] = options_from(args, f.default_factory)
+        elif hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
+    return cls(**values, **given)
 
 
-def common_params(args) -> dict:
-    params = _parse_pairs(args.param)
-    if args.threshold is not None:
-        params["threshold"] = args.threshold
-    if getattr(args, "gates", None) is not None:
-        params["gates"] = args.gates
-    return params
-
-
-def _parse_pairs(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise PassrtError(f"policy parameter '{pair}' is not NAME=VALUE")
-        out[key.strip()] = _value(value.strip())
-    return out
-
-
-def _value(text: str):
-    if text.lower() in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    h, sep, w = text.lower().partition("x")
-    try:
-        size = (int(h), int(w))
-    except ValueError:
-        size = None
-    if not sep or size is None or min(size) <= 0:
-        raise PassrtError(f"--input-size must be HEIGHTxWIDTH, e.g. 576x768; got '{text}'")
-    return size
+def positive(name: str, value: int | None, allow_none: bool = True) -> None:
+    """A count the user gave must be at least 1."""
+    if value is None and allow_none:
+        return
+    if value is None or value < 1:
+        raise PassrtError(f"{name} must be at least 1, got {value}")

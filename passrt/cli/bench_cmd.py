@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from passrt.cli import args as cli_args
+from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs, positive
+
+SOURCE, MODEL, PLUGIN = SourceArgs(), ModelArgs(), PluginArgs("the library each engine was built with, ")
+POLICIES = PolicyArgs("dense,regiondrop,exact,layerwise", many=True)
 
 
 def register(sub) -> None:
@@ -14,12 +17,9 @@ def register(sub) -> None:
                     "TensorRT engine (--engine) on the same frames, taking turns in blocks of 10 frames, after a "
                     "warm-up. Reports median FPS, latency percentiles, active fraction, MACs and mAP@0.5 agreement "
                     "with the dense PyTorch detections.")
-    cli_args.add_source(p)
-    cli_args.add_model(p)
-    p.add_argument("--policies", default="dense,regiondrop,exact,layerwise",
-                   help="policy specs separated by commas (" + cli_args.POLICY_HELP + "); "
-                        "default: dense,regiondrop,exact,layerwise")
-    cli_args.add_policy_params(p)
+    SOURCE.add_to(p)
+    MODEL.add_to(p)
+    POLICIES.add_to(p)
     p.add_argument("--frames", type=int, default=200, help="frames to measure (default 200)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up frames per engine, not measured")
     p.add_argument("--no-onnxruntime", action="store_true", help="skip the dense ONNX Runtime engine")
@@ -30,41 +30,22 @@ def register(sub) -> None:
     p.add_argument("--engine", action="append", default=[], metavar="ENGINE",
                    help="also run this TensorRT engine (from `passrt build`, for this model and the clip's frame "
                         "size), labelled by its file name; repeat for several")
-    cli_args.add_plugin(p, "the library each engine was built with, ")
+    PLUGIN.add_to(p)
     p.add_argument("--json", metavar="PATH", help="write all results (and per-frame series) here")
     p.add_argument("--plot", metavar="PNG", help="plot latency and active fraction per frame (needs matplotlib)")
     p.set_defaults(func=main)
 
 
-def split_policies(text: str) -> list[str]:
-    """Policies are separated by ';', or by ',' where the next item starts a new policy name."""
-    from passrt.engine.policies import registry
-
-    names = registry()
-    items, current = [], ""
-    for part in text.replace(";", ",").split(","):
-        name = part.split(":", 1)[0].strip()
-        if current and (name in names or "=" not in part):
-            items.append(current)
-            current = part.strip()
-        else:
-            current = f"{current},{part.strip()}" if current else part.strip()
-    if current:
-        items.append(current)
-    return items
-
-
 def main(args) -> int:
     from passrt.runtime.bench import format_table, plot, run_benchmark
 
-    if args.plugin and not args.engine:
+    if PLUGIN.parse(args) and not args.engine:
         from passrt.errors import PassrtError
         raise PassrtError("--plugin goes with --engine (a TensorRT engine)")
-    common = cli_args.common_params(args)
-    policies = [cli_args.parse_policy(s, common) for s in split_policies(args.policies)]
-    result = run_benchmark(cli_args.source_of(args), args.model, policies, frames=args.frames,
+    positive("--frames", args.frames)
+    result = run_benchmark(SOURCE.parse(args), MODEL.parse(args), POLICIES.parse(args), frames=args.frames,
                            warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
-                           progress=sys.stderr.isatty(), engines=args.engine, plugin=args.plugin,
+                           progress=sys.stderr.isatty(), engines=args.engine, plugin=PLUGIN.parse(args),
                            device=args.device, half=args.half)
     result["command"] = "passrt " + " ".join(sys.argv[1:])
     w, h = result["resolution"]

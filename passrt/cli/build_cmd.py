@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from passrt.cli import args as cli_args
+from passrt.cli.args import PluginArgs
+
+PLUGIN = PluginArgs()
 
 
 def register(sub) -> None:
@@ -16,7 +18,7 @@ def register(sub) -> None:
                     "the model's metadata), which `passrt run --engine` and `passrt bench --engine` read. Takes "
                     "minutes, more on a Jetson. Needs TensorRT's Python package.")
     p.add_argument("onnx", metavar="MODEL.onnx", help="the ONNX file written by `passrt export`")
-    cli_args.add_plugin(p)
+    PLUGIN.add_to(p)
     p.add_argument("--fp16", action="store_true",
                    help="let TensorRT pick fp16 kernels where they are faster (inputs and outputs stay fp32); "
                         "ignored, with a warning, on GPUs without fast fp16")
@@ -32,7 +34,7 @@ def main(args) -> int:
     from passrt.runtime.tensorrt_build import build_engine, sidecar_path
 
     out = Path(args.output) if args.output else Path(args.onnx).with_suffix(".engine")
-    info = build_engine(args.onnx, out, plugin=args.plugin, fp16=args.fp16, workspace_mb=args.workspace)
+    info = build_engine(args.onnx, out, plugin=PLUGIN.parse(args), fp16=args.fp16, workspace_mb=args.workspace)
     cc = info["compute_capability"]
     plugin = f", plugin {info['plugin']['path']}" if info["plugin"] else ""
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {sidecar_path(out).name}: TensorRT {info['tensorrt']}, "

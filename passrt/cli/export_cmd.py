@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from passrt.cli import args as cli_args
+from passrt.cli.args import ModelArgs, PolicyArgs
+from passrt.options import parse_size
+
+MODEL = ModelArgs()
+POLICY = PolicyArgs("regiondrop", help="dense, regiondrop, or pass (with --gates FILE), optionally with parameters: "
+                                       "'regiondrop:threshold=0.08'")
 
 
 def register(sub) -> None:
@@ -14,11 +19,8 @@ def register(sub) -> None:
                     "'--policy regiondrop' (or 'pass' with --gates) writes the sparse engine: masks as standard "
                     "ONNX ops, each conv as a PassSparseConv2d node (TensorRT plugin, plugins/tensorrt), the per-frame state "
                     "(input reference, layer caches) as explicit inputs/outputs. See export/README.md.")
-    cli_args.add_model(p)
-    p.add_argument("--policy", default="regiondrop",
-                   help="dense, regiondrop, or pass (with --gates FILE), optionally with parameters: "
-                        "'regiondrop:threshold=0.08' (default: regiondrop)")
-    cli_args.add_policy_params(p)
+    MODEL.add_to(p)
+    POLICY.add_to(p)
     p.add_argument("--input-size", default="576x768", metavar="HxW",
                    help="frame height x width the graph is built for (default: 576x768, vtest.avi's size)")
     p.add_argument("--output", "-o", required=True, metavar="MODEL.onnx", help="where to write the ONNX file")
@@ -34,12 +36,13 @@ def register(sub) -> None:
 def main(args) -> int:
     from passrt.export.onnx_export import check_request, export_model
 
-    _, name, params = cli_args.parse_policy(args.policy, cli_args.common_params(args))
-    size = cli_args.parse_size(args.input_size)
+    policy = POLICY.parse(args)
+    name, params = policy.name, policy.params
+    size = parse_size(args.input_size)
     out = Path(args.output)
     check_request(name, out)
-    print(f"exporting {args.model} ({name}) for {size[0]}x{size[1]} frames ...", flush=True)
-    summary = export_model(args.model, name, params, size, out, args.opset)
+    print(f"exporting {MODEL.parse(args)} ({name}) for {size[0]}x{size[1]} frames ...", flush=True)
+    summary = export_model(MODEL.parse(args), name, params, size, out, args.opset)
     mb = out.stat().st_size / 1e6
     if summary.format == "dense":
         print(f"wrote {out} ({mb:.1f} MB): dense, {summary.nodes} nodes")
@@ -50,7 +53,7 @@ def main(args) -> int:
             print(f"note: {len(summary.fallback_layers)} conv layers have fused ops the plugin cannot express and "
                   f"run densely in the graph: {', '.join(summary.fallback_layers)}")
     if args.verify:
-        from passrt.export.verify import verify_export
+        from passrt.runtime.verify import verify_export
 
         print(verify_export(out, args.verify, args.verify_frames).line())
     plugin = "" if summary.format == "dense" else " --plugin plugins/tensorrt/build/libpassrt_trt.so"

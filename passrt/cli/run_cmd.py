@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from passrt.cli import args as cli_args
+from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs
 from passrt.errors import PassrtError
+
+SOURCE, MODEL, POLICY, PLUGIN = SourceArgs(), ModelArgs(default=None), PolicyArgs("regiondrop"), \
+    PluginArgs("the library the engine was built with, ")
 
 
 def register(sub) -> None:
@@ -13,16 +16,14 @@ def register(sub) -> None:
         "run", help="run a detector on a camera or video with the sparse engine",
         description="Stream frames through the sparse engine (or a TensorRT engine: --engine): draw detections, "
                     "show them in a window and/or write a video, and print live FPS, latency and active fraction.")
-    cli_args.add_source(p)
-    cli_args.add_model(p)
-    p.set_defaults(model=None)  # None: ssdlite-pedestrian, or the model an --engine was exported from
-    p.add_argument("--policy", help=cli_args.POLICY_HELP + " (default: regiondrop; not with --engine)")
-    cli_args.add_policy_params(p)
+    SOURCE.add_to(p)
+    MODEL.add_to(p)  # None: ssdlite-pedestrian, or the model an --engine was exported from
+    POLICY.add_to(p)
     trt = p.add_argument_group("TensorRT (instead of the PyTorch engine)")
     trt.add_argument("--engine", metavar="ENGINE",
                      help="run this engine (from `passrt build`) on the GPU; the model, input size and policy are "
                           "the ones it was exported with (its ENGINE.json sidecar says which)")
-    cli_args.add_plugin(trt, "the library the engine was built with, ")
+    PLUGIN.add_to(trt)
     out = p.add_argument_group("output")
     out.add_argument("--output", "-o", metavar="VIDEO", help="write the annotated video here (.mp4 or .avi)")
     out.add_argument("--headless", action="store_true", help="do not open a window")
@@ -37,22 +38,20 @@ def main(args) -> int:
     from passrt.runtime.pipeline import Pipeline
 
     if args.engine:
-        given = [o for o, v in (("--policy", args.policy), ("--threshold", args.threshold), ("--param", args.param),
-                                ("--gates", args.gates)) if v not in (None, [])]
+        given = POLICY.given(args)
         if given:
             raise PassrtError(f"{', '.join(given)} cannot be used with --engine: the policy is fixed when the model is "
                               "exported (passrt export --policy ...)")
-        name, params = None, {}
+        backend = f"trt:{args.engine}"
         if args.show_tiles:
             print("passrt: warning: --show-tiles needs the PyTorch engine; ignored with --engine", file=sys.stderr)
     else:
         if args.plugin:
             raise PassrtError("--plugin goes with --engine (a TensorRT engine)")
-        _, name, params = cli_args.parse_policy(args.policy or "regiondrop", cli_args.common_params(args))
-    pipeline = Pipeline(cli_args.source_of(args), args.model, name, params, output=args.output,
+        backend = POLICY.parse(args)
+    pipeline = Pipeline(SOURCE.parse(args), backend, MODEL.parse(args), output=args.output,
                         display=not args.headless, show_tiles=args.show_tiles,
-                        score_threshold=args.score_threshold, max_frames=args.max_frames,
-                        engine=args.engine, plugin=args.plugin)
+                        score_threshold=args.score_threshold, max_frames=args.max_frames, plugin=PLUGIN.parse(args))
     summary = pipeline.run(live=sys.stderr)
     if args.json:
         from passrt.runtime.sinks import JsonSink

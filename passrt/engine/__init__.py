@@ -1,7 +1,6 @@
-"""The sparse execution engine: trace a model, plan its steps, run them frame by frame."""
+"""The executors: run a plan under a policy frame by frame (reference: eager PyTorch on cached
+feature maps; op: the stateless program with passrt's compiled op), behind :class:`SparseModel`."""
 
-from passrt.engine.policies import POLICIES, Dense, Exact, LayerWise, Policy, RegionDrop, make_policy
-from passrt.engine.streaming import SparseModel, sparsify
+from passrt.engine.sparse_model import SparseModel, sparsify
 
-__all__ = ["POLICIES", "Dense", "Exact", "LayerWise", "Policy", "RegionDrop", "SparseModel",
-           "make_policy", "sparsify"]
+__all__ = ["SparseModel", "sparsify"]

@@ -1,8 +1,9 @@
 """ONNX export of dense and sparse models, and a reference runner for the exported graphs.
 
-- :mod:`contract`: the names everything agrees on (plugin, attributes, graph I/O);
-- :mod:`node_ref`: what one ``PassSparseConv2d`` node computes, in PyTorch, and its ONNX symbolic;
-- :mod:`program`: the engine's plan as one stateless function (image, refresh, state) -> (outputs, state);
+The graph is the engine's :class:`~passrt.engine.program.SparseProgram` traced with each
+``PassSparseConv2d`` node kept whole (:mod:`passrt.engine.node`); the names everything agrees
+on are in :mod:`passrt.contract`.
+
 - :mod:`onnx_export`: ``export_model`` (what ``passrt export`` runs);
 - :mod:`runner`: runs an exported graph frame by frame without TensorRT (``onnx.reference``).
 """

@@ -1,8 +1,8 @@
 """``passrt export``: a model, a policy and an input size -> an ONNX file.
 
 ``dense`` writes the model itself (input ``image``). Any other policy writes the sparse
-program (:mod:`passrt.export.program`) with the state as explicit I/O
-(:mod:`passrt.export.contract`). Both get passrt's metadata and pass ``onnx.checker``.
+program (:mod:`passrt.engine.program`) with the state as explicit I/O
+(:mod:`passrt.contract`). Both get passrt's metadata and pass ``onnx.checker``.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ class ExportSummary:
 def export_model(model_name: str, policy: str, params: dict, input_size: tuple[int, int], out: Path | str,
                  opset: int = 17) -> ExportSummary:
     """Export ``model_name`` under ``policy`` for (H, W) frames to ``out``."""
-    from passrt.engine import SparseModel, make_policy
+    from passrt.engine import SparseModel
+    from passrt.engine.program import SparseProgram
     from passrt.models import load_model
+    from passrt.policies import make_policy
 
     out = Path(out)
     check_request(policy if isinstance(policy, str) else policy.name, out)
@@ -62,8 +64,6 @@ def export_model(model_name: str, policy: str, params: dict, input_size: tuple[i
     if pol.name == "dense":
         model = export_dense(spec.module, example, out, meta, opset)
         return ExportSummary(out, "dense", len(model.graph.node))
-    from passrt.export.program import SparseProgram
-
     engine = SparseModel(spec.module, pol)
     engine(example)  # plans the model for this input size
     program = SparseProgram(engine.plan, engine.policy).eval()

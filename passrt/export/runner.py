@@ -2,7 +2,7 @@
 
 This is how the export is tested on a machine without TensorRT (as Polygraphy's ``pluginref``
 backend does): standard ops run in ONNX's reference evaluator, each ``PassSparseConv2d`` node in
-:func:`passrt.export.node_ref.pass_sparse_conv2d`, and the state is fed back as a TensorRT
+:func:`passrt.engine.node.pass_sparse_conv2d`, and the state is fed back as a TensorRT
 application would.
 """
 
@@ -15,7 +15,7 @@ import torch
 
 from passrt.errors import PassrtError
 from passrt import contract
-from passrt.export.node_ref import NodeAttributes, pass_sparse_conv2d
+from passrt.engine.node import NodeAttributes, pass_sparse_conv2d
 
 
 def _node_op():
@@ -51,26 +51,28 @@ class ExportedStream:
             raise PassrtError(f"{path}: no such ONNX file")
         self.model = onnx.load(str(path))
         self.session = ReferenceEvaluator(self.model, new_ops=[_node_op()])
-        self.inputs = {i.name: tuple(d.dim_value for d in i.type.tensor_type.shape.dim) for i in self.model.graph.input}
-        self.outputs = [o.name for o in self.model.graph.output]
-        self.sparse = contract.REFRESH in self.inputs
-        self.last_active_fraction = 1.0
-        self.reset()
+        shape = lambda v: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)  # noqa: E731
+        inputs = {i.name: shape(i) for i in self.model.graph.input}
+        outputs = {o.name: shape(o) for o in self.model.graph.output}
+        try:
+            io = contract.GraphIO(inputs, outputs, list(outputs))
+        except ValueError as e:
+            raise PassrtError(f"{path}: {e}") from None
+        self.outputs = list(outputs)
+        self.loop = contract.StateLoop(io, {a: np.zeros(inputs[a], np.float32) for a, _ in io.states})
+        self.sparse = io.sparse
+
+    @property
+    def last_active_fraction(self) -> float:
+        return self.loop.active_fraction
 
     def reset(self) -> None:
-        self.state = {k: np.zeros(s, np.float32) for k, s in self.inputs.items() if k.startswith(contract.STATE_IN)}
-        self.refresh = True
+        self.loop.reset(np.zeros_like)
 
     def __call__(self, image: torch.Tensor, refresh: bool = False) -> list[torch.Tensor]:
-        feeds = {contract.IMAGE: image.detach().cpu().numpy().astype(np.float32)}
-        if self.sparse:
-            feeds[contract.REFRESH] = np.array([1.0 if (refresh or self.refresh) else 0.0], np.float32)
-            feeds.update(self.state)
+        self.loop.refresh = self.loop.refresh or refresh
+        feeds = self.loop.feeds(image.detach().cpu().numpy().astype(np.float32),
+                                lambda v: np.array([v], np.float32))
         results = dict(zip(self.outputs, self.session.run(None, feeds)))
-        self.refresh = False
-        if not self.sparse:
-            return [torch.from_numpy(v) for v in results.values()]
-        for key in self.state:
-            self.state[key] = results[contract.STATE_OUT + key[len(contract.STATE_IN):]]
-        self.last_active_fraction = float(results[contract.ACTIVE_FRACTION].reshape(-1)[0])
-        return [torch.from_numpy(v) for k, v in results.items() if k.startswith(contract.OUTPUT)]
+        outputs, _ = self.loop.advance(results)
+        return [torch.from_numpy(v) for v in outputs]

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable
-
-import numpy as np
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from passrt.errors import PassrtError
-from passrt.models.postprocess import Detections
 
-__all__ = ["MODELS", "Detections", "ModelSpec", "load_model"]
+if TYPE_CHECKING:  # torch is imported by the model modules, not here: the CLI's --help lists MODELS
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from passrt.models.postprocess import Detections
+
+__all__ = ["MODELS", "ModelSpec", "load_model"]
 
 
 @dataclass

@@ -1,25 +1,45 @@
-"""Engines behind one call signature: ``engine(x) -> model outputs``, ``engine.stats()``.
+"""Backends: everything that turns a preprocessed frame into model outputs, behind one protocol.
 
-- ``torch-dense``: the model itself (the baseline every speed-up is quoted against);
-- ``torch-sparse``: the model under :func:`passrt.sparsify` with a mask policy;
-- ``onnxruntime``: the dense model exported to ONNX and run by ONNX Runtime on the CPU,
-  the dense engine a CPU user would otherwise pick.
+    backend = open_backend("torch:regiondrop:threshold=0.1", model)   # passrt's sparse engine
+    outputs = backend(x); backend.stats(); backend.reset(); backend.describe()
+
+Specs:
+- ``torch:dense`` (or ``dense``): the model itself in PyTorch, the baseline speed-ups are quoted against;
+- ``torch:POLICY[:PARAMS]`` (or a bare policy spec): the model under :func:`passrt.sparsify`;
+- ``ort``: the dense model exported to ONNX and run by ONNX Runtime on the CPU, all graph
+  optimisations on, the dense engine a CPU user would otherwise pick;
+- ``trt:ENGINE``: a TensorRT engine file from ``passrt build`` (:mod:`passrt.runtime.tensorrt_backend`).
+
+``pipeline`` and ``bench`` use only the protocol; ``tile_masks()`` is optional (sparse engines).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import io
-import warnings
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from passrt import assets
-from passrt.engine import SparseModel, make_policy
 from passrt.errors import PassrtError
+
+
+class Backend(Protocol):
+    label: str
+
+    def __call__(self, x: torch.Tensor): ...
+
+    def stats(self) -> dict:
+        """Figures of the last frame: at least ``active_fraction``; ``*_ms`` keys are stage timings."""
+
+    def reset(self) -> None:
+        """Forget all state: the next frame is computed in full."""
+
+    def describe(self) -> dict:
+        """What this backend is, for result records (policy, engine file, ...)."""
 
 
 class TorchDense:
@@ -27,9 +47,8 @@ class TorchDense:
     models (oneDNN; 1.5x faster than NCHW on SSDLite at 768x576), so speed-ups are not
     inflated by a slow baseline."""
 
-    name = "torch-dense"
-
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, label: str = "dense"):
+        self.label = label
         self.module = copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
 
     def __call__(self, x):
@@ -39,12 +58,21 @@ class TorchDense:
     def stats(self) -> dict:
         return {"active_fraction": 1.0}
 
+    def reset(self) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {"backend": "torch", "policy": {"name": "dense"}}
+
 
 class TorchSparse:
-    name = "torch-sparse"
+    """passrt's sparse engine (:class:`passrt.SparseModel`) under one policy."""
 
-    def __init__(self, module: nn.Module, policy: str, params: dict):
-        self.model = SparseModel(module, make_policy(policy, **params))
+    def __init__(self, module: nn.Module, policy, label: str):
+        from passrt.engine import SparseModel
+
+        self.label = label
+        self.model = SparseModel(module, policy.build())
 
     def __call__(self, x):
         return self.model(x)
@@ -52,15 +80,26 @@ class TorchSparse:
     def stats(self) -> dict:
         return self.model.stats()
 
+    def reset(self) -> None:
+        self.model.reset()
+
+    def describe(self) -> dict:
+        stats = self.model.stats()
+        return {"backend": "torch", "policy": self.model.policy.describe(), "refreshes": stats["refreshes"],
+                "executor": stats["executor"]}
+
+    def tile_masks(self) -> dict:
+        return self.model.tile_masks()
+
 
 class OnnxRuntimeDense:
     """The dense model exported once per input size (cached) and run by ONNX Runtime."""
 
-    name = "onnxruntime"
-
-    def __init__(self, module: nn.Module, example: torch.Tensor, model_name: str, threads: int | None = None):
+    def __init__(self, module: nn.Module, example: torch.Tensor, model_name: str, threads: int | None = None,
+                 label: str = "onnxruntime"):
         import onnxruntime as ort
 
+        self.label = label
         path = _export_cached(module, example, model_name)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
@@ -78,9 +117,58 @@ class OnnxRuntimeDense:
     def stats(self) -> dict:
         return {"active_fraction": 1.0}
 
+    def reset(self) -> None:
+        pass
+
+    def describe(self) -> dict:
+        import onnxruntime
+
+        return {"backend": "onnxruntime", "onnxruntime": onnxruntime.__version__, "policy": {"name": "dense"}}
+
+
+SPEC_HELP = ("torch:dense, torch:POLICY[:PARAMS] (or just a policy spec), ort (dense ONNX Runtime) or "
+             "trt:ENGINE (a TensorRT engine file)")
+
+
+def open_backend(spec, model=None, example: torch.Tensor | None = None, common: dict | None = None,
+                 plugin: str | None = None, label: str | None = None) -> Backend:
+    """The backend for ``spec``: a string (see the module docstring) or a :class:`~passrt.policies.PolicySpec`.
+
+    ``model``: the :class:`~passrt.models.ModelSpec` (its module runs under torch/ort; for trt it
+    must be the model the engine was exported from, if given). ``example``: a frame, needed by
+    ``ort`` (the export's input size). ``common``: parameters applied to every policy that takes
+    them (``--threshold``, ``--gates``). ``plugin``: the TensorRT plugin library for ``trt``.
+    """
+    from passrt.policies import PolicySpec
+
+    if isinstance(spec, PolicySpec):
+        kind, rest, policy = "torch", spec.label, spec
+    else:
+        kind, _, rest = spec.partition(":")
+        policy = None
+    if kind == "trt":
+        from passrt.runtime.tensorrt_backend import open_engine
+
+        if not rest:
+            raise PassrtError("trt: needs an engine file, e.g. trt:model.engine")
+        return open_engine(rest, plugin, model.name if model is not None else None, label=label)
+    if model is None:
+        raise PassrtError(f"backend '{spec}' needs a model")
+    if kind == "ort":
+        if example is None:
+            raise PassrtError("backend 'ort' needs an example frame (the exported graph's input size)")
+        return OnnxRuntimeDense(model.module, example, model.name, label=label or "onnxruntime")
+    if policy is None:
+        policy = PolicySpec.parse(rest if kind == "torch" else spec, common)
+    if policy.name == "dense":
+        return TorchDense(model.module, label or policy.label)
+    return TorchSparse(model.module, policy, label or policy.label)
+
 
 def _export_cached(module: nn.Module, example: torch.Tensor, model_name: str) -> Path:
     """Export to ``<cache>/onnx/<model>-<HxW>-<weights hash>.onnx`` unless it is there already."""
+    from passrt.export.onnx_export import export_dense
+
     digest = hashlib.sha256()
     for t in module.state_dict().values():
         digest.update(t.detach().cpu().numpy().tobytes()[:4096])
@@ -89,12 +177,5 @@ def _export_cached(module: nn.Module, example: torch.Tensor, model_name: str) ->
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter is chatty about constant folding
-        torch.onnx.export(module.eval(), (example,), buf, dynamo=False, opset_version=17,
-                          input_names=["image"], do_constant_folding=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    export_dense(module, example, path)
     return path

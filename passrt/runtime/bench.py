@@ -21,15 +21,14 @@ from tqdm import tqdm
 
 from passrt.metrics import average_precision
 from passrt.models import load_model
-from passrt.runtime.backends import OnnxRuntimeDense, TorchDense, TorchSparse
-from passrt.runtime.sources import open_source
+from passrt.runtime.backends import open_backend
+from passrt.runtime.frames import read_frames
 from passrt.runtime.timing import percentiles
 
 
 @dataclass
 class Entry:
-    label: str
-    engine: object
+    backend: object
     latency_ms: list = field(default_factory=list)
     active: list = field(default_factory=list)
     macs_exec: list = field(default_factory=list)
@@ -38,20 +37,6 @@ class Entry:
     gate_macs: list = field(default_factory=list)
     macs_dense: float = 0.0
     stage_ms: dict = field(default_factory=dict)  # per-frame stage timings an engine reports (TensorRT)
-
-
-def decode(uri: str, frames: int, spec) -> tuple[list[torch.Tensor], tuple[int, int], float | None]:
-    with open_source(uri) as source:
-        tensors = []
-        for frame in source:
-            tensors.append(spec.preprocess(frame.image))
-            if len(tensors) == frames:
-                break
-        fps = source.fps
-    if not tensors:
-        from passrt.errors import PassrtError
-        raise PassrtError(f"{uri}: no frames could be decoded")
-    return tensors, tuple(tensors[0].shape[2:]), fps
 
 
 def machine(device: str = "cpu") -> dict:
@@ -66,45 +51,69 @@ def machine(device: str = "cpu") -> dict:
 
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "python": platform.python_version(), "os": platform.platform()}
+            "python": platform.python_version(), "os": platform.platform(), "packages": dependency_versions()}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
     return info
 
 
-def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict]], frames: int = 200,
+def dependency_versions() -> dict:
+    """The installed version of every package passrt depends on (pyproject's dependencies and extras)."""
+    from importlib import metadata
+
+    names = ["passrt"]
+    try:
+        requires = metadata.requires("passrt") or []
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        requires = []
+    for req in requires:
+        name = req.split(";")[0].strip()
+        for sep in "<>=!~[ (":
+            name = name.split(sep)[0]
+        names.append(name)
+    out = {}
+    for name in dict.fromkeys(names):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 200,
                   warmup: int = 5, onnxruntime: bool = True, progress: bool = True, block: int = 10,
                   engines: list[str] = (), plugin: str | None = None, device: str = "cpu",
                   half: bool = False) -> dict:
-    """Measure dense PyTorch, (optionally) dense ONNX Runtime, each (label, policy, params), and each
-    TensorRT engine file in ``engines`` (labelled by its file name). ``device``/``half``: where and in
+    """Measure dense PyTorch, (optionally) dense ONNX Runtime, each policy (:class:`~passrt.policies.PolicySpec`)
+    and each TensorRT engine file in ``engines`` (labelled by its file name). ``device``/``half``: where and in
     which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's op)."""
+    from dataclasses import replace
+    from pathlib import Path
+
     dtype = _check_device(device, half)
     spec = load_model(model_name)
-    trt_entries = _tensorrt_entries(engines, plugin, model_name)  # before decoding: fail fast without TensorRT
-    frames_cpu, (h, w), clip_fps = decode(uri, frames, spec)
-    tensors = [t.to(device, dtype) for t in frames_cpu]
-    module = spec.module.to(device, dtype)
-    entries = [Entry("dense", TorchDense(module))]
+    trt = [open_backend(f"trt:{path}", spec, plugin=plugin, label=Path(path).name)
+           for path in engines]  # before decoding: fail fast without TensorRT
+    clip = read_frames(uri, frames, preprocess=spec.preprocess)
+    tensors = [t.to(device, dtype) for t in clip.frames]
+    h, w = tensors[0].shape[2:]
+    on_device = replace(spec, module=spec.module.to(device, dtype))
+    backends = [open_backend("torch:dense", on_device, label="dense")]
     if onnxruntime and device == "cpu":
-        entries.append(Entry("onnxruntime", OnnxRuntimeDense(spec.module, tensors[0], model_name)))
-    for label, name, params in policies:
-        if name != "dense":
-            entries.append(Entry(label, TorchSparse(module, name, params)))
-    for e in trt_entries:
-        e.engine.check_input(tensors[0].shape)
-        if any(o.label == e.label for o in entries):  # two engines called alike, or one called like a policy
-            e.label = str(e.engine.path)
-        entries.append(e)
+        backends.append(open_backend("ort", spec, tensors[0]))
+    backends += [open_backend(p, on_device) for p in policies if p.name != "dense"]
+    for b in trt:
+        b.check_input(tensors[0].shape)
+        if any(o.label == b.label for o in backends):  # two engines called alike, or one called like a policy
+            b.label = str(b.path)
+        backends.append(b)
+    entries = [Entry(b) for b in backends]
 
     for e in entries:  # warm-up: allocators, oneDNN primitives, plans; then forget the state
         for x in tensors[:warmup]:
-            e.engine(x)
-        if isinstance(e.engine, TorchSparse):
-            e.engine.model.reset()
-        elif callable(getattr(e.engine, "reset", None)):
-            e.engine.reset()
+            e.backend(x)
+        e.backend.reset()
 
     clock = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     bar = tqdm(total=len(tensors) * len(entries), desc="bench", unit="frame", disable=not progress,
@@ -114,12 +123,12 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
             for x in tensors[start:start + block]:
                 clock()
                 t0 = _now()
-                out = e.engine(x)
+                out = e.backend(x)
                 clock()
                 e.latency_ms.append((_now() - t0) * 1e3)
                 det = spec.postprocess(_on_cpu(out), (h, w))
                 e.detections.append((det.boxes, det.scores))
-                st = e.engine.stats()
+                st = e.backend.stats()
                 e.active.append(st.get("active_fraction", 1.0))
                 e.macs_exec.append(st.get("macs_executed"))
                 e.skip.append(st.get("skip_rate") or 0.0)
@@ -135,7 +144,7 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
     ground_truth = [boxes for boxes, _ in entries[0].detections]
     result = {"machine": machine(device), "input": uri, "model": model_name, "frames": len(tensors),
               "device": device, "dtype": str(dtype).removeprefix("torch."),
-              "resolution": [w, h], "clip_fps": clip_fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
+              "resolution": [w, h], "clip_fps": clip.fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
     for e in entries:
         lat = e.latency_ms
         macs_exec = [m for m in e.macs_exec if m is not None]
@@ -156,16 +165,11 @@ def run_benchmark(uri: str, model_name: str, policies: list[tuple[str, str, dict
         # R_m: the share of dense MACs not executed (a policy's own MACs, e.g. gates, count as executed)
         entry["mac_reduction"] = 1.0 - entry["macs_executed"] / sparse_macs_dense \
             if entry["macs_executed"] and sparse_macs_dense else 0.0
-        if isinstance(e.engine, TorchSparse):
-            entry["policy"] = e.engine.model.policy.describe()
-            entry["refreshes"] = e.engine.model.stats()["refreshes"]
+        entry.update(e.backend.describe())
         if e.stage_ms:
             entry["stages_ms"] = {k.removesuffix("_ms"): statistics.median(v) for k, v in e.stage_ms.items()}
-        if getattr(e.engine, "name", None) == "tensorrt":
-            entry["engine"] = {"path": str(e.engine.path), "format": "sparse" if e.engine.sparse else "dense",
-                               "policy": e.engine.policy, "fp16": (e.engine.sidecar or {}).get("fp16")}
-        result["policies"][e.label] = entry
-    if trt_entries:
+        result["policies"][e.backend.label] = entry
+    if trt:
         from passrt.runtime.tensorrt_backend import tensorrt_machine
 
         result["machine"].update(tensorrt_machine())
@@ -197,16 +201,6 @@ def _on_cpu(out):
     if isinstance(out, (list, tuple)):
         return type(out)(_on_cpu(o) for o in out)
     return out
-
-
-def _tensorrt_entries(paths: list[str], plugin: str | None, model_name: str) -> list[Entry]:
-    if not paths:
-        return []
-    from pathlib import Path
-
-    from passrt.runtime.tensorrt_backend import open_engine
-
-    return [Entry(Path(path).name, open_engine(path, plugin, model_name)) for path in paths]
 
 
 def _now() -> float:

@@ -11,7 +11,7 @@ import time
 from typing import TextIO
 
 from passrt.models import load_model
-from passrt.runtime.backends import TorchDense, TorchSparse
+from passrt.runtime.backends import open_backend
 from passrt.runtime.capture import CaptureThread
 from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask
 from passrt.runtime.sinks import DisplaySink, VideoFileSink
@@ -23,27 +23,25 @@ DEFAULT_MODEL = "ssdlite-pedestrian"
 
 
 class Pipeline:
-    """``model``: default ssdlite-pedestrian. ``engine``: a TensorRT engine file (``passrt build``) to run
-    instead of the PyTorch engine; the model it was exported from (its sidecar says) then picks pre- and
-    postprocessing, and ``policy`` and ``params`` are ignored."""
+    """``backend``: a backend spec (:func:`~passrt.runtime.backends.open_backend`: a policy spec such as
+    'regiondrop' or a :class:`~passrt.policies.PolicySpec`, 'ort', or 'trt:ENGINE'). ``model``: default
+    ssdlite-pedestrian; a TensorRT engine runs the model it was exported from (its sidecar says), which
+    then picks pre- and postprocessing."""
 
-    def __init__(self, uri: str, model: str | None = None, policy: str = "regiondrop",
-                 params: dict | None = None, output: str | None = None, display: bool = True,
-                 show_tiles: bool = False, score_threshold: float = 0.3, max_frames: int | None = None,
-                 engine: str | None = None, plugin: str | None = None):
+    def __init__(self, uri: str, backend="regiondrop", model: str | None = None, output: str | None = None,
+                 display: bool = True, show_tiles: bool = False, score_threshold: float = 0.3,
+                 max_frames: int | None = None, plugin: str | None = None):
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
-        if engine is not None:
-            from passrt.runtime.tensorrt_backend import open_engine
-
-            self.engine = open_engine(engine, plugin, model, default_model=DEFAULT_MODEL)
-            self.spec = load_model(self.engine.model_name or model or DEFAULT_MODEL)
-            self.policy = f"{self.engine.policy.get('name', self.engine.label)} (TensorRT)"
+        if isinstance(backend, str) and backend.startswith("trt:"):
+            self.backend = open_backend(backend, load_model(model) if model else None, plugin=plugin)
+            named = self.backend.describe()["engine"]["policy"].get("name", self.backend.label)
+            self.spec = load_model(self.backend.model_name or model or _assume_default(self.backend.label))
+            self.policy = f"{named} (TensorRT)"
         else:
             self.spec = load_model(model or DEFAULT_MODEL)
-            self.policy = policy
-            self.engine = TorchDense(self.spec.module) if policy == "dense" else \
-                TorchSparse(self.spec.module, policy, params or {})
+            self.backend = open_backend(backend, self.spec)
+            self.policy = self.backend.describe()["policy"]["name"]
         self.uri, self.output, self.show_tiles = uri, output, show_tiles
         self.score_threshold, self.max_frames = score_threshold, max_frames
 
@@ -59,10 +57,10 @@ class Pipeline:
                 with timer.stage("preprocess"):
                     x = self.spec.preprocess(frame.image)
                 with timer.stage("engine"):
-                    out = self.engine(x)
+                    out = self.backend(x)
                 with timer.stage("postprocess"):
                     det = self.spec.postprocess(out, (h, w), score_threshold=self.score_threshold)
-                stats = self.engine.stats()
+                stats = self.backend.stats()
                 active = stats.get("active_fraction", 1.0)
                 active_sum += active
                 rate = fps.tick()
@@ -114,10 +112,18 @@ class Pipeline:
         return summary
 
     def _render(self, image, det, rate, engine_ms, active):
-        if self.show_tiles and isinstance(self.engine, TorchSparse):
-            masks = [m for m in self.engine.model.tile_masks().values() if m is not None]
+        tile_masks = getattr(self.backend, "tile_masks", None)  # optional in the backend protocol
+        if self.show_tiles and tile_masks is not None:
+            masks = [m for m in tile_masks().values() if m is not None]
             if masks:
                 image = draw_tile_mask(image, masks[0].numpy())
         image = draw_detections(image, det.boxes, det.scores)
         return draw_overlay(image, [f"{self.policy}  {rate:.1f} FPS  engine {engine_ms:.1f} ms",
                                     f"active {active:.1%}  people {len(det.scores)}"])
+
+
+def _assume_default(label: str) -> str:
+    from passrt.runtime.tensorrt_build import warn
+
+    warn(f"{label}: no model name in its sidecar; assuming {DEFAULT_MODEL} (--model sets it)")
+    return DEFAULT_MODEL

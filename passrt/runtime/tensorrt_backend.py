@@ -2,7 +2,7 @@
 ``passrt build`` engine, like the backends in :mod:`passrt.runtime.backends`.
 
 Dense engines take ``image`` and return the model's outputs. Sparse engines follow the ONNX
-contract (:mod:`passrt.export.contract`): ``refresh`` is 1 on the first frame and after
+contract (:mod:`passrt.contract`): ``refresh`` is 1 on the first frame and after
 :meth:`TensorRTEngine.reset`, and each ``state_out.<key>`` becomes the next frame's
 ``state.<key>`` by swapping the two buffers' addresses (no copy). Buffers are PyTorch CUDA
 tensors; the frame goes up and the outputs come down through pinned host buffers on the
@@ -66,59 +66,29 @@ def torch_dtype(name: str):
     return getattr(torch, TORCH_DTYPES[name])
 
 
-@dataclass
-class IoPlan:
-    image: str
-    refresh: str | None
-    states: list  # (state.<key>, state_out.<key>)
-    outputs: list  # the model's outputs, in order
-    active: str | None
-
-
-def plan_io(tensors: list[TensorInfo], onnx_outputs: list[str] | None = None, engine: str = "the engine") -> IoPlan:
+def plan_io(tensors: list[TensorInfo], onnx_outputs: list[str] | None = None,
+            engine: str = "the engine") -> contract.GraphIO:
     """Which tensor is what under the ONNX contract; a one-line error for an engine that breaks it."""
-    by_name = {t.name: t for t in tensors}
-    inputs = [t.name for t in tensors if t.is_input]
-    outputs = [t.name for t in tensors if not t.is_input]
     for t in tensors:
         if any(int(d) < 0 for d in t.shape):
             raise PassrtError(f"{engine}: {t.name} has a dynamic shape {t.shape}; passrt engines are built for one "
                               "frame size (passrt export --input-size HxW)")
-    others = [n for n in inputs if n != contract.REFRESH and not n.startswith(contract.STATE_IN)]
-    image = contract.IMAGE if contract.IMAGE in inputs else (others[0] if len(others) == 1 else None)
-    if image is None or len(others) != 1:
-        raise PassrtError(f"{engine}: expected one image input ('{contract.IMAGE}'), found inputs {inputs}")
-    states = []
-    for name in inputs:
-        if name.startswith(contract.STATE_IN):
-            pair = contract.STATE_OUT + name[len(contract.STATE_IN):]
-            if pair not in by_name or by_name[pair].is_input or by_name[pair].shape != by_name[name].shape:
-                raise PassrtError(f"{engine}: state input {name} has no output {pair} of shape {by_name[name].shape}")
-            states.append((name, pair))
-    refresh = contract.REFRESH if contract.REFRESH in inputs else None
-    if refresh is not None or states:  # sparse: output.<i> in index order
-        model = sorted((n for n in outputs if n.startswith(contract.OUTPUT)),
-                       key=lambda n: int(n[len(contract.OUTPUT):]) if n[len(contract.OUTPUT):].isdigit() else 1 << 30)
-    else:  # dense: the ONNX graph's order where known
-        model = [n for n in (onnx_outputs or []) if n in outputs] or outputs
-        model += [n for n in outputs if n not in model]
-    if not model:
-        raise PassrtError(f"{engine}: no model outputs among {outputs}")
-    active = contract.ACTIVE_FRACTION if contract.ACTIVE_FRACTION in outputs else None
-    return IoPlan(image, refresh, states, model, active)
+    try:
+        return contract.GraphIO({t.name: t.shape for t in tensors if t.is_input},
+                                {t.name: t.shape for t in tensors if not t.is_input}, onnx_outputs)
+    except ValueError as e:
+        raise PassrtError(f"{engine}: {e}") from None
 
 
 class TensorRTEngine:
     """A ``passrt build`` engine on the current CUDA device."""
 
-    name = "tensorrt"
-
-    def __init__(self, path: str | os.PathLike, plugin: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike, plugin: str | os.PathLike | None = None, label: str | None = None):
         path = Path(path)
         if not path.is_file():
             raise PassrtError(f"{path}: no such TensorRT engine file (build one on this machine with "
                               f"`passrt build MODEL.onnx -o {path}`)")
-        self.path, self.label = path, path.name
+        self.path, self.label = path, label or path.name
         trt = import_tensorrt()
         import torch
 
@@ -160,7 +130,8 @@ class TensorRTEngine:
         for name in self.order:
             self._bind(name)
         torch.cuda.synchronize(self.device)  # the zero-filled buffers exist before our stream uses them
-        self._refresh, self.frames = True, 0
+        self.loop = contract.StateLoop(self.io, {a: self.buf[a] for a, _ in self.io.states})
+        self.frames = 0
         self._stats = {"active_fraction": 1.0, "upload_ms": 0.0, "infer_ms": 0.0, "download_ms": 0.0}
 
     # -- what the engine is ----------------------------------------------------------------
@@ -181,7 +152,7 @@ class TensorRTEngine:
 
     @property
     def sparse(self) -> bool:
-        return self.io.refresh is not None or bool(self.io.states)
+        return self.io.sparse
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -241,7 +212,7 @@ class TensorRTEngine:
                 self.host[self.io.image].copy_(x)
                 self.buf[self.io.image].copy_(self.host[self.io.image], non_blocking=True)
             if self.io.refresh:
-                self.buf[self.io.refresh].fill_(1.0 if self._refresh else 0.0)
+                self.buf[self.io.refresh].fill_(self.loop.feeds(x, float)[self.io.refresh])
             ev[1].record(s)
             ok = (self.context.execute_async_v3(s.cuda_stream) if self._v3
                   else self.context.execute_async_v2(self.bindings, s.cuda_stream))
@@ -252,28 +223,31 @@ class TensorRTEngine:
         s.synchronize()
         if not ok:
             raise PassrtError(f"TensorRT failed to run {self.label} (its log above says why)")
+        results = {**{b: self.buf[b] for _, b in self.io.states}, **{n: self.host[n] for n in self.fetch}}
+        outputs, retired = self.loop.advance(results)
         for a, b in self.io.states:  # this frame's state_out is the next frame's state: swap, no copy
-            self.buf[a], self.buf[b] = self.buf[b], self.buf[a]
+            self.buf[a], self.buf[b] = self.loop.state[a], retired[b]
             self._bind(a)
             self._bind(b)
-        self._refresh = False
         self.frames += 1
-        active = float(self.host[self.io.active].reshape(-1)[0]) if self.io.active else 1.0
-        self._stats = {"active_fraction": active, "upload_ms": ev[0].elapsed_time(ev[1]),
-                       "infer_ms": ev[1].elapsed_time(ev[2]), "download_ms": ev[2].elapsed_time(ev[3])}
-        return tuple(self.host[n].to(torch.float32, copy=True) if self.host[n].is_floating_point()
-                     else self.host[n].clone() for n in self.io.outputs)
+        self._stats = {"active_fraction": self.loop.active_fraction if self.io.active else 1.0,
+                       "upload_ms": ev[0].elapsed_time(ev[1]), "infer_ms": ev[1].elapsed_time(ev[2]),
+                       "download_ms": ev[2].elapsed_time(ev[3])}
+        return tuple(o.to(torch.float32, copy=True) if o.is_floating_point() else o.clone() for o in outputs)
 
     def reset(self) -> None:
         """Forget the state: zeros and a full recompute on the next frame."""
         import torch
 
         with torch.cuda.stream(self.stream):
-            for a, b in self.io.states:
-                self.buf[a].zero_()
+            self.loop.reset(lambda t: t.zero_())
+            for _, b in self.io.states:
                 self.buf[b].zero_()
         self.stream.synchronize()
-        self._refresh = True
+
+    def describe(self) -> dict:
+        return {"backend": "tensorrt", "engine": {"path": str(self.path), "format": "sparse" if self.sparse else "dense",
+                                                  "policy": self.policy, "fp16": (self.sidecar or {}).get("fp16")}}
 
     def stats(self) -> dict:
         side = self.sidecar or {}
@@ -281,9 +255,10 @@ class TensorRTEngine:
                 "tensorrt": side.get("tensorrt"), "fp16": side.get("fp16"), "frames": self.frames, **self._stats}
 
 
-def open_engine(path, plugin=None, model: str | None = None, default_model: str | None = None) -> TensorRTEngine:
+def open_engine(path, plugin=None, model: str | None = None, default_model: str | None = None,
+                label: str | None = None) -> TensorRTEngine:
     """A :class:`TensorRTEngine`; ``model``, when given, must be the one the engine was exported from."""
-    engine = TensorRTEngine(path, plugin=plugin)
+    engine = TensorRTEngine(path, plugin=plugin, label=label)
     if model and engine.model_name and model != engine.model_name:
         raise PassrtError(f"{engine.label} runs {engine.model_name}, not {model}: leave --model out, or export and "
                           f"build an engine for {model}")

@@ -27,7 +27,6 @@ from passrt.errors import PassrtError
 from passrt import contract
 
 PLUGIN_ENV = "PASSRT_TRT_PLUGIN"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_RELPATH = Path("plugins") / "tensorrt" / "build" / "libpassrt_trt.so"
 BUILD_PLUGIN_HINT = ("build it with `cmake -S plugins/tensorrt -B plugins/tensorrt/build && "
                      "cmake --build plugins/tensorrt/build` (plugins/tensorrt/README.md)")
@@ -70,8 +69,13 @@ def get_logger(trt):
 
 
 def default_plugin_paths() -> list[Path]:
-    paths = [REPO_ROOT / PLUGIN_RELPATH, Path.cwd() / PLUGIN_RELPATH]
-    return list(dict.fromkeys(p.resolve() for p in paths))
+    """Where the plugin's CMake build puts the library: under the current directory, and under the
+    source checkout passrt runs from, if it runs from one (an installed wheel has no plugins/)."""
+    roots = [Path.cwd()]
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "plugins" / "tensorrt" / "CMakeLists.txt").is_file():
+        roots.insert(0, checkout)
+    return list(dict.fromkeys((root / PLUGIN_RELPATH).resolve() for root in roots))
 
 
 def resolve_plugin(path: str | os.PathLike | None = None) -> Path:

@@ -6,7 +6,7 @@ import torch
 
 import passrt
 from passrt.errors import PassrtError
-from passrt.export.verify import load_frames
+from passrt.runtime.frames import read_frames
 from passrt.kernels import extension
 from passrt.models import load_model
 
@@ -21,12 +21,12 @@ def _need_op():
 @pytest.fixture(scope="module")
 def ssdlite_frames():
     spec = load_model("ssdlite-pedestrian")
-    return spec, load_frames("vtest", 5, spec.preprocess, SIZE)
+    return spec, read_frames("vtest", 5, SIZE, preprocess=spec.preprocess).frames
 
 
 def _compare(spec, frames, device, atol):
-    reference = passrt.sparsify(spec.module, "regiondrop", backend="reference")
-    op = passrt.sparsify(spec.module, "regiondrop", backend="op" if device == "cpu" else "auto")
+    reference = passrt.sparsify(spec.module, "regiondrop", executor="reference")
+    op = passrt.sparsify(spec.module, "regiondrop", executor="op" if device == "cpu" else "auto")
     partial = 0
     for x in frames:
         expected, got = reference(x), op(x.to(device))
@@ -42,7 +42,7 @@ def _compare(spec, frames, device, atol):
 def test_op_backend_equals_reference_on_real_frames(ssdlite_frames):
     _need_op()
     stats = _compare(*ssdlite_frames, "cpu", 1e-4)
-    assert stats["backend"] == "passrt op (CPU)"
+    assert stats["executor"] == "passrt op (CPU)"
 
 
 @pytest.mark.cuda
@@ -53,37 +53,39 @@ def test_cuda_op_backend_equals_reference_on_real_frames(ssdlite_frames):
     if not extension.status().endswith("CPU+CUDA op"):
         pytest.skip(f"passrt op built without its CUDA kernels: {extension.status()}")
     stats = _compare(*ssdlite_frames, "cuda", 1e-3)
-    assert stats["backend"] == "passrt op (CUDA)"
+    assert stats["executor"] == "passrt op (CUDA)"
 
 
 def test_auto_uses_the_reference_for_cpu_tensors(ssdlite_frames):
     spec, frames = ssdlite_frames
     engine = passrt.sparsify(spec.module, "regiondrop")
     engine(frames[0])
-    assert engine.stats()["backend"] == "reference (pure PyTorch)" and "backend_note" not in engine.stats()
+    assert engine.stats()["executor"] == "reference (pure PyTorch)" and "executor_note" not in engine.stats()
 
 
 def test_backend_errors(ssdlite_frames):
     spec, frames = ssdlite_frames
-    with pytest.raises(PassrtError, match="unknown backend 'gpu'"):
-        passrt.sparsify(spec.module, "regiondrop", backend="gpu")
-    exact = passrt.sparsify(spec.module, "exact", backend="op")
-    with pytest.raises(PassrtError, match="backend 'op' is not available: policy 'exact'"):
+    with pytest.raises(PassrtError, match="unknown executor 'gpu'"):
+        passrt.sparsify(spec.module, "regiondrop", executor="gpu")
+    exact = passrt.sparsify(spec.module, "exact", executor="op")
+    with pytest.raises(PassrtError, match="executor 'op' is not available: policy 'exact'"):
         exact(frames[0])
 
 
 def test_op_backend_runs_pass_gates_like_the_reference(ssdlite_frames):
     _need_op()
-    from passrt.gates import GateConfig, GateSet, PassGates
-    from passrt.gates.train import TILES, plan_steps
+    from passrt.policies import PassGates
+    from passrt.policies.gate import GateConfig
+    from passrt.policies.gateset import GateSet
+    from passrt.training.train import TILES, plan_steps
 
     spec, frames = ssdlite_frames
     torch.manual_seed(3)  # untrained gates: mixed decisions
     gates = GateSet.for_steps(spec.name, plan_steps(spec.module, frames[0]), GateConfig(), TILES)
-    reference = passrt.sparsify(spec.module, PassGates.from_gates(gates), backend="reference")
-    op = passrt.sparsify(spec.module, PassGates.from_gates(gates), backend="op")
+    reference = passrt.sparsify(spec.module, PassGates.from_gates(gates), executor="reference")
+    op = passrt.sparsify(spec.module, PassGates.from_gates(gates), executor="op")
     for x in frames:
         for a, b in zip(reference(x), op(x)):
             torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
         assert op.stats()["active_fraction"] == pytest.approx(reference.stats()["active_fraction"], abs=1e-5)
-    assert op.stats()["backend"] == "passrt op (CPU)"
+    assert op.stats()["executor"] == "passrt op (CPU)"

@@ -142,7 +142,7 @@ def test_stats_account_macs():
     stats = engine.stats()
     assert stats["layers"]["0"]["active_fraction"] == 1 / 16
     assert stats["macs_executed"] == 4 * 4 * 4 * 3 * 9
-    assert stats["backend"].startswith("reference")
+    assert stats["executor"].startswith("reference")
 
 
 def _walk(n, h=48, w=48, noise=0.02, seed=0):

@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 import passrt
-from passrt.engine.steps import Pointwise, Ref
+from passrt.plan.steps import Pointwise, Ref
 from passrt.errors import PassrtError
 from passrt import contract
 from passrt.export import ExportedStream, export_model
-from passrt.export.node_ref import NodeAttributes, pass_sparse_conv2d
+from passrt.engine.node import NodeAttributes, pass_sparse_conv2d
 from passrt.export.onnx_export import _export, _save
-from passrt.export.program import SparseProgram, plugin_epilogue
-from passrt.export.verify import load_frames
+from passrt.engine.program import SparseProgram, plugin_epilogue
+from passrt.runtime.frames import read_frames
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
 from passrt.models import load_model
@@ -77,7 +77,7 @@ def test_ssdlite_state_io_pairs_up(ssdlite_export):
 
 def test_ssdlite_reference_run_matches_engine_on_real_frames(ssdlite_export):
     spec = load_model("ssdlite-pedestrian")
-    frames = load_frames("vtest", 12, spec.preprocess, SIZE)
+    frames = read_frames("vtest", 12, SIZE, preprocess=spec.preprocess).frames
     engine = passrt.sparsify(spec.module, "regiondrop")
     stream = ExportedStream(ssdlite_export[0])
     partial = 0
@@ -98,7 +98,7 @@ def test_dense_export_runs_like_the_model(tmp_path):
     model = onnx.load(str(summary.path))
     assert [i.name for i in model.graph.input] == [contract.IMAGE]
     assert not any(n.op_type == contract.PLUGIN_NAME for n in model.graph.node)
-    x = load_frames("vtest", 1, spec.preprocess, SIZE)[0]
+    x = read_frames("vtest", 1, SIZE, preprocess=spec.preprocess).frames[0]
     with torch.no_grad():
         expected = spec.module(x)
     for a, b in zip(expected, ExportedStream(summary.path)(x)):

@@ -8,9 +8,10 @@ import torch
 import passrt
 from passrt import contract
 from passrt.export import ExportedStream, export_model
-from passrt.export.verify import load_frames
-from passrt.gates import GateConfig, GateSet
-from passrt.gates.train import TILES, plan_steps
+from passrt.runtime.frames import read_frames
+from passrt.policies.gate import GateConfig
+from passrt.policies.gateset import GateSet
+from passrt.training.train import TILES, plan_steps
 from passrt.models import load_model
 
 SIZE = (144, 192)
@@ -20,7 +21,7 @@ SIZE = (144, 192)
 def gates_file(tmp_path_factory):
     spec = load_model("ssdlite-pedestrian")
     torch.manual_seed(3)  # untrained gates: their decisions are mixed, which is what this test needs
-    example = load_frames("vtest", 1, spec.preprocess, SIZE)[0]
+    example = read_frames("vtest", 1, SIZE, preprocess=spec.preprocess).frames[0]
     gates = GateSet.for_steps(spec.name, plan_steps(spec.module, example), GateConfig(), TILES)
     path = tmp_path_factory.mktemp("gates") / "gates.pt"
     gates.save(path)
@@ -43,7 +44,7 @@ def test_pass_export_matches_engine_on_real_frames(gates_file, tmp_path, params)
     engine = passrt.sparsify(spec.module, passrt.PassGates(**params))
     stream = ExportedStream(summary.path)
     partial = 0
-    for x in load_frames("vtest", 8, spec.preprocess, SIZE):
+    for x in read_frames("vtest", 8, SIZE, preprocess=spec.preprocess).frames:
         expected, got = engine(x), stream(x)
         for a, b in zip(expected, got):
             torch.testing.assert_close(b, a, rtol=0, atol=1e-4)

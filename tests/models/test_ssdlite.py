@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from passrt import assets
-from passrt.engine.graph import trace
+from passrt.plan import trace
 from passrt.errors import PassrtError
 from passrt.models import ModelSpec, load_model
 from passrt.models.anchors import feature_map_sizes_for, generate_anchors

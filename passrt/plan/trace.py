@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from passrt.engine.steps import (ConcatStep, ConvStep, DenseStep, InputStep, Pointwise, PointwiseStep,
+from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, InputStep, Pointwise, PointwiseStep,
                                  PoolStep, Ref, ResampleStep, SpatialStep, Step)
 from passrt.errors import PassrtError
 from passrt.kernels.tables import Window

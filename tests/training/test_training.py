@@ -10,9 +10,9 @@ import torch
 
 import passrt
 from passrt.errors import PassrtError
-from passrt.gates import load
-from passrt.gates.finetune import FinetuneOptions, finetune
-from passrt.gates.train import TrainOptions, train_gates
+from passrt.policies.gateset import load
+from passrt.training.finetune import FinetuneOptions, finetune
+from passrt.training.train import TrainOptions, train_gates
 
 SMALL = (144, 192)
 

@@ -5,12 +5,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import passrt
-from passrt.engine.policies import FrameContext, RegionDrop
+from passrt.plan import Plan
+from passrt.plan.masks import cells_of
+from passrt.policies import FrameContext, RegionDrop
 
 
 def _region_drop_after(frame0, frame1, **params):
     policy = RegionDrop(**params)
-    ctx = FrameContext({}, "x")
+    ctx = FrameContext(Plan([], "x", tuple(frame0.shape), None), {})
     assert policy.begin_frame(ctx, frame0, refresh=True)
     refresh = policy.begin_frame(ctx, frame1, refresh=False)
     return policy, ctx, refresh
@@ -26,7 +28,7 @@ def test_regiondrop_tiles_cover_every_cell_over_an_active_block():
     pixel_region = torch.zeros(1, 1, h, w)
     pixel_region[:, :, 32:48, 64:80] = 1
     for (lh, lw, tile) in [(48, 64, 4), (24, 32, 2), (12, 16, 2), (6, 8, 1), (3, 4, 1), (96, 128, 8)]:
-        tiles = policy._grid.tiles_for(lh, lw, tile)
+        tiles = policy.masks.tiles(lh, lw, tile, policy.masks.blocks)[None, None]
         # Reference: the layer cells whose pixel footprint meets the region, OR-reduced to tiles.
         cells = F.adaptive_max_pool2d(pixel_region, (lh, lw))
         want = F.max_pool2d(cells, tile, tile, ceil_mode=True)
@@ -42,8 +44,9 @@ def test_regiondrop_margin_and_noise_robustness():
     x1[:, :, 20:22, 20:22] = 1.0  # 4 pixels: enough with min_pixels=4, not with 5
     _, ctx, _ = _region_drop_after(x0, x1, threshold=0.08, min_pixels=5)
     assert ctx.changed.get("x") is None
-    _, ctx, _ = _region_drop_after(x0, x1, threshold=0.08, min_pixels=4, margin=1)
-    region = ctx.changed["x"][0, 0]
+    policy, ctx, _ = _region_drop_after(x0, x1, threshold=0.08, min_pixels=4, margin=1)
+    assert ctx.changed.get("x") is not None
+    region = cells_of(policy.masks.blocks[None, None], 16, 64, 64)
     assert region.sum() == 48 * 48  # block (1, 1) dilated by one block: 3x3 blocks of 16x16
 
 

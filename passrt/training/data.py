@@ -37,21 +37,9 @@ class ClipSpec:
 
 def read_clip(spec: ClipSpec, size: tuple[int, int] | None, max_frames: int) -> list[np.ndarray]:
     """BGR uint8 frames of one clip (resized to (H, W) = ``size`` if given), at most ``max_frames``."""
-    import cv2
+    from passrt.runtime.frames import read_frames
 
-    from passrt.runtime.sources import open_source
-
-    frames = []
-    with open_source(spec.uri) as source:
-        for i, frame in enumerate(source):
-            if i < spec.start:
-                continue
-            if (spec.end is not None and i >= spec.end) or len(frames) == max_frames:
-                break
-            image = frame.image
-            if size is not None and image.shape[:2] != tuple(size):
-                image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-            frames.append(image)
+    frames = read_frames(spec.uri, max_frames, size, spec.start, spec.end).frames
     if len(frames) < 2:
         raise PassrtError(f"{spec.uri}: {len(frames)} frame(s) in the range asked for; training needs at least 2")
     return frames

@@ -1,4 +1,6 @@
-"""Check an exported graph against the PyTorch engine on real frames (``passrt export --verify``)."""
+"""Check an exported graph against the PyTorch engine on real frames (``passrt export --verify``).
+
+It runs a model on a clip, so it lives with the runtime, above export."""
 
 from __future__ import annotations
 
@@ -23,31 +25,13 @@ class Verification:
                 f"active fraction within {self.active_fraction_diff:.1e}")
 
 
-def load_frames(uri: str, count: int, preprocess, size: tuple[int, int]) -> list[torch.Tensor]:
-    """``count`` frames of ``uri``, resized to (H, W) = ``size`` when they differ, preprocessed."""
-    import cv2
-
-    from passrt.runtime.sources import open_source
-
-    frames = []
-    with open_source(uri) as source:
-        for frame in source:
-            image = frame.image
-            if image.shape[:2] != tuple(size):
-                image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-            frames.append(preprocess(image))
-            if len(frames) == count:
-                break
-    if not frames:
-        raise PassrtError(f"{uri}: no frames could be decoded")
-    return frames
-
-
 def verify_export(path: Path | str, source: str = "vtest", frames: int = 10) -> Verification:
     """Run ``path`` (reference runner) and the engine it was exported from on the same frames."""
-    from passrt.engine import SparseModel, make_policy
+    from passrt.engine import SparseModel
     from passrt.export.runner import ExportedStream
     from passrt.models import load_model
+    from passrt.policies import PolicySpec
+    from passrt.runtime.frames import read_frames
 
     stream = ExportedStream(path)
     meta = {p.key: p.value for p in stream.model.metadata_props}
@@ -55,19 +39,10 @@ def verify_export(path: Path | str, source: str = "vtest", frames: int = 10) -> 
         raise PassrtError(f"{path} was not written by passrt export (no {contract.META_MODEL} metadata)")
     spec = load_model(meta[contract.META_MODEL])
     size = tuple(int(v) for v in meta[contract.META_INPUT_SIZE].split("x"))
-    policy = json.loads(meta[contract.META_POLICY])
-    name = policy.pop("name")
-    if name != "dense":
-        from dataclasses import fields
-
-        from passrt.engine.policies import registry
-
-        params = {f.name: policy[f.name] for f in fields(registry()[name]) if f.name in policy}
-        engine = SparseModel(spec.module, make_policy(name, **params))
-    else:
-        engine = None
+    policy = PolicySpec.from_description(json.loads(meta[contract.META_POLICY]))
+    engine = SparseModel(spec.module, policy.build()) if policy.name != "dense" else None
     worst, worst_active = 0.0, 0.0
-    images = load_frames(source, frames, spec.preprocess, size)
+    images = read_frames(source, frames, size, preprocess=spec.preprocess).frames
     for x in images:
         with torch.inference_mode():
             expected = engine(x) if engine is not None else spec.module(x)

@@ -2,7 +2,7 @@
 
 One step: sample (x_t, x_{t-d}); record every gated conv's input for both frames with the
 frozen backbone; each gate samples a skip mask from (X^t, X^{t-d}); the backbone runs twice
-more, on the positive and the negative mixes (:mod:`passrt.gates.triplet`); the triplet and
+more, on the positive and the negative mixes (:mod:`passrt.training.triplet`); the triplet and
 budget terms update the gates only.
 
 Reproducible (fixed seeds; the sampler's state is checkpointed), resumable (``resume=True``
@@ -14,7 +14,7 @@ averages the gates' gradients; rank 0 writes the checkpoints).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -23,34 +23,12 @@ from torch import nn
 from tqdm import tqdm
 
 from passrt.errors import PassrtError
-from passrt.gates import triplet
-from passrt.gates.data import ClipSpec, FramePairs, read_clip
-from passrt.gates.gate import GateConfig
-from passrt.gates.gateset import GateSet, read_checkpoint
+from passrt.training.options import TrainOptions
+from passrt.training import triplet
+from passrt.training.data import ClipSpec, FramePairs, read_clip
+from passrt.policies.gateset import GateSet, read_checkpoint
 
 TILES = {"tile_px": 16, "min_tile": 1, "max_tile": 8}  # the engine's defaults: patches match its tiles
-
-
-@dataclass
-class TrainOptions:
-    clips: list[str]
-    model: str = "ssdlite-pedestrian"
-    out: str = "gates.pt"
-    input_size: Optional[tuple[int, int]] = None  # (H, W); None: the first clip's frame size
-    steps: int = 300
-    lr: float = 2e-3
-    # In relative RMS units of the model's outputs (d(a, p) and d(a, n) are ~0.1 on vtest). A margin
-    # of 1.0 keeps the hinge always open; on vtest it did not help (benchmarks/RESULTS.md).
-    margin: float = 0.05
-    budget_weight: float = 1.0
-    target_skip: float = 0.8
-    max_gap: int = 3
-    max_frames: int = 400  # per clip, read into memory once
-    seed: int = 0
-    checkpoint_every: int = 50
-    layers: Optional[list[str]] = None  # gated convs; None: one per input resolution
-    gate: GateConfig = field(default_factory=GateConfig)
-    device: str = "auto"  # "cpu", "cuda", or auto: cuda when present
 
 
 class Distributed:
@@ -89,8 +67,8 @@ class Distributed:
 
 def plan_steps(module: nn.Module, example: torch.Tensor, tiles: dict = TILES):
     """The engine's plan for ``module`` at ``example``'s size: where gates can sit and their patches."""
-    from passrt.engine.graph import build_plan, trace
-    from passrt.engine.policies import Policy
+    from passrt.plan import build_plan, trace
+    from passrt.policies import Policy
 
     return build_plan(trace(module), example, Policy(**tiles).tile_for).steps
 

@@ -1,11 +1,14 @@
-"""The sparse engine's plan as one stateless function: (image, refresh, state) -> (outputs, state).
+"""The program executor: a plan as one stateless function (image, refresh, state) -> (outputs, state).
 
-:class:`SparseProgram` replays a :class:`~passrt.engine.graph.Plan` in ordinary NCHW tensors
+:class:`SparseProgram` replays a :class:`~passrt.plan.Plan` in ordinary NCHW tensors
 with the masks computed by standard tensor ops, so that ``torch.onnx.export`` turns it into
 a graph of standard ONNX ops plus one ``PassSparseConv2d`` node per sparse conv. It follows
 the streaming engine's rules exactly (same tile masks, refreshes, scene cuts and per-layer
 crossover; a layer above its crossover computes every tile, which is what the engine's dense
-path does), so its outputs equal :class:`~passrt.engine.SparseModel`'s frame after frame.
+path does), so its outputs equal the reference executor's frame after frame. It runs two ways: with the
+node's reference (:func:`~passrt.engine.node.sparse_conv_node`), which is what ``passrt export``
+traces, and with passrt's compiled op in place (:class:`ProgramExecutor`, the ``op`` executor
+of :class:`~passrt.engine.SparseModel`).
 
 - Convolutions whose fused epilogue the plugin can express (activation, residual add,
   activation) become ``PassSparseConv2d`` nodes; a conv with a fused 1x1 after it becomes
@@ -15,9 +18,8 @@ path does), so its outputs equal :class:`~passrt.engine.SparseModel`'s frame aft
   densely and keep the active tiles (``Where``): same values, still sparse in the state.
 - Dense steps (heads' reshapes, global pooling ...) run as they are.
 
-The masks come from :mod:`passrt.export.masks`: ``regiondrop``'s frame difference or the
-``pass`` gates, both standard ops; ``dense`` exports the model itself (see
-:mod:`passrt.export.onnx_export`).
+The masks come from the policy's mask source (:meth:`passrt.policies.Policy.mask_source`):
+``regiondrop``'s frame difference or the ``pass`` gates, both standard ops.
 """
 
 from __future__ import annotations
@@ -30,17 +32,21 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from passrt.engine.graph import Plan
-from passrt.engine.policies import RegionDrop
-from passrt.engine.steps import (ConcatStep, ConvStep, DenseStep, Pointwise, PointwiseStep, PoolStep, Ref,
-                                 ResampleStep, SpatialStep)
-from passrt.errors import PassrtError
 from passrt import contract
-from passrt.export.node_ref import NodeAttributes, cells_of, sparse_conv_node
+from passrt.engine.node import NodeAttributes, sparse_conv_node
+from passrt.engine.reference import FrameRecord
+from passrt.errors import PassrtError
+from passrt.plan import Plan
+from passrt.plan.masks import cells_of
+from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, Pointwise, PointwiseStep, PoolStep, Ref,
+                               ResampleStep, SpatialStep)
 
-_ACT_MODULES = {nn.ReLU: 1, nn.ReLU6: 2, nn.Hardswish: 3, nn.SiLU: 4, nn.Sigmoid: 5, nn.LeakyReLU: 6}
-_ACT_FUNCTIONS = {F.relu: 1, torch.relu: 1, F.relu6: 2, F.hardswish: 3, F.silu: 4, F.sigmoid: 5,
-                  torch.sigmoid: 5, F.leaky_relu: 6}
+# The activations the plugin's epilogue knows (contract.ACTIVATION_CODES), as PyTorch spells them.
+_ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.SiLU: "silu", nn.Sigmoid: "sigmoid",
+                nn.LeakyReLU: "leaky_relu"}
+_ACT_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.hardswish: "hardswish", F.silu: "silu",
+                  F.sigmoid: "sigmoid", torch.sigmoid: "sigmoid", F.leaky_relu: "leaky_relu"}
+_LEAKY = contract.ACTIVATION_CODES["leaky_relu"]
 
 
 def _activation(pw: Pointwise, running: str) -> Optional[tuple[int, float]]:
@@ -49,13 +55,13 @@ def _activation(pw: Pointwise, running: str) -> Optional[tuple[int, float]]:
         return None
     kwargs = {k: v for k, v in pw.kwargs.items() if k != "inplace"}
     if isinstance(pw.fn, nn.Module) and type(pw.fn) in _ACT_MODULES and len(pw.args) == 1 and not kwargs:
-        return _ACT_MODULES[type(pw.fn)], float(getattr(pw.fn, "negative_slope", 0.01))
+        return contract.ACTIVATION_CODES[_ACT_MODULES[type(pw.fn)]], float(getattr(pw.fn, "negative_slope", 0.01))
     if pw.fn in _ACT_FUNCTIONS:
         extra = list(pw.args[1:]) + list(kwargs.values())
         if pw.fn is F.leaky_relu and len(extra) <= 1 and all(isinstance(v, (int, float)) for v in extra):
-            return 6, float(extra[0]) if extra else 0.01
+            return _LEAKY, float(extra[0]) if extra else 0.01
         if not extra:
-            return _ACT_FUNCTIONS[pw.fn], 0.01
+            return contract.ACTIVATION_CODES[_ACT_FUNCTIONS[pw.fn]], 0.01
     return None
 
 
@@ -83,7 +89,7 @@ def plugin_epilogue(ops: list[Pointwise], running: str):
             if stage == 0:
                 act, alpha, stage = a[0], a[1], 1
             else:
-                if a[0] == 6 and act == 6 and a[1] != alpha:
+                if a[0] == _LEAKY and act == _LEAKY and a[1] != alpha:
                     return None  # one alpha for both
                 post, alpha, stage = a[0], a[1], 3
             continue
@@ -110,7 +116,8 @@ class SparseProgram(nn.Module):
         cells = torch.tensor([float(s.shape[1] * s.shape[2]) for s in self.spatial], dtype=torch.float64)
         macs_dense = float((macs * cells).sum())
         self._mac_weights = (macs / macs_dense).tolist()
-        self.masks = mask_source(plan, policy, macs_dense)
+        self.macs_dense = macs_dense
+        self.masks = policy.mask_source(plan)
         self.state_keys = self.masks.state_keys + [s.name for s in self.spatial]
         self.state_shapes = self.masks.state_shapes + [(1, *s.shape) for s in self.spatial]
         self.plugin_layers: list[str] = []  # labels of convs exported as plugin nodes
@@ -158,7 +165,7 @@ class SparseProgram(nn.Module):
             if isinstance(step, DenseStep):
                 values[step.name] = step.call(values.__getitem__)
                 continue
-            mask = self.masks.step_mask(step, values)
+            mask = self.masks.step_mask(step, values.__getitem__)
             cache = caches[step.name]
             if isinstance(step, ConvStep):
                 out = self._conv(step, values, mask, cache, refresh.reshape(1) * 0)
@@ -170,7 +177,7 @@ class SparseProgram(nn.Module):
             weight = self._mac_weights[self.spatial.index(step)]
             computed = torch.clamp(mask.sum() * float(step.tile ** 2), max=float(step.shape[1] * step.shape[2]))
             active = active + computed.reshape(1) * weight
-        active = active + self.masks.overhead()
+        active = active + self.masks.overhead_macs() / self.macs_dense
         outputs = [values[a.name] if isinstance(a, Ref) else a for a in _flatten(self.plan.outputs)]
         return (*outputs, active, *mask_states, *self.masks.end(), *new_states)
 
@@ -219,17 +226,6 @@ class SparseProgram(nn.Module):
         raise PassrtError(f"cannot export layer '{step.label}' ({step.kind})")
 
 
-def mask_source(plan: Plan, policy, macs_dense: float):
-    from passrt.export.masks import PassMasks, RegionDropMasks
-    from passrt.gates.policy import PassGates
-
-    if isinstance(policy, RegionDrop):
-        return RegionDropMasks(plan, policy)
-    if isinstance(policy, PassGates):
-        return PassMasks(plan, policy, macs_dense)
-    raise PassrtError(f"policy '{policy.name}' cannot be exported as a sparse program; use regiondrop or pass")
-
-
 def _apply(pw: Pointwise, values, running: Optional[str] = None, y=None):
     """``pw`` on whole values; ``running`` names the value ``y`` stands for (a conv's fresh output)."""
     args = [y if isinstance(a, Ref) and a.name == running else values[a.name] if isinstance(a, Ref) else a
@@ -255,9 +251,6 @@ def _flatten(structure) -> list:
     return out
 
 
-_ACT_NAMES = {code: name for name, code in contract.ACTIVATION_CODES.items()}
-
-
 def op_node(x, tile_mask, cache, weight, bias, residual, attrs: NodeAttributes) -> torch.Tensor:
     """A node run by ``torch.ops.passrt.sparse_conv2d``, in place: ``cache`` becomes the output."""
     from passrt.kernels.extension import sparse_conv2d_op
@@ -265,5 +258,41 @@ def op_node(x, tile_mask, cache, weight, bias, residual, attrs: NodeAttributes) 
     top, left, bottom, right = attrs.pads
     return sparse_conv2d_op(x, weight, bias, cache, tile_mask[0, 0], stride=attrs.strides,
                             padding=(top, bottom, left, right), dilation=attrs.dilations, groups=attrs.group,
-                            tile=attrs.tile, activation=_ACT_NAMES[attrs.activation], residual=residual,
-                            act_alpha=attrs.activation_alpha, post_activation=_ACT_NAMES[attrs.post_activation])
+                            tile=attrs.tile, activation=contract.ACTIVATION_NAMES[attrs.activation], residual=residual,
+                            act_alpha=attrs.activation_alpha, post_activation=contract.ACTIVATION_NAMES[attrs.post_activation])
+
+
+class ProgramExecutor:
+    """The ``op`` executor: the plan as a :class:`SparseProgram` with passrt's compiled op in place
+    of each node (CPU or CUDA tensors), its state fed back by the contract's :class:`StateLoop`.
+    Masks and convs stay on the input's device with no host synchronisation until the caller
+    reads an output (the record's executed MACs read the active fraction)."""
+
+    def __init__(self, plan: Plan, policy, device, dtype):
+        self.plan = plan
+        self.program = SparseProgram(plan, policy, node=op_node).to(device, dtype)
+        self.name = f"passrt op ({torch.device(device).type.upper()})"
+        states = {contract.STATE_IN + k: t for k, t in zip(self.program.state_keys,
+                                                           self.program.initial_states(device, dtype))}
+        self.n_outputs = len(_flatten(plan.outputs))
+        outputs = {f"{contract.OUTPUT}{i}": () for i in range(self.n_outputs)}
+        outputs[contract.ACTIVE_FRACTION] = (1,)
+        outputs.update({contract.state_output(k): tuple(v.shape) for k, v in states.items()})
+        io = contract.GraphIO({contract.IMAGE: plan.input_shape, contract.REFRESH: (1,),
+                               **{k: tuple(v.shape) for k, v in states.items()}}, outputs)
+        self.output_names = list(outputs)
+        self.loop = contract.StateLoop(io, states)
+        self._flag = lambda v: torch.full((1,), v, device=device, dtype=dtype)  # noqa: E731
+
+    def run(self, x: torch.Tensor, refresh: bool):
+        self.loop.refresh = refresh
+        feeds = self.loop.feeds(x, self._flag)
+        result = self.program(*feeds.values())
+        outputs, _ = self.loop.advance(dict(zip(self.output_names, result)))
+        macs_dense = self.program.macs_dense
+        record = FrameRecord(refresh, macs_dense, self.loop.active_fraction * macs_dense)
+        flat = iter(o.clone() if isinstance(o, torch.Tensor) else o for o in outputs)  # caches stay private
+        return fx.node.map_aggregate(self.plan.outputs, lambda a: next(flat)), record
+
+    def tile_masks(self) -> dict:
+        return {}

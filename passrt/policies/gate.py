@@ -29,7 +29,7 @@ gradients (the forward pass uses the 0/1 sample, the backward pass the probabili
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Optional
 
 import torch
@@ -37,30 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from passrt.errors import PassrtError
-
-
-@dataclass
-class GateConfig:
-    """Hyper-parameters of one gate (the paper's ranges: C 64-256, depth 2-16, hidden 4096,
-    temperature 0.5-0.7; smaller defaults here because a gate's MACs count against its savings)."""
-
-    channels: int = 16  # C
-    depth: int = 2
-    hidden: int = 32
-    temperature: float = 0.6
-    classifier: str = "conv"  # or "linear" (tied to one input size)
-    normalise: str = "sigmoid"  # or "minmax"
-
-    def check(self) -> None:
-        if self.classifier not in ("conv", "linear"):
-            raise PassrtError(f"gate classifier must be 'conv' or 'linear', got '{self.classifier}'")
-        if self.normalise not in ("sigmoid", "minmax"):
-            raise PassrtError(f"gate normalise must be 'sigmoid' or 'minmax', got '{self.normalise}'")
-        for name in ("channels", "depth", "hidden"):
-            if getattr(self, name) < (0 if name == "depth" else 1):
-                raise PassrtError(f"gate {name} must be positive, got {getattr(self, name)}")
-        if not self.temperature > 0:
-            raise PassrtError(f"gate temperature must be > 0, got {self.temperature}")
+from passrt.policies.gate_config import GateConfig
 
 
 class MixerBlock(nn.Module):
@@ -168,10 +145,3 @@ class PassGate(nn.Module):
     def from_spec(cls, spec: dict) -> "PassGate":
         grid = tuple(spec["grid"]) if spec.get("grid") else None
         return cls(spec["in_channels"], spec["patch"], GateConfig(**spec["config"]), grid)
-
-
-def expand_patches(mask: torch.Tensor, patch: int, h: int, w: int) -> torch.Tensor:
-    """A per-patch mask (N, 1, Hp, Wp) on the (h, w) cells it covers (differentiable)."""
-    if patch > 1:
-        mask = mask.repeat_interleave(patch, 2).repeat_interleave(patch, 3)
-    return mask[:, :, :h, :w]

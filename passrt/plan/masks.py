@@ -46,11 +46,15 @@ def to_tiles(changed: torch.Tensor, tile: int) -> torch.Tensor:
     return F.max_pool2d(changed, tile, tile, ceil_mode=True)
 
 
-def from_tiles(tiles: torch.Tensor, tile: int, height: int, width: int) -> torch.Tensor:
-    """Expand a tile mask back to cells (the cells that a sparse run rewrote)."""
-    if tile == 1:
-        return tiles
-    return F.interpolate(tiles, scale_factor=tile, mode="nearest")[:, :, :height, :width]
+def cells_of(tiles: torch.Tensor, tile: int, height: int, width: int) -> torch.Tensor:
+    """(N, 1, Ht, Wt) tiles (or patches, or blocks) -> the (N, 1, height, width) cells they cover.
+
+    Expand + Reshape + Slice: traceable (exports as standard ONNX ops) and differentiable (gate
+    training), so every user of a tile mask on cells shares it.
+    """
+    n, _, ht, wt = tiles.shape
+    cells = tiles.reshape(n, 1, ht, 1, wt, 1).expand(n, 1, ht, tile, wt, tile)
+    return cells.reshape(n, 1, ht * tile, wt * tile)[:, :, :height, :width]
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
@@ -64,27 +68,6 @@ def pixel_change(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return torch.sub(x, ref).abs_().amax(1, keepdim=True)
 
 
-class BlockGrid:
-    """A mask on a coarse grid of ``block``-cell blocks over a (height, width) map, rescaled on
-    demand to any layer's tile grid (a tile is active if it covers an active block).
-
-    RegionDrop's common mask (blocks of frame pixels) and a PASS gate's keep mask (patches of
-    the gated layer's input) are both this; an integral image makes each rescale a few gathers.
-    """
-
-    def __init__(self, blocks: torch.Tensor, block: int, height: int, width: int):
-        self.blocks, self.block, self.hw = blocks, block, (height, width)
-        self._integral = F.pad(blocks[0, 0].cumsum(0).cumsum(1), (1, 0, 1, 0))
-
-    def tiles_for(self, h: int, w: int, tile: int) -> torch.Tensor:
-        """(1, 1, Ht, Wt) 0/1 tiles of an (h, w) layer with ``tile``-cell tiles."""
-        (r0, r1), (c0, c1) = (block_span(n, map_n, tile, self.block)  # cached: static per layer
-                              for n, map_n in ((h, self.hw[0]), (w, self.hw[1])))
-        s = self._integral
-        count = s[r1][:, c1] - s[r0][:, c1] - s[r1][:, c0] + s[r0][:, c0]
-        return (count > 0).float().view(1, 1, len(r0), len(c0))
-
-
 @lru_cache(maxsize=1024)
 def block_span(n: int, map_n: int, tile: int, block: int):
     """Per tile of an n-cell axis: the first and one-past-last block (of a map_n-cell axis) it covers."""
@@ -94,3 +77,15 @@ def block_span(n: int, map_n: int, tile: int, block: int):
     lo = torch.floor(starts * ratio / block).long()
     hi = torch.ceil(torch.clamp(torch.ceil(ends * ratio), max=map_n) / block).long()
     return lo, hi
+
+
+def span_matrices(h: int, w: int, tile: int, map_h: int, map_w: int, block: int):
+    """0/1 matrices R (Ht, Hb), C (Wb, Wt) that rescale a block mask on a (map_h, map_w) map to the
+    tile grid of an (h, w) layer: ``tiles = (R @ blocks @ C) > 0`` (a tile is active if it covers an
+    active block). Two small matmuls: traceable, no host sync, the same on every device."""
+    out = []
+    for n, map_n in ((h, map_h), (w, map_w)):
+        lo, hi = block_span(n, map_n, tile, block)
+        r = torch.arange(-(-map_n // block))
+        out.append(((r[None] >= lo[:, None]) & (r[None] < hi[:, None])).float())
+    return out[0], out[1].t().contiguous()

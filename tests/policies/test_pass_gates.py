@@ -7,9 +7,11 @@ from torch import nn
 
 import passrt
 from passrt.errors import PassrtError
-from passrt.export.verify import load_frames
-from passrt.gates import GateConfig, GateSet, PassGates
-from passrt.gates.train import TILES, plan_steps
+from passrt.runtime.frames import read_frames
+from passrt.policies import PassGates
+from passrt.policies.gate import GateConfig
+from passrt.policies.gateset import GateSet
+from passrt.training.train import TILES, plan_steps
 from passrt.models import load_model
 
 
@@ -79,7 +81,7 @@ def test_skipped_patches_keep_their_cache_and_kept_ones_are_recomputed():
 @pytest.fixture(scope="module")
 def ssdlite():
     spec = load_model("ssdlite-pedestrian")
-    frames = load_frames("vtest", 6, spec.preprocess, (144, 192))
+    frames = read_frames("vtest", 6, (144, 192), preprocess=spec.preprocess).frames
     return spec, frames
 
 

@@ -1,6 +1,6 @@
 """The executable steps of a sparsified model.
 
-The planner (:mod:`passrt.engine.graph`) turns each node of the traced model into a step:
+The planner (:mod:`passrt.plan.trace`) turns each node of the traced model into a step:
 
 - :class:`InputStep`: the frame;
 - spatial steps, which own a :class:`FeatureMap` cache and can recompute just some tiles:
@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from passrt.engine import masks
+from passrt.plan import masks
 from passrt.kernels import reference as K
 from passrt.kernels import tables
 from passrt.kernels.storage import FeatureMap

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from passrt import contract
+from passrt.plan.masks import cells_of
 
 
 @dataclass(frozen=True)
@@ -41,29 +42,17 @@ class NodeAttributes:
         return out
 
 
+# What each activation code of the contract computes (alpha: leaky_relu's slope).
+_ACTIVATIONS = {None: lambda y, alpha: y, "relu": lambda y, alpha: F.relu(y), "relu6": lambda y, alpha: F.relu6(y),
+                "hardswish": lambda y, alpha: F.hardswish(y), "silu": lambda y, alpha: F.silu(y),
+                "sigmoid": lambda y, alpha: torch.sigmoid(y), "leaky_relu": F.leaky_relu}
+assert set(_ACTIVATIONS) == set(contract.ACTIVATION_CODES)
+
+
 def activate(y: torch.Tensor, code: int, alpha: float) -> torch.Tensor:
-    if code == 0:
-        return y
-    if code == 1:
-        return F.relu(y)
-    if code == 2:
-        return F.relu6(y)
-    if code == 3:
-        return F.hardswish(y)
-    if code == 4:
-        return F.silu(y)
-    if code == 5:
-        return torch.sigmoid(y)
-    if code == 6:
-        return F.leaky_relu(y, alpha)
-    raise ValueError(f"unknown activation code {code}")
-
-
-def cells_of(tile_mask: torch.Tensor, tile: int, height: int, width: int) -> torch.Tensor:
-    """(N, 1, Ht, Wt) 0/1 tiles -> (N, 1, height, width) 0/1 cells (traceable: Expand + Reshape + Slice)."""
-    n, _, ht, wt = tile_mask.shape
-    cells = tile_mask.reshape(n, 1, ht, 1, wt, 1).expand(n, 1, ht, tile, wt, tile)
-    return cells.reshape(n, 1, ht * tile, wt * tile)[:, :, :height, :width]
+    if code not in contract.ACTIVATION_NAMES:
+        raise ValueError(f"unknown activation code {code}")
+    return _ACTIVATIONS[contract.ACTIVATION_NAMES[code]](y, alpha)
 
 
 def pass_sparse_conv2d(x: torch.Tensor, tile_mask: torch.Tensor, cache_in: torch.Tensor, weight: torch.Tensor,

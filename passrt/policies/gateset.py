@@ -22,9 +22,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from passrt.engine.steps import ConvStep
+from passrt.plan.steps import ConvStep
 from passrt.errors import PassrtError
-from passrt.gates.gate import GateConfig, PassGate
+from passrt.policies.gate import GateConfig, PassGate
 
 FORMAT = "passrt-gates/1"
 

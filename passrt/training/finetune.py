@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,27 +25,12 @@ import torch
 from tqdm import tqdm
 
 from passrt.errors import PassrtError
-from passrt.gates import triplet
-from passrt.gates.gateset import load
-from passrt.gates.train import Distributed, prepare_frames
+from passrt.training.options import FinetuneOptions
+from passrt.training import triplet
+from passrt.policies.gateset import load
+from passrt.training.train import Distributed, prepare_frames
 
 LossFn = Callable[[object, object, dict], torch.Tensor]
-
-
-@dataclass
-class FinetuneOptions:
-    gates: str
-    clips: list[str]
-    out: str = "gates-finetuned.pt"
-    input_size: Optional[tuple[int, int]] = None
-    steps: int = 200
-    lr: float = 1e-5
-    skip_above: float = 0.5
-    max_gap: int = 3
-    max_frames: int = 400
-    seed: int = 0
-    device: str = "auto"
-    loss: Optional[str] = None  # "package.module:function"; None: distillation from the dense model
 
 
 def distillation_loss(outputs, teacher_outputs, frame: dict) -> torch.Tensor:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from passrt.gates.gate import expand_patches
+from passrt.plan.masks import cells_of
 
 
 @contextmanager
@@ -59,7 +59,7 @@ def run_recording(model: nn.Module, x: torch.Tensor, labels: list[str]):
 def run_mixed(model: nn.Module, x: torch.Tensor, before: dict, masks: dict, patches: dict):
     """Forward pass where each gated conv's input takes ``before[label]`` where ``masks[label]`` is 1."""
     def mix(label, value):
-        m = expand_patches(masks[label], patches[label], value.shape[2], value.shape[3])
+        m = cells_of(masks[label], patches[label], value.shape[2], value.shape[3])
         return value + m * (before[label] - value)
 
     with tapped(model, list(masks), mix):

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from passrt.errors import PassrtError
-from passrt.gates import triplet
-from passrt.gates.gate import GateConfig, PassGate, expand_patches
-from passrt.gates.policy import patch_skip_rate
+from passrt.training import triplet
+from passrt.plan.masks import cells_of
+from passrt.policies.gate import GateConfig, PassGate
+from passrt.policies.pass_gates import patch_skip_rate
 
 
 @pytest.mark.parametrize("classifier", ["conv", "linear"])
@@ -136,4 +137,4 @@ def test_recording_sees_each_gated_input():
 
 def test_expand_patches_crops_to_the_map():
     m = torch.tensor([[[[1.0, 0.0]]]])
-    assert expand_patches(m, 3, 2, 5).tolist() == [[[[1, 1, 1, 0, 0], [1, 1, 1, 0, 0]]]]
+    assert cells_of(m, 3, 2, 5).tolist() == [[[[1, 1, 1, 0, 0], [1, 1, 1, 0, 0]]]]

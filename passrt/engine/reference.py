@@ -1,0 +1,119 @@
+"""The reference executor: runs a plan's steps eagerly on :class:`FeatureMap` caches (pure PyTorch).
+
+Per frame the policy decides the tiles of each spatial step (through the policy's eager
+interface, which for exportable policies is their traceable mask source); a step then skips
+(no tile), runs sparse (the active tiles only) or runs dense (above its crossover). A dense
+step reruns whenever one of its inputs changed. This is the oracle every other executor and
+every kernel is tested against, and on CPU the faster path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx as fx
+
+from passrt.kernels.storage import FeatureMap
+from passrt.plan.steps import DenseStep, InputStep, Ref, SpatialStep
+from passrt.policies.base import FrameContext
+
+NAME = "reference (pure PyTorch)"
+
+
+@dataclass
+class FrameRecord:
+    """What one frame executed (an executor's answer to SparseModel's bookkeeping)."""
+
+    refresh: bool
+    macs_dense: float
+    macs_executed: float
+    input_fraction: float | None = None
+    layers: dict = field(default_factory=dict)  # label -> figures (reference executor only)
+
+
+class ReferenceExecutor:
+    name = NAME
+
+    def __init__(self, plan, policy, dtype: torch.dtype):
+        self.plan, self.policy = plan, policy
+        self.env: dict = {}
+        for step in plan.steps:
+            if isinstance(step, (SpatialStep, InputStep)):
+                self.env[step.name] = FeatureMap(*step.shape, dtype=dtype)
+        self.tiles: dict[str, object] = {}  # label -> last tile mask, "dense", or None
+
+    def run(self, x: torch.Tensor, refresh: bool):
+        plan, env, policy = self.plan, self.env, self.policy
+        env[plan.input_name].write_nchw(x)
+        ctx = FrameContext(plan, env)
+        refresh = policy.begin_frame(ctx, x, refresh)
+        if refresh:
+            ctx.changed[plan.input_name] = FrameContext.FULL
+        layers, macs_dense, macs_exec = {}, 0.0, 0.0
+        for step in plan.steps[1:]:
+            if isinstance(step, DenseStep):
+                if refresh or any(ctx.changed.get(s) is not None for s in step.srcs):
+                    step.run(env)
+                    ctx.changed[step.name] = FrameContext.FULL
+                continue
+            mode, active_tiles = self._run_spatial(step, ctx, refresh)
+            total = step.grid[0] * step.grid[1]
+            cells = step.shape[1] * step.shape[2]
+            computed = cells if mode == "dense" else min(active_tiles * step.tile ** 2, cells)
+            layers[step.label] = {"kind": step.kind, "mode": mode, "active_fraction": active_tiles / total,
+                                  "skip_rate": 1.0 - computed / cells,
+                                  "macs_dense": step.macs_per_cell * cells,
+                                  "macs_executed": step.macs_per_cell * computed}
+            macs_dense += step.macs_per_cell * cells
+            macs_exec += step.macs_per_cell * computed
+        if refresh:
+            policy.after_refresh(plan.steps, env)
+        else:
+            policy.end_frame()
+        macs_exec += policy.overhead_macs()
+        record = FrameRecord(refresh, macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
+        return fx.node.map_aggregate(plan.outputs, self._output_value), record
+
+    def _run_spatial(self, step: SpatialStep, ctx: FrameContext, refresh: bool) -> tuple[str, int]:
+        """Run one spatial step densely, sparsely or not at all; return (mode, tiles computed)."""
+        total = step.grid[0] * step.grid[1]
+        if refresh:
+            step.run_dense(self.env)
+            ctx.changed[step.name] = FrameContext.FULL
+            self.tiles[step.label] = "dense"
+            return "dense", total
+        policy = self.policy
+        tiles = policy.step_tiles(step, ctx)
+        active = tiles.reshape(-1).nonzero().reshape(-1) if tiles is not None else None
+        n = 0 if active is None else active.numel()
+        if n == 0:
+            mode = "skipped"
+        elif n > policy.crossover * total:  # above the cost crossover, dense is cheaper
+            step.run_dense(self.env)
+            mode, n = "dense", total
+        else:
+            step.run_sparse(self.env, active)
+            mode = "sparse"
+        policy.step_done(step, ctx, tiles if n else None, mode == "dense")
+        self.tiles[step.label] = tiles if mode == "sparse" else (mode if mode == "dense" else None)
+        return mode, n
+
+    def tile_masks(self) -> dict:
+        """Per layer (by label), the (Ht, Wt) bool mask of tiles recomputed on the last frame."""
+        grids = {s.label: s.grid for s in self.plan.steps if isinstance(s, SpatialStep)}
+        out = {}
+        for label, v in self.tiles.items():
+            if isinstance(v, torch.Tensor):
+                out[label] = v.reshape(v.shape[-2:]) > 0
+            else:
+                out[label] = torch.ones(grids[label], dtype=torch.bool) if v == "dense" else None
+        return out
+
+    def _output_value(self, a):
+        if not isinstance(a, Ref):
+            return a
+        v = self.env[a.name]
+        v = v.nchw() if isinstance(v, FeatureMap) else v
+        # Callers must not be able to modify a cache through what they are given.
+        return v.clone() if isinstance(v, torch.Tensor) else v

@@ -1,0 +1,41 @@
+"""Every runtime backend behind one protocol, made by one factory."""
+
+import pytest
+import torch
+
+from passrt.errors import PassrtError
+from passrt.models import load_model
+from passrt.runtime.backends import open_backend
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("ssdlite-pedestrian")
+
+
+@pytest.mark.parametrize("spec, kind, label", [
+    ("torch:dense", "torch", "dense"), ("dense", "torch", "dense"),
+    ("torch:regiondrop:margin=0", "torch", "regiondrop:margin=0"), ("exact", "torch", "exact"),
+    ("ort", "onnxruntime", "onnxruntime"),
+])
+def test_open_backend(model, spec, kind, label):
+    x = torch.rand(1, 3, 96, 128)
+    backend = open_backend(spec, model, x)
+    assert backend.label == label and backend.describe()["backend"] == kind
+    first = backend(x)
+    assert 0.0 <= backend.stats()["active_fraction"] <= 1.0
+    backend.reset()
+    again = backend(x)  # after reset: computed in full again, same answer
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a, b)
+    if spec.startswith("torch:regiondrop"):
+        assert backend.stats()["refresh"] and backend.tile_masks()
+
+
+def test_bad_specs(model):
+    with pytest.raises(PassrtError, match="unknown policy 'nope'"):
+        open_backend("nope", model)
+    with pytest.raises(PassrtError, match="trt: needs an engine file"):
+        open_backend("trt:", model)
+    with pytest.raises(PassrtError, match="needs an example frame"):
+        open_backend("ort", model)
