@@ -4,6 +4,7 @@ Expected value: the dense op's output where the tile mask is on, and the untouch
 (random values) elsewhere. Every case is checked on its own; no error is averaged.
 """
 
+import zlib
 
 import pytest
 import torch
@@ -64,7 +65,9 @@ CONV_CASES = [
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sparse_conv2d_matches_masked_dense(case, tile, mask_kind, dtype):
     k, s, d, g, p, cin, cout, h, w = case
-    gen = torch.Generator().manual_seed(hash((case, tile, mask_kind)) % 2**31)
+    # crc32, not hash(): hash() of strings changes per process (PYTHONHASHSEED), so a failing
+    # case would not come back on the next run.
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((case, tile, mask_kind)).encode()))
     x = torch.randn(1, cin, h, w, generator=gen, dtype=dtype)
     weight = torch.randn(cout, cin // g, k, k, generator=gen, dtype=dtype)
     bias = torch.randn(cout, generator=gen, dtype=dtype)

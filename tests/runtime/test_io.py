@@ -41,19 +41,39 @@ def test_missing_and_unreadable_files(tmp_path):
         open_source(str(junk))
 
 
-def test_corrupt_frames_in_the_middle_are_skipped(tmp_path):
-    path = write_clip(tmp_path / "clip.avi", frames=30)
+def damage_mjpeg_frames(path, frames):
+    """Zero the JPEG payload of the given frames (file positions) of an MJPEG AVI, chunk header
+    kept, so exactly those frames fail to decode and the container still indexes every frame."""
     data = bytearray(path.read_bytes())
-    # Overwrite the middle of the file (inside the MJPEG frames) with zeros.
-    mid = len(data) // 2
-    data[mid:mid + 2000] = bytes(2000)
+    chunks, pos = [], 0
+    while (pos := data.find(b"00dc", pos)) >= 0:
+        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        if data[pos + 8:pos + 10] == b"\xff\xd8":  # a frame chunk, not an idx1 entry
+            chunks.append((pos + 8, size))
+        pos += 4
+    for i in frames:
+        start, size = chunks[i]
+        data[start:start + size] = bytes(size)
     path.write_bytes(bytes(data))
+    return len(chunks)
+
+
+def test_corrupt_frames_in_the_middle_are_skipped(tmp_path, capfd):
+    path = write_clip(tmp_path / "clip.avi", frames=30)
+    damaged = [5, 12, 13]  # one alone and two in a row
+    assert damage_mjpeg_frames(path, damaged) == 30
     with open_source(str(path)) as source:
         frames = list(source)
-    # Frames before and after the damage still come out; the damaged ones are counted or
-    # decode as garbage images (OpenCV's MJPEG decoder is lenient), never a crash.
-    assert len(frames) >= 20
-    assert frames[-1].index >= 20
+        corrupt = source.corrupt_frames
+    # Exactly the damaged frames are skipped and counted; every other frame comes out, in
+    # order, with its position in the file as its index and its own picture.
+    assert [f.index for f in frames] == [i for i in range(30) if i not in damaged]
+    assert corrupt == len(damaged)
+    for f in frames:
+        assert abs(int(f.image[2, 60, 0]) - f.index * 20 % 255) <= 8, f.index
+    err = capfd.readouterr().err
+    for i in damaged:
+        assert f"frame {i} could not be decoded, skipped" in err
 
 
 def test_camera_and_csi_errors():
