@@ -1,6 +1,6 @@
 // Shared by the backends of passrt's PyTorch ops (cpu/ops_cpu.cpp, cuda/ops_cuda.cu): the
 // argument checks and the translation of tensors into the kernel API's parameters
-// (plugins/kernels/passrt_kernels.h). Defined in ops.cpp, next to the schemas they enforce.
+// (kernels/passrt_kernels.h). Defined in ops.cpp, next to the schemas they enforce.
 #pragma once
 
 #include <ATen/core/Tensor.h>

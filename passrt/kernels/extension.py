@@ -1,6 +1,7 @@
 """passrt's compiled PyTorch op (``torch.ops.passrt.*``), built on first use.
 
-:func:`load` compiles ``passrt/csrc`` and the kernels in ``plugins/kernels`` with
+:func:`load` compiles ``passrt/csrc`` (the op and, in ``passrt/csrc/kernels``, the kernels
+it shares with the TensorRT plugin; all package data, so an installed wheel can build it) with
 ``torch.utils.cpp_extension.load`` (ninja) into passrt's cache
 (``passrt.assets.cache_dir() / "build"``) and loads the library, which registers the ops.
 The CUDA sources join the build only when PyTorch sees a GPU and ``nvcc`` exists. A failed
@@ -24,9 +25,9 @@ import torch
 from passrt.assets import cache_dir
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
-KERNELS = Path(__file__).resolve().parents[2] / "plugins" / "kernels"
+KERNELS = CSRC / "kernels"
 
-# passrt::Activation codes (plugins/kernels/passrt_kernels.h).
+# passrt::Activation codes (passrt/csrc/kernels/passrt_kernels.h).
 ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2, "hardswish": 3, "silu": 4, "sigmoid": 5, "leaky_relu": 6}
 
 _lock = threading.Lock()
@@ -109,7 +110,7 @@ def _build(verbose: bool) -> None:
 
     missing = [str(s) for s in _sources(False) if not s.exists()]
     if missing:
-        raise FileNotFoundError(f"sources missing (a source checkout is needed): {', '.join(missing)}")
+        raise FileNotFoundError(f"sources missing from the installed package (reinstall passrt): {', '.join(missing)}")
     if _why_no_cuda() is None:
         try:
             _compile(cpp_extension, cuda=True, verbose=verbose)

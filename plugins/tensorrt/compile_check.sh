@@ -69,7 +69,7 @@ fi
 # CUDA: warnings in their headers are theirs; -Werror keeps ours from creeping in.
 cmd=("$cxx" "-std=${CXX_STD:-c++17}" -c -o /dev/null -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Werror
      "${version_flags[@]}"
-     -isystem "$headers" -isystem "$cuda_include" -I "$here/../kernels" -I "$here"
+     -isystem "$headers" -isystem "$cuda_include" -I "$here/../../passrt/csrc/kernels" -I "$here"
      "$@" "$here/passSparseConv2dPlugin.cpp")
 echo "compile_check: TensorRT $version headers from $headers"
 echo "+ ${cmd[*]}"

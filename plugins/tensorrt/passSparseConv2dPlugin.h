@@ -10,7 +10,7 @@
 // (attribute parsing, shape checks, the launch) is shared in the .cpp, so the two differ only in
 // how TensorRT calls into them.
 //
-// The plugin is an adapter: the computation is passrt::sparseConv2d (plugins/kernels).
+// The plugin is an adapter: the computation is passrt::sparseConv2d (passrt/csrc/kernels).
 #pragma once
 
 #include "NvInferRuntime.h"

@@ -1,4 +1,4 @@
-"""Every .cu of the kernels (plugins/kernels) and of the PyTorch op (passrt/csrc/cuda) compiles
+"""Every .cu of the kernels (passrt/csrc/kernels) and of the PyTorch op (passrt/csrc/cuda) compiles
 with nvcc for Orin (sm_87) and Hopper (sm_90). Compile only: no GPU needed.
 
 One nvcc run per file with both -gencode targets, so the host side (for ops_cuda.cu mostly
@@ -21,7 +21,7 @@ import pytest
 from torch.utils import cpp_extension
 
 ROOT = Path(__file__).resolve().parents[2]
-KERNELS = ROOT / "plugins" / "kernels"
+KERNELS = ROOT / "passrt" / "csrc" / "kernels"
 OP_CUDA = ROOT / "passrt" / "csrc" / "cuda"
 ARCHS = ["87", "90"]
 

@@ -1,4 +1,4 @@
-"""The C++/CUDA kernels in plugins/kernels/.
+"""The C++/CUDA kernels in passrt/csrc/kernels/.
 
 - Every .cu compiles with nvcc for Orin (sm_87) and Hopper (sm_90): compile only, no GPU.
 - The CPU twins, which share the per-cell arithmetic (conv_cell.h) with the CUDA kernels,
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
 
-KERNELS = Path(__file__).resolve().parents[2] / "plugins" / "kernels"
+KERNELS = Path(__file__).resolve().parents[2] / "passrt" / "csrc" / "kernels"
 
 
 def _nvcc():

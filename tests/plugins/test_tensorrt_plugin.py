@@ -28,7 +28,7 @@ from passrt.kernels.tables import tile_grid
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "plugins" / "tensorrt"
-KERNEL_DIR = ROOT / "plugins" / "kernels"
+KERNEL_DIR = ROOT / "passrt" / "csrc" / "kernels"
 
 # The ONNX node the plugin implements, as the exporter writes it (passrt/export/contract.py):
 # attribute name -> (PluginField type, number of values), in this order.

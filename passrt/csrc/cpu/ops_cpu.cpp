@@ -1,5 +1,5 @@
 // CPU kernels of passrt's PyTorch ops: checks (ops.cpp), then the float32 CPU twins of the
-// CUDA kernels (plugins/kernels/cpu). Reference speed, not production speed: passrt's CPU
+// CUDA kernels (kernels/cpu). Reference speed, not production speed: passrt's CPU
 // engine runs the pure-PyTorch tile kernels instead.
 #include <ATen/ops/empty.h>
 #include <torch/library.h>

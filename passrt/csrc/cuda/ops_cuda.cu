@@ -1,5 +1,5 @@
 // CUDA kernels of passrt's PyTorch ops: checks (ops.cpp), then the framework-free CUDA API
-// (plugins/kernels) on PyTorch's current stream of the input's device. Nothing here
+// (kernels/) on PyTorch's current stream of the input's device. Nothing here
 // synchronises: errors are launch errors (cudaGetLastError), reported as Python exceptions.
 //
 // c10/cuda/CUDAStream.h instead of ATen/cuda/CUDAContext.h: the same current stream
