@@ -1,8 +1,8 @@
-// passrt's PyTorch ops: the schemas (TORCH_LIBRARY) and the argument checks every backend
+// passrt's PyTorch op: the schema (TORCH_LIBRARY) and the argument checks every backend
 // runs before it calls the kernels. Kernels are registered per backend: cpu/ops_cpu.cpp,
 // cuda/ops_cuda.cu; fake (meta) kernels for torch.compile/export in passrt/kernels/extension.py.
 //
-// The ops write into caller-owned tensors (`output`, `x_ref`) because that is the whole point
+// The op writes into a caller-owned tensor (`output`) because that is the whole point
 // of sparse inference: the cache keeps its values outside the active tiles.
 #include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
@@ -10,6 +10,7 @@
 
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "ops.h"
 
@@ -22,16 +23,6 @@ TORCH_LIBRARY(passrt, m) {
       "sparse_conv2d(Tensor input, Tensor weight, Tensor? bias, Tensor? residual, Tensor tile_mask, "
       "Tensor(a!) output, int[2] stride, int[2] padding, int[2] dilation, int groups, int tile, int act, "
       "float act_alpha, int post_act) -> ()");
-  // changed [N, H, W] = max over channels |x - x_ref| > threshold; x_ref takes x where changed (if update_ref).
-  m.def("change_map(Tensor x, Tensor(a!) x_ref, float threshold, bool update_ref) -> Tensor");
-  // [..., H_out, W_out]: 1 where the output cell's window touches a changed input cell.
-  m.def(
-      "propagate_window(Tensor changed, int[2] out_size, int[2] kernel, int[2] stride, int[2] dilation, "
-      "int[2] padding) -> Tensor");
-  // [..., ceil(H / tile), ceil(W / tile)]: OR over each tile's cells.
-  m.def("reduce_to_tiles(Tensor changed, int tile) -> Tensor");
-  // tile mask dilated by `radius` tiles (square neighbourhood).
-  m.def("dilate_tiles(Tensor tiles, int radius) -> Tensor");
 }
 
 namespace passrt::op {
@@ -178,67 +169,6 @@ SparseConvParams sparseConvParams(const at::Tensor& input, const at::Tensor& wei
               ", got ", tile_mask.sizes());
   checkNoOverlap(kConv, "output", output, "tile_mask", tile_mask);
   return p;
-}
-
-MapShape checkMap(const char* op, const char* name, const at::Tensor& t, Backend backend) {
-  checkTensor(op, name, t, t, backend);
-  TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": ", name, " must be float32 0/1, got ", t.scalar_type(),
-              "; use .float()");
-  TORCH_CHECK(t.dim() >= 2, op, ": ", name, " must be [..., H, W], got ", t.sizes());
-  const int64_t h = t.size(-2), w = t.size(-1);
-  const int64_t batch = h * w == 0 ? 0 : t.numel() / (h * w);
-  return {to32(op, "batch", batch), to32(op, "height", h), to32(op, "width", w)};
-}
-
-void checkChangeMap(const at::Tensor& x, const at::Tensor& x_ref, Backend backend) {
-  constexpr const char* op = "passrt::change_map";
-  checkTensor(op, "x", x, x, backend);
-  checkFloat(op, "x", x, backend);
-  checkTensor(op, "x_ref", x_ref, x, backend);
-  TORCH_CHECK(x.dim() == 4, op, ": x must be [N, C, H, W], got ", x.sizes());
-  TORCH_CHECK(x_ref.sizes() == x.sizes() && x_ref.scalar_type() == x.scalar_type(), op, ": x_ref (",
-              x_ref.sizes(), ", ", x_ref.scalar_type(), ") must match x (", x.sizes(), ", ", x.scalar_type(), ")");
-  for (int d = 0; d < 4; ++d) to32(op, "a dimension of x", x.size(d));
-  at::assert_no_internal_overlap(x_ref);
-  checkNoOverlap(op, "x_ref", x_ref, "x", x);
-}
-
-WindowParams windowParams(const at::Tensor& changed, at::IntArrayRef out_size, at::IntArrayRef kernel,
-                          at::IntArrayRef stride, at::IntArrayRef dilation, at::IntArrayRef padding, Backend backend) {
-  constexpr const char* op = "passrt::propagate_window";
-  const MapShape in = checkMap(op, "changed", changed, backend);
-  checkPair(op, "out_size", out_size, 0);
-  checkPair(op, "kernel", kernel, 1);
-  checkPair(op, "stride", stride, 1);
-  checkPair(op, "dilation", dilation, 1);
-  checkPair(op, "padding (top, left)", padding, 0);
-  WindowParams p{};
-  p.batch = in.batch;
-  p.in_h = in.h;
-  p.in_w = in.w;
-  p.out_h = to32(op, "output height", out_size[0]);
-  p.out_w = to32(op, "output width", out_size[1]);
-  p.kernel_h = to32(op, "kernel", kernel[0]);
-  p.kernel_w = to32(op, "kernel", kernel[1]);
-  p.stride_h = to32(op, "stride", stride[0]);
-  p.stride_w = to32(op, "stride", stride[1]);
-  p.dilation_h = to32(op, "dilation", dilation[0]);
-  p.dilation_w = to32(op, "dilation", dilation[1]);
-  p.pad_top = to32(op, "padding", padding[0]);
-  p.pad_left = to32(op, "padding", padding[1]);
-  return p;
-}
-
-std::vector<int64_t> mapSizes(const at::Tensor& t, int64_t h, int64_t w) {
-  std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
-  sizes[sizes.size() - 2] = h;
-  sizes[sizes.size() - 1] = w;
-  return sizes;
-}
-
-void checkPositive(const char* op, const char* name, int64_t v, int64_t min) {
-  TORCH_CHECK(v >= min && v <= std::numeric_limits<int32_t>::max(), op, ": ", name, " must be >= ", min,
-              ", got ", v);
 }
 
 DataType dataType(const at::Tensor& t) {

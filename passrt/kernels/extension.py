@@ -52,9 +52,8 @@ def _why_no_cuda() -> Optional[str]:
 
 
 def _sources(cuda: bool) -> list[Path]:
-    cpu = [CSRC / "ops.cpp", CSRC / "cpu" / "ops_cpu.cpp",
-           KERNELS / "cpu" / "sparse_conv2d_cpu.cpp", KERNELS / "cpu" / "mask_kernels_cpu.cpp"]
-    gpu = [CSRC / "cuda" / "ops_cuda.cu", KERNELS / "sparse_conv2d.cu", KERNELS / "mask_kernels.cu"]
+    cpu = [CSRC / "ops.cpp", CSRC / "cpu" / "ops_cpu.cpp", KERNELS / "cpu" / "sparse_conv2d_cpu.cpp"]
+    gpu = [CSRC / "cuda" / "ops_cuda.cu", KERNELS / "sparse_conv2d.cu"]
     return cpu + (gpu if cuda else [])
 
 
@@ -149,7 +148,7 @@ def status() -> str:
 
 
 def _register_fakes() -> None:
-    """Shape-only kernels, so torch.compile and torch.export can trace the ops."""
+    """Shape-only kernel, so torch.compile and torch.export can trace the op."""
     register = getattr(torch.library, "register_fake", None) or torch.library.impl_abstract  # torch < 2.4
 
     @register("passrt::sparse_conv2d")
@@ -157,21 +156,6 @@ def _register_fakes() -> None:
           act_alpha, post_act):
         return None  # writes into `output`, returns nothing
 
-    @register("passrt::change_map")
-    def _(x, x_ref, threshold, update_ref):
-        return x.new_empty((x.shape[0], x.shape[2], x.shape[3]), dtype=torch.float32)
-
-    @register("passrt::propagate_window")
-    def _(changed, out_size, kernel, stride, dilation, padding):
-        return changed.new_empty((*changed.shape[:-2], *out_size))
-
-    @register("passrt::reduce_to_tiles")
-    def _(changed, tile):
-        return changed.new_empty((*changed.shape[:-2], -(-changed.shape[-2] // tile), -(-changed.shape[-1] // tile)))
-
-    @register("passrt::dilate_tiles")
-    def _(tiles, radius):
-        return torch.empty_like(tiles)
 
 
 def _require() -> None:
@@ -224,30 +208,4 @@ def _activation_code(name: Optional[str]) -> int:
     return ACTIVATIONS[name]
 
 
-def change_map_op(x: torch.Tensor, x_ref: torch.Tensor, threshold: float, update_ref: bool = True) -> torch.Tensor:
-    """[N, H, W] float 0/1: max over channels |x - x_ref| > threshold; x_ref follows x where changed."""
-    _require()
-    return torch.ops.passrt.change_map(x, x_ref, float(threshold), bool(update_ref))
-
-
-def reduce_to_tiles_op(changed: torch.Tensor, tile: int) -> torch.Tensor:
-    """[..., ceil(H / tile), ceil(W / tile)]: OR of each tile's cells of a float 0/1 map."""
-    _require()
-    return torch.ops.passrt.reduce_to_tiles(changed, tile)
-
-
-def propagate_window_op(changed: torch.Tensor, out_size, kernel, stride=1, dilation=1, padding=0) -> torch.Tensor:
-    """[..., *out_size]: 1 where an output cell's window (padding = top, left) touches a change."""
-    _require()
-    return torch.ops.passrt.propagate_window(changed, list(_pair(out_size)), list(_pair(kernel)), list(_pair(stride)),
-                                             list(_pair(dilation)), list(_pair(padding)))
-
-
-def dilate_tiles_op(tiles: torch.Tensor, radius: int) -> torch.Tensor:
-    """A float 0/1 tile mask dilated by ``radius`` tiles (square neighbourhood)."""
-    _require()
-    return torch.ops.passrt.dilate_tiles(tiles, radius)
-
-
-__all__ = ["load", "status", "sparse_conv2d_op", "change_map_op", "reduce_to_tiles_op", "propagate_window_op",
-           "dilate_tiles_op", "ACTIVATIONS"]
+__all__ = ["load", "status", "sparse_conv2d_op", "ACTIVATIONS"]

@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from passrt.kernels import extension
-from tests.kernels.test_op_cpu import (ACT_FNS, CONV_CASES, EPILOGUE_CASES, case_id, check_change_map,
-                                       check_mask_ops, require_op, run_case, seed_of)
+from tests.kernels.test_op_cpu import ACT_FNS, CONV_CASES, EPILOGUE_CASES, case_id, require_op, run_case, seed_of
 
 pytestmark = pytest.mark.cuda
 
@@ -70,15 +69,6 @@ def test_fused_activation_and_residual(case, activation, residual, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_post_activation_after_residual(dtype):
     run_case(CONV_CASES[2], 4, "random", residual=True, post_activation="relu", **on_cuda(dtype))
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_change_map(dtype):
-    check_change_map("cuda", dtype)
-
-
-def test_mask_ops():
-    check_mask_ops("cuda")
 
 
 def test_runs_on_the_current_stream_and_inside_a_cuda_graph():

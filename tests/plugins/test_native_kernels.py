@@ -42,19 +42,13 @@ class SparseConvParams(ctypes.Structure):
         ("act_alpha", ctypes.c_float), ("post_act", ctypes.c_int32)]
 
 
-class WindowParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in (
-        "batch", "in_h", "in_w", "out_h", "out_w", "kernel_h", "kernel_w", "stride_h", "stride_w",
-        "dilation_h", "dilation_w", "pad_top", "pad_left")]
-
-
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     cxx = shutil.which("g++") or shutil.which("c++")
     if not cxx:
         pytest.skip("no C++ compiler: CPU twins not built")
     so = tmp_path_factory.mktemp("native") / "libpassrt_kernels_cpu.so"
-    sources = [str(KERNELS / "cpu" / f) for f in ("kernels_cpu.cpp", "sparse_conv2d_cpu.cpp", "mask_kernels_cpu.cpp")]
+    sources = [str(KERNELS / "cpu" / f) for f in ("kernels_cpu.cpp", "sparse_conv2d_cpu.cpp")]
     out = subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", *sources, "-o", str(so)],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -95,26 +89,3 @@ def test_cpu_sparse_conv_matches_reference(lib, k, s, d, g, pads, cin, cout, h, 
     lib.passrt_sparse_conv2d_cpu(ctypes.byref(p), ptr(x), ptr(weight), ptr(bias), ptr(residual),
                                  ptr(mask_f), ptr(got))
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-
-
-def test_cpu_mask_kernels(lib):
-    gen = torch.Generator().manual_seed(0)
-    x, ref = torch.rand(1, 3, 10, 13, generator=gen), torch.rand(1, 3, 10, 13, generator=gen)
-    want_changed = ((x - ref).abs().amax(1) > 0.5).float()
-    want_ref = torch.where(want_changed.bool().unsqueeze(1), x, ref)
-    changed = torch.zeros(1, 10, 13)
-    lib.passrt_change_map_cpu(ptr(x), ptr(ref), 1, 3, 10, 13, ctypes.c_float(0.5), 1, ptr(changed))
-    assert torch.equal(changed, want_changed) and torch.equal(ref, want_ref)
-
-    out = torch.zeros(1, 5, 7)
-    p = WindowParams(1, 10, 13, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1)
-    lib.passrt_propagate_window_cpu(ctypes.byref(p), ptr(changed), ptr(out))
-    assert torch.equal(out, F.max_pool2d(changed.unsqueeze(0), 3, 2, 1)[0])
-
-    tiles = torch.zeros(1, 3, 4)
-    lib.passrt_reduce_to_tiles_cpu(ptr(changed), 1, 10, 13, 4, ptr(tiles))
-    assert torch.equal(tiles, F.max_pool2d(changed.unsqueeze(0), 4, 4, ceil_mode=True)[0])
-
-    dilated = torch.zeros(1, 3, 4)
-    lib.passrt_dilate_tiles_cpu(ptr(tiles), 1, 3, 4, 1, ptr(dilated))
-    assert torch.equal(dilated, F.max_pool2d(tiles.unsqueeze(0), 3, 1, 1)[0])

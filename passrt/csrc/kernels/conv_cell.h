@@ -77,19 +77,4 @@ PASSRT_HD float convCell(const SparseConvParams& p, const T* input, const T* wei
   return activate(p.post_act, p.act_alpha, v);
 }
 
-// 1 if the window of output cell (oy, ox) touches a changed input cell.
-PASSRT_HD float windowTouchesChange(const WindowParams& p, const float* changed, int32_t n, int32_t oy,
-                                    int32_t ox) {
-  const float* plane = changed + (int64_t)n * p.in_h * p.in_w;
-  for (int32_t ky = 0; ky < p.kernel_h; ++ky) {
-    const int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-    if (iy < 0 || iy >= p.in_h) continue;
-    for (int32_t kx = 0; kx < p.kernel_w; ++kx) {
-      const int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-      if (ix >= 0 && ix < p.in_w && plane[(int64_t)iy * p.in_w + ix] > 0.5f) return 1.f;
-    }
-  }
-  return 0.f;
-}
-
 }  // namespace passrt

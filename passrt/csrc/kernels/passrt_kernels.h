@@ -8,8 +8,9 @@
 //
 // Layout: dense NCHW, batch N, one tile mask per image. A *tile* is a tile x tile block of
 // output cells; tiles overhang the bottom/right edge when tile does not divide the output
-// size (cells outside are simply not written). Masks and change maps are float 0/1 (what
-// the Python engine and the exported ONNX mask ops produce): a value > 0.5 means active.
+// size (cells outside are simply not written). Tile masks are float 0/1 (what the Python
+// engine and the exported ONNX mask ops produce): a value > 0.5 means active. There are no
+// mask kernels: masks are standard tensor ops, which is what exports to ONNX.
 //
 // Every CUDA entry point has a CPU twin with the same arguments minus the stream (suffix
 // Cpu, float32 only): the reference for the CUDA tests and the PyTorch op's CPU kernel.
@@ -85,37 +86,5 @@ cudaError_t sparseConv2d(const SparseConvParams& p, DataType dtype, const void* 
                          cudaStream_t stream);
 void sparseConv2dCpu(const SparseConvParams& p, const float* input, const float* weight, const float* bias,
                      const float* residual, const float* tile_mask, float* output);
-
-// Geometry of a sliding window, for pushing change maps through a layer.
-struct WindowParams {
-  int32_t batch;
-  int32_t in_h, in_w, out_h, out_w;
-  int32_t kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w;
-  int32_t pad_top, pad_left;
-};
-
-// changed[n][y][x] = max_c |x - x_ref| > threshold; where changed and update_ref != 0,
-// x_ref takes the value of x (the reference moves only where a change was detected).
-//   x, x_ref [N, C, H, W]; changed [N, H, W] float 0/1
-cudaError_t changeMap(DataType dtype, const void* x, void* x_ref, int32_t batch, int32_t channels,
-                      int32_t h, int32_t w, float threshold, int32_t update_ref, float* changed,
-                      cudaStream_t stream);
-void changeMapCpu(const float* x, float* x_ref, int32_t batch, int32_t channels, int32_t h, int32_t w,
-                  float threshold, int32_t update_ref, float* changed);
-
-// out[n][oy][ox] = 1 if the window of output cell (oy, ox) touches a changed input cell.
-cudaError_t propagateWindow(const WindowParams& p, const float* changed_in, float* changed_out,
-                            cudaStream_t stream);
-void propagateWindowCpu(const WindowParams& p, const float* changed_in, float* changed_out);
-
-// tiles[n][ty][tx] = OR of changed over the tile's cells (tiles overhang the edge).
-cudaError_t reduceToTiles(const float* changed, int32_t batch, int32_t h, int32_t w, int32_t tile,
-                          float* tiles, cudaStream_t stream);
-void reduceToTilesCpu(const float* changed, int32_t batch, int32_t h, int32_t w, int32_t tile, float* tiles);
-
-// out = in dilated by `radius` tiles (square neighbourhood), e.g. RegionDrop's margin.
-cudaError_t dilateTiles(const float* in, int32_t batch, int32_t tiles_h, int32_t tiles_w, int32_t radius,
-                        float* out, cudaStream_t stream);
-void dilateTilesCpu(const float* in, int32_t batch, int32_t tiles_h, int32_t tiles_w, int32_t radius, float* out);
 
 }  // namespace passrt
