@@ -4,9 +4,10 @@
 it shares with the TensorRT plugin; all package data, so an installed wheel can build it) with
 ``torch.utils.cpp_extension.load`` (ninja) into passrt's cache
 (``passrt.assets.cache_dir() / "build"``) and loads the library, which registers the ops.
-The CUDA sources join the build only when PyTorch sees a GPU and ``nvcc`` exists. A failed
-build is remembered, never raised: ``load()`` returns False and :func:`status` says why, so
-callers can fall back to the pure-PyTorch kernels and tests can skip with the reason.
+The CUDA sources join the build only when PyTorch sees a GPU and ``nvcc`` exists. For users, a
+failed build is remembered, not raised: ``load()`` returns False and :func:`status` says why, so
+callers can fall back to the pure-PyTorch kernels. Code that needs the op (and the tests) calls
+:func:`require`, which raises with the compiler's error instead.
 
 :func:`sparse_conv2d_op` takes the same arguments as
 :func:`passrt.kernels.reference.sparse_conv2d` (the activation as a name), so tests call both
@@ -22,13 +23,11 @@ from typing import Optional
 
 import torch
 
+from passrt import contract
 from passrt.assets import cache_dir
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 KERNELS = CSRC / "kernels"
-
-# passrt::Activation codes (passrt/csrc/kernels/passrt_kernels.h).
-ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2, "hardswish": 3, "silu": 4, "sigmoid": 5, "leaky_relu": 6}
 
 _lock = threading.Lock()
 _state = {"tried": False, "ok": False, "cuda": False, "reason": "not built yet: call passrt.kernels.extension.load()"}
@@ -65,6 +64,12 @@ def _summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: " + " | ".join(picked) if picked else type(exc).__name__
 
 
+def _tail(exc: BaseException, chars: int = 6000) -> str:
+    """The end of a build failure's full text (ninja's output holds the compiler's messages)."""
+    text = str(exc)
+    return text if len(text) <= chars else "...\n" + text[-chars:]
+
+
 def _ops_registered() -> bool:
     try:
         torch.ops.passrt.sparse_conv2d  # noqa: B018 (raises AttributeError when the library is not loaded)
@@ -99,6 +104,7 @@ def load(verbose: bool = False) -> bool:
             _state["cuda"] = _has_cuda_kernels()
         except Exception as exc:  # any build/load failure: remembered and reported, not raised
             _state["reason"] = _summary(exc)
+            _state["log"] = _tail(exc)
             return False
         _state["ok"] = True
         return True
@@ -116,6 +122,7 @@ def _build(verbose: bool) -> None:
             return
         except Exception as exc:  # keep the CPU op usable; status() tells why CUDA is missing
             _state["cuda_error"] = f"the CUDA build failed: {_summary(exc)}"
+            _state["cuda_log"] = _tail(exc)
     _compile(cpp_extension, cuda=False, verbose=verbose)
 
 
@@ -158,9 +165,27 @@ def _register_fakes() -> None:
 
 
 
-def _require() -> None:
+def has_cuda() -> bool:
+    """True when the op is loaded with its CUDA kernels."""
+    return bool(load() and _state["cuda"])
+
+
+def cuda_build_error() -> Optional[str]:
+    """The CUDA build's error when it was attempted (GPU and nvcc present) and failed, else None."""
+    load()
+    return _state.get("cuda_error")
+
+
+def require(cuda: bool = False) -> None:
+    """Build and load the op or raise RuntimeError with the build's error (the compiler's messages).
+
+    ``cuda=True`` also requires the CUDA kernels. For code that needs the op and for tests, where
+    a broken build must fail loudly rather than fall back.
+    """
     if not load():
-        raise RuntimeError(f"passrt C++ op not built: {status()}")
+        raise RuntimeError(f"passrt C++ op: {status()}\n{_state.get('log', '')}".rstrip())
+    if cuda and not _state["cuda"]:
+        raise RuntimeError(f"passrt C++ op has no CUDA kernels: {status()}\n{_state.get('cuda_log', '')}".rstrip())
 
 
 def _pair(v) -> tuple[int, int]:
@@ -180,7 +205,7 @@ def sparse_conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     names: "relu", "relu6", "hardswish", "silu", "sigmoid", "leaky_relu" (slope ``act_alpha``,
     F.leaky_relu's default) or None. Returns ``out``.
     """
-    _require()
+    require()
     act, post = (_activation_code(a) for a in (activation, post_activation))
     if isinstance(padding, int) or len(padding) == 2:
         ph, pw = _pair(padding)
@@ -203,9 +228,10 @@ def sparse_conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
 
 
 def _activation_code(name: Optional[str]) -> int:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; use one of {[k for k in ACTIVATIONS if k]} or None")
-    return ACTIVATIONS[name]
+    codes = contract.ACTIVATION_CODES
+    if name not in codes:
+        raise ValueError(f"unknown activation {name!r}; use one of {[k for k in codes if k]} or None")
+    return codes[name]
 
 
-__all__ = ["load", "status", "sparse_conv2d_op", "ACTIVATIONS"]
+__all__ = ["load", "require", "status", "has_cuda", "cuda_build_error", "sparse_conv2d_op"]

@@ -7,15 +7,14 @@ import torch
 import passrt
 from passrt.errors import PassrtError
 from passrt.export.verify import load_frames
-from passrt.kernels import extension
 from passrt.models import load_model
+from tests.conftest import require_cuda_op, require_op
 
 SIZE = (144, 192)
 
 
 def _need_op():
-    if not extension.load():
-        pytest.skip(f"passrt op unavailable: {extension.status()}")
+    require_op()  # fails with the compiler's message where a compiler exists (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +46,7 @@ def test_op_backend_equals_reference_on_real_frames(ssdlite_frames):
 
 @pytest.mark.cuda
 def test_cuda_op_backend_equals_reference_on_real_frames(ssdlite_frames):
-    if not torch.cuda.is_available():
-        pytest.skip("CUDA not available (torch.cuda.is_available() is False)")
-    _need_op()
-    if not extension.status().endswith("CPU+CUDA op"):
-        pytest.skip(f"passrt op built without its CUDA kernels: {extension.status()}")
+    require_cuda_op()
     stats = _compare(*ssdlite_frames, "cuda", 1e-3)
     assert stats["backend"] == "passrt op (CUDA)"
 

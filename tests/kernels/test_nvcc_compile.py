@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from torch.utils import cpp_extension
 
+from tests.conftest import skip_or_fail
+
 ROOT = Path(__file__).resolve().parents[2]
 KERNELS = ROOT / "passrt" / "csrc" / "kernels"
 OP_CUDA = ROOT / "passrt" / "csrc" / "cuda"
@@ -32,7 +34,7 @@ def nvcc():
         candidate = Path(cpp_extension.CUDA_HOME) / "bin" / "nvcc"
         found = str(candidate) if candidate.exists() else None
     if not found:
-        pytest.skip("nvcc not found (PATH or CUDA_HOME): CUDA sources not compile-checked")
+        skip_or_fail("nvcc not found (PATH or CUDA_HOME): CUDA sources not compile-checked")
     return found
 
 

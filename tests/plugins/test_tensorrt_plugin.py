@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from passrt import contract
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
+from tests.conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "plugins" / "tensorrt"
@@ -110,11 +111,11 @@ def test_plugin_identity_matches_onnx_contract():
 def _headers(version):
     root = os.environ.get("PASSRT_TRT_HEADERS")
     if not root:
-        pytest.skip(f"PASSRT_TRT_HEADERS is not set: no TensorRT {version} headers to compile against "
+        skip_or_fail(f"PASSRT_TRT_HEADERS is not set: no TensorRT {version} headers to compile against "
                     "(plugins/tensorrt/README.md, 'What was checked', shows how to get them)")
     path = Path(root) / version
     if not path.is_dir():
-        pytest.skip(f"no TensorRT {version} headers in {path}")
+        skip_or_fail(f"no TensorRT {version} headers in {path}")
     return path
 
 
@@ -130,7 +131,7 @@ def _cuda_include():
     for c in candidates:
         if Path(c, "cuda_runtime_api.h").exists():
             return c
-    pytest.skip("no CUDA headers (cuda_runtime_api.h): set CUDA_HOME")
+    skip_or_fail("no CUDA headers (cuda_runtime_api.h): set CUDA_HOME")
 
 
 @pytest.mark.parametrize("version", HEADER_VERSIONS)
@@ -138,7 +139,7 @@ def test_compile_check(version):
     headers = _headers(version)
     out = subprocess.run(["bash", str(PLUGIN_DIR / "compile_check.sh"), str(headers)], capture_output=True, text=True)
     if out.returncode == 2:
-        pytest.skip(out.stderr.strip())
+        skip_or_fail(out.stderr.strip())
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"OK (TensorRT {version})" in out.stdout
 
@@ -622,7 +623,7 @@ def _plugin_library():
     for c in candidates:
         if c.is_file():
             return c
-    pytest.skip(f"libpassrt_trt.so not built ({', '.join(map(str, candidates))}; set PASSRT_TRT_PLUGIN)")
+    skip_or_fail(f"libpassrt_trt.so not built ({', '.join(map(str, candidates))}; set PASSRT_TRT_PLUGIN)")
 
 
 def _onnx_model(shapes, weight, bias, attrs, with_residual):
@@ -694,9 +695,9 @@ def test_engine_matches_reference(case):
     try:
         import tensorrt as trt  # Imported here: most machines (and CI) have no TensorRT.
     except ImportError as e:
-        pytest.skip(f"TensorRT's Python package is not installed ({e})")
+        skip_or_fail(f"TensorRT's Python package is not installed ({e})")
     if not torch.cuda.is_available():
-        pytest.skip("no CUDA device for TensorRT")
+        skip_or_fail("no CUDA device for TensorRT")
     import ctypes
 
     # Loading the library registers the plugin; after `import tensorrt`, so that the library binds
