@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from passrt import contract
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
 from tests.conftest import skip_or_fail
@@ -60,7 +61,11 @@ def ptr(t):
     return ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_float)) if t is not None else None
 
 
-ACTS = {"none": (0, None), "relu6": (2, F.relu6), "hardswish": (3, F.hardswish), "leaky": (6, lambda v: F.leaky_relu(v, 0.1))}
+# name -> (passrt::Activation code from the contract, the PyTorch function)
+ACTS = {"none": (contract.ACTIVATION_CODES[None], None),
+        "relu6": (contract.ACTIVATION_CODES["relu6"], F.relu6),
+        "hardswish": (contract.ACTIVATION_CODES["hardswish"], F.hardswish),
+        "leaky": (contract.ACTIVATION_CODES["leaky_relu"], lambda v: F.leaky_relu(v, 0.1))}
 
 
 @pytest.mark.parametrize("k,s,d,g,pads,cin,cout,h,w,tile", [

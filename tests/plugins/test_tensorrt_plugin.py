@@ -610,11 +610,14 @@ def test_plugin_host_smoke(version, tmp_path):
 # --------------------------------------------------------------------------------------------
 # A real engine (TensorRT, a GPU and the built library).
 
-ACTIVATIONS = {0: None, 1: F.relu, 2: F.relu6, 3: F.hardswish, 4: F.silu, 5: torch.sigmoid}
+# The functions behind contract's activation names; the codes come from the contract.
+ACTIVATION_FNS = {None: None, "relu": F.relu, "relu6": F.relu6, "hardswish": F.hardswish, "silu": F.silu,
+                  "sigmoid": torch.sigmoid}
 
 
 def _activation(code, alpha):
-    return (lambda v: F.leaky_relu(v, alpha)) if code == 6 else ACTIVATIONS[code]
+    name = contract.ACTIVATION_NAMES[code]
+    return (lambda v: F.leaky_relu(v, alpha)) if name == "leaky_relu" else ACTIVATION_FNS[name]
 
 
 def _plugin_library():
@@ -679,13 +682,15 @@ def _run(trt, engine, context, tensors):
     stream.synchronize()
 
 
+ACT = contract.ACTIVATION_CODES
 CASES = {
     # name: (N, C_in, H, W, C_out, k, stride, dilation, pads (top, left, bottom, right), group, tile,
     #        activation, alpha, post_activation, residual, fp16)
-    "asymmetric-pads-grouped-residual": (2, 4, 10, 11, 8, 3, 2, 1, (1, 0, 1, 2), 2, 2, 6, 0.2, 1, True, False),
-    "depthwise-relu6": (1, 6, 13, 9, 6, 3, 1, 1, (1, 1, 1, 1), 6, 4, 2, 0.0, 0, False, False),
-    "dilated-silu-residual": (1, 8, 9, 12, 5, 3, 1, 2, (2, 2, 2, 2), 1, 3, 4, 0.0, 0, True, False),
-    "fp16-hardswish": (1, 8, 12, 12, 16, 1, 1, 1, (0, 0, 0, 0), 1, 4, 3, 0.0, 0, True, True),
+    "asymmetric-pads-grouped-residual": (2, 4, 10, 11, 8, 3, 2, 1, (1, 0, 1, 2), 2, 2, ACT["leaky_relu"], 0.2,
+                                         ACT["relu"], True, False),
+    "depthwise-relu6": (1, 6, 13, 9, 6, 3, 1, 1, (1, 1, 1, 1), 6, 4, ACT["relu6"], 0.0, ACT[None], False, False),
+    "dilated-silu-residual": (1, 8, 9, 12, 5, 3, 1, 2, (2, 2, 2, 2), 1, 3, ACT["silu"], 0.0, ACT[None], True, False),
+    "fp16-hardswish": (1, 8, 12, 12, 16, 1, 1, 1, (0, 0, 0, 0), 1, 4, ACT["hardswish"], 0.0, ACT[None], True, True),
 }
 
 

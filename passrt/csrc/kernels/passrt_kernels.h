@@ -72,6 +72,56 @@ struct SparseConvParams {
   PASSRT_HOST_DEVICE int32_t tilesW() const { return (out_w + tile - 1) / tile; }
 };
 
+// The checks of a sparse conv's parameters, written once for every consumer: the PyTorch op
+// (passrt/csrc/ops.cpp), the TensorRT plugin and the kernels themselves. Each returns nullptr
+// when the parameters are valid, else a fixed message naming the problem (no allocation, so
+// the plugin can call them from enqueue); callers add the values they were given.
+
+inline bool isActivation(Activation a) {
+  return static_cast<int32_t>(a) >= static_cast<int32_t>(Activation::kNone) &&
+         static_cast<int32_t>(a) <= static_cast<int32_t>(Activation::kLeakyRelu);
+}
+
+// What the layer's attributes alone decide (kernel, stride, dilation, padding, groups, tile,
+// activations); the tensor sizes may still be unknown (the plugin checks this when it is created).
+inline const char* checkSparseConv2dAttributes(const SparseConvParams& p) {
+  if (p.kernel_h < 1 || p.kernel_w < 1) return "kernel size must be >= 1";
+  if (p.stride_h < 1 || p.stride_w < 1) return "stride must be >= 1";
+  if (p.dilation_h < 1 || p.dilation_w < 1) return "dilation must be >= 1";
+  if (p.pad_top < 0 || p.pad_left < 0) return "padding (top, left) must be >= 0";
+  if (p.groups < 1) return "groups must be >= 1";
+  if (p.tile < 1) return "tile must be >= 1";
+  if (!isActivation(p.act) || !isActivation(p.post_act)) {
+    return "act/post_act is not an activation code (0 none, 1 relu, 2 relu6, 3 hardswish, 4 silu, 5 sigmoid, "
+           "6 leaky_relu)";
+  }
+  return nullptr;
+}
+
+// Every parameter, sizes included. The output size must be one the conv can produce with
+// padding pad_top/pad_left and a bottom/right padding of 0 .. window extent - 1 (the kernels
+// get no bottom/right padding: it is implied by out_h/out_w, as TF 'SAME' pads asymmetrically).
+inline const char* checkSparseConv2d(const SparseConvParams& p) {
+  if (const char* error = checkSparseConv2dAttributes(p)) return error;
+  if (p.batch < 0 || p.in_channels < 0 || p.out_channels < 0) return "batch and channel counts must be >= 0";
+  if (p.in_channels % p.groups != 0 || p.out_channels % p.groups != 0) {
+    return "input and output channels must be divisible by groups";
+  }
+  if (p.in_h < 1 || p.in_w < 1) return "input has no pixels";
+  const int64_t extentH = (int64_t)p.dilation_h * (p.kernel_h - 1) + 1;
+  const int64_t extentW = (int64_t)p.dilation_w * (p.kernel_w - 1) + 1;
+  const int64_t inH = (int64_t)p.in_h + p.pad_top, inW = (int64_t)p.in_w + p.pad_left;
+  if (p.out_h < (inH >= extentH ? (inH - extentH) / p.stride_h + 1 : 1) || p.out_h > (inH - 1) / p.stride_h + 1) {
+    return "output height does not fit input height, kernel, stride, dilation and top padding "
+           "(bottom padding would be outside 0 .. window extent - 1)";
+  }
+  if (p.out_w < (inW >= extentW ? (inW - extentW) / p.stride_w + 1 : 1) || p.out_w > (inW - 1) / p.stride_w + 1) {
+    return "output width does not fit input width, kernel, stride, dilation and left padding "
+           "(right padding would be outside 0 .. window extent - 1)";
+  }
+  return nullptr;
+}
+
 // Recompute conv + bias -> act -> (+ residual) -> post_act on the tiles where
 // tile_mask[n][th][tw] != 0 and write them into `output`; other tiles keep their values.
 //   input    [N, C_in, H, W]

@@ -351,20 +351,14 @@ cudaError_t launch(const SparseConvParams& p, const Args<T>& a, cudaStream_t str
   return launchGemm<T, 16, 16, 4, 4>(p, plan, chunks, a, stream);                  // 64 channels x 64 cells
 }
 
-bool validParams(const SparseConvParams& p) {
-  return p.batch >= 0 && p.in_channels > 0 && p.out_channels > 0 && p.in_h > 0 && p.in_w > 0 && p.out_h >= 0 &&
-         p.out_w >= 0 && p.kernel_h > 0 && p.kernel_w > 0 && p.stride_h > 0 && p.stride_w > 0 &&
-         p.dilation_h > 0 && p.dilation_w > 0 && p.tile > 0 && p.groups > 0 && p.in_channels % p.groups == 0 &&
-         p.out_channels % p.groups == 0;
-}
-
 }  // namespace
 
 cudaError_t sparseConv2d(const SparseConvParams& p, DataType dtype, const void* input, const void* weight,
                          const void* bias, const void* residual, const float* tile_mask, void* output,
                          cudaStream_t stream) {
-  if (!validParams(p)) return cudaErrorInvalidValue;
-  if (p.batch == 0 || p.out_h == 0 || p.out_w == 0) return cudaSuccess;  // a 0-block grid would be an error
+  if (checkSparseConv2d(p) != nullptr) return cudaErrorInvalidValue;  // the same checks as the op and the plugin
+  if (p.in_channels == 0) return cudaErrorInvalidValue;  // the launch plans stage >= 1 input channel per step
+  if (p.batch == 0 || p.out_channels == 0) return cudaSuccess;  // a 0-block grid would be an error
   if (!input || !weight || !tile_mask || !output) return cudaErrorInvalidValue;
   if (dtype == DataType::kFloat16) {
     const Args<__half> a{static_cast<const __half*>(input), static_cast<const __half*>(weight),
