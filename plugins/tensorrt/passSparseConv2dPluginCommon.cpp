@@ -186,15 +186,15 @@ bool parseFields(nvinfer1::PluginFieldCollection const* fc, SparseConvAttributes
     return true;
 }
 
-std::vector<nvinfer1::PluginField> advertisedFields()
+AdvertisedFields::AdvertisedFields()
 {
-    std::vector<nvinfer1::PluginField> fields;
-    fields.reserve(kNB_ATTRIBUTES);
+    mFields.reserve(kNB_ATTRIBUTES);
     for (AttributeSpec const& spec : kATTRIBUTES)
     {
-        fields.emplace_back(spec.name, nullptr, pluginFieldType(spec.type), spec.length);
+        mFields.emplace_back(spec.name, nullptr, pluginFieldType(spec.type), spec.length);
     }
-    return fields;
+    mCollection.nbFields = static_cast<int32_t>(mFields.size());
+    mCollection.fields = mFields.data();
 }
 
 bool checkIoCount(int32_t nbInputs, int32_t nbOutputs, nvinfer1::IErrorRecorder* recorder) noexcept

@@ -33,8 +33,24 @@ void reportException(std::exception const& e) noexcept;
 //! field collection: the ONNX parser's, an application's, or TensorRT 10's deserialized one.
 bool parseFields(nvinfer1::PluginFieldCollection const* fc, SparseConvAttributes& attributes, int32_t& nbInputs) noexcept;
 
-//! The creators' list: names, types and lengths, no data.
-std::vector<nvinfer1::PluginField> advertisedFields();
+//! The creators' list of attributes (names, types and lengths, no data) and the collection over it,
+//! which both creator generations return from getFieldNames().
+class AdvertisedFields
+{
+public:
+    AdvertisedFields();
+    AdvertisedFields(AdvertisedFields const&) = delete;
+    AdvertisedFields& operator=(AdvertisedFields const&) = delete;
+
+    nvinfer1::PluginFieldCollection const* collection() const noexcept
+    {
+        return &mCollection;
+    }
+
+private:
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mCollection{};
+};
 
 //! TensorRT's type of an attribute.
 nvinfer1::PluginFieldType pluginFieldType(FieldType type) noexcept;

@@ -174,11 +174,8 @@ int32_t PassSparseConv2dPlugin::enqueue(PluginTensorDesc const* inputDesc, Plugi
 }
 
 PassSparseConv2dPluginCreator::PassSparseConv2dPluginCreator()
-    : mFieldNames(advertisedFields())
-    , mNamespace(kPLUGIN_NAMESPACE)
+    : mNamespace(kPLUGIN_NAMESPACE)
 {
-    mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
-    mFieldCollection.fields = mFieldNames.data();
 }
 
 char const* PassSparseConv2dPluginCreator::getPluginName() const noexcept
@@ -193,7 +190,7 @@ char const* PassSparseConv2dPluginCreator::getPluginVersion() const noexcept
 
 nvinfer1::PluginFieldCollection const* PassSparseConv2dPluginCreator::getFieldNames() noexcept
 {
-    return &mFieldCollection;
+    return mFieldNames.collection();
 }
 
 nvinfer1::IPluginV2* PassSparseConv2dPluginCreator::createPlugin(

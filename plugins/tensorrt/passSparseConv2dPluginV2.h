@@ -3,7 +3,7 @@
 // passSparseConv2dPlugin.h, which picks this header or passSparseConv2dPluginV3.h by the TensorRT version.
 #pragma once
 
-#include "sparseConvAttributes.h"
+#include "passSparseConv2dPluginCommon.h"
 
 #include "NvInferRuntime.h"
 
@@ -88,8 +88,7 @@ public:
     char const* getPluginNamespace() const noexcept override;
 
 private:
-    std::vector<nvinfer1::PluginField> mFieldNames;
-    nvinfer1::PluginFieldCollection mFieldCollection{};
+    AdvertisedFields mFieldNames;
     std::string mNamespace;
 };
 

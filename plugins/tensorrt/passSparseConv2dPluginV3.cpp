@@ -180,12 +180,7 @@ nvinfer1::PluginFieldCollection const* PassSparseConv2dPlugin::getFieldsToSerial
     return nullptr;
 }
 
-PassSparseConv2dPluginCreator::PassSparseConv2dPluginCreator()
-    : mFieldNames(advertisedFields())
-{
-    mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
-    mFieldCollection.fields = mFieldNames.data();
-}
+PassSparseConv2dPluginCreator::PassSparseConv2dPluginCreator() = default;
 
 char const* PassSparseConv2dPluginCreator::getPluginName() const noexcept
 {
@@ -204,7 +199,7 @@ char const* PassSparseConv2dPluginCreator::getPluginNamespace() const noexcept
 
 nvinfer1::PluginFieldCollection const* PassSparseConv2dPluginCreator::getFieldNames() noexcept
 {
-    return &mFieldCollection;
+    return mFieldNames.collection();
 }
 
 nvinfer1::IPluginV3* PassSparseConv2dPluginCreator::createPlugin(

@@ -4,7 +4,7 @@
 // which picks this header or passSparseConv2dPluginV2.h by the TensorRT version.
 #pragma once
 
-#include "sparseConvAttributes.h"
+#include "passSparseConv2dPluginCommon.h"
 
 #include "NvInferRuntime.h"
 
@@ -92,8 +92,7 @@ public:
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
 
 private:
-    std::vector<nvinfer1::PluginField> mFieldNames;
-    nvinfer1::PluginFieldCollection mFieldCollection{};
+    AdvertisedFields mFieldNames;
 };
 
 } // namespace trt

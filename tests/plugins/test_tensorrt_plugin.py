@@ -94,7 +94,7 @@ def test_plugin_attributes_match_onnx_contract():
 
     # The creators advertise exactly this table (the ONNX parser passes only advertised attributes).
     common = (PLUGIN_DIR / "passSparseConv2dPluginCommon.cpp").read_text()
-    assert "advertisedFields()" in common and "for (AttributeSpec const& spec : kATTRIBUTES)" in common
+    assert "AdvertisedFields::AdvertisedFields()" in common and "for (AttributeSpec const& spec : kATTRIBUTES)" in common
 
 
 def test_plugin_identity_matches_onnx_contract():
