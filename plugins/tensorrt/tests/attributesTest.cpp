@@ -2,6 +2,7 @@
 // validation through the kernel header's check, serialization and the shape checks. Needs only a
 // C++ compiler (tests/plugins/test_tensorrt_plugin.py builds and runs it everywhere), so a mistake
 // in this logic fails CI even where TensorRT's headers are absent.
+#include "check.h"
 #include "sparseConvAttributes.h"
 
 #include <cstdio>
@@ -12,17 +13,6 @@ using namespace passrt::trt;
 
 namespace
 {
-int gFailures = 0;
-
-void check(bool ok, int line, char const* what)
-{
-    if (!ok)
-    {
-        std::printf("FAIL line %d: %s\n", line, what);
-        ++gFailures;
-    }
-}
-#define CHECK(cond) check((cond), __LINE__, #cond)
 
 //! The host smoke test's geometry: x [1,4,10,10], 3x3 kernel, stride 2, pads 1,0,1,2, group 2 -> 5x5, tile 2.
 struct Fields
@@ -133,6 +123,5 @@ int main()
     blob[0] = static_cast<char>(blob[0] ^ 1);
     CHECK(!deserialize(blob.data(), blob.size(), restored, restoredInputs, error));
 
-    std::printf("%s: %d failure(s)\n", gFailures == 0 ? "OK" : "FAILED", gFailures);
-    return gFailures == 0 ? 0 : 1;
+    return passrt::test::finish();
 }

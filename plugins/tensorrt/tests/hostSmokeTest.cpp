@@ -5,6 +5,7 @@
 // cudaMemcpyAsync, cudaGetErrorString, passrt::sparseConv2d), so stand-ins here record them and this
 // program plays TensorRT: create from ONNX-style fields, query formats, configure with good and bad
 // shapes, enqueue, serialize and restore. No TensorRT library and no GPU are needed.
+#include "check.h"
 #include "passSparseConv2dPlugin.h"
 #include "passrt_kernels.h"
 
@@ -19,18 +20,7 @@ using passrt::trt::PassSparseConv2dPluginCreator;
 
 namespace
 {
-int gFailures = 0;
 std::vector<std::string> gLog;
-
-void check(bool ok, int line, char const* what)
-{
-    if (!ok)
-    {
-        std::printf("FAIL line %d: %s\n", line, what);
-        ++gFailures;
-    }
-}
-#define CHECK(cond) check((cond), __LINE__, #cond)
 
 bool logged(char const* needle)
 {
@@ -438,6 +428,5 @@ int main()
 #endif
     release(plugin);
 
-    std::printf("%s: %d failure(s)\n", gFailures == 0 ? "OK" : "FAILED", gFailures);
-    return gFailures == 0 ? 0 : 1;
+    return passrt::test::finish();
 }
