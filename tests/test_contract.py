@@ -37,6 +37,6 @@ def test_activation_codes_agree_with_the_kernel_header():
 
 
 def test_plugin_identity_agrees_with_plugin_info():
-    found = dict(re.findall(r'constexpr char const\* (kPLUGIN_\w+)\{"([^"]*)"\};', PLUGIN_INFO.read_text()))
-    assert found == {"kPLUGIN_NAME": contract.PLUGIN_NAME, "kPLUGIN_VERSION": contract.PLUGIN_VERSION,
-                     "kPLUGIN_NAMESPACE": contract.PLUGIN_NAMESPACE}
+    found = dict(re.findall(r'constexpr char const\* (kPlugin\w+)\{"([^"]*)"\};', PLUGIN_INFO.read_text()))
+    assert found == {"kPluginName": contract.PLUGIN_NAME, "kPluginVersion": contract.PLUGIN_VERSION,
+                     "kPluginNamespace": contract.PLUGIN_NAMESPACE}

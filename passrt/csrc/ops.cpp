@@ -54,8 +54,8 @@ void checkFloat(const char* op, const char* name, const at::Tensor& t, Backend b
 // A scalar argument narrowed to the kernels' int32 without changing its sign, so that a negative
 // stride or padding reaches checkSparseConv2d and gets its message, not an overflow error.
 int32_t param32(const char* what, int64_t v) {
-  TORCH_CHECK(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(), kConv, ": ",
-              what, " = ", v, " is out of range for the kernels (32-bit)");
+  TORCH_CHECK(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(), kConv, ": ", what,
+              " = ", v, " is out of range for the kernels (32-bit)");
   return static_cast<int32_t>(v);
 }
 
@@ -125,8 +125,8 @@ SparseConvParams sparseConvParams(const at::Tensor& input, const at::Tensor& wei
   // What only tensors show: shapes that must agree with one another, dtypes, aliasing.
   TORCH_CHECK(weight.size(1) == cin / groups, kConv, ": weight ", weight.sizes(), " expects ", weight.size(1) * groups,
               " input channels with groups=", groups, ", input has ", cin);
-  TORCH_CHECK(output.size(0) == n && output.size(1) == cout, kConv, ": output ", output.sizes(), " must be [", n,
-              ", ", cout, ", H_out, W_out] for input ", input.sizes(), " and weight ", weight.sizes());
+  TORCH_CHECK(output.size(0) == n && output.size(1) == cout, kConv, ": output ", output.sizes(), " must be [", n, ", ",
+              cout, ", H_out, W_out] for input ", input.sizes(), " and weight ", weight.sizes());
 
   if (bias) {
     checkTensor(kConv, "bias", *bias, input, backend);

@@ -56,15 +56,15 @@ PLUGIN_SOURCES = sorted(p.name for p in PLUGIN_DIR.glob("*.[ch]*") if p.name != 
 # The ONNX contract against the source.
 
 def _attribute_table():
-    """Rows of kATTRIBUTES in sparseConvAttributes.h: (name, type, length, member)."""
+    """Rows of kAttributes in sparseConvAttributes.h: (name, type, length, member)."""
     text = (PLUGIN_DIR / "sparseConvAttributes.h").read_text()
-    table = re.search(r"constexpr AttributeSpec kATTRIBUTES\[\] = \{(.*?)\n\};", text, re.S)
-    assert table, "kATTRIBUTES not found in sparseConvAttributes.h"
+    table = re.search(r"constexpr AttributeSpec kAttributes\[\] = \{(.*?)\n\};", text, re.S)
+    assert table, "kAttributes not found in sparseConvAttributes.h"
     row = re.compile(r'\{"(\w+)",\s*FieldType::k(\w+),\s*(\d+),\s*offsetof\(SparseConvAttributes,\s*(\w+)\)\}')
-    rows = [(m[0], m[1], int(m[2]), m[3]) for m in row.findall(table.group(1))]
+    rows = [(m[0], m[1].upper(), int(m[2]), m[3]) for m in row.findall(table.group(1))]  # kInt32 -> INT32
     # Every non-empty line of the table must be a row the pattern understood.
     lines = [ln for ln in table.group(1).splitlines() if ln.strip()]
-    assert len(rows) == len(lines), f"unparsed rows in kATTRIBUTES: {lines}"
+    assert len(rows) == len(lines), f"unparsed rows in kAttributes: {lines}"
     return text, rows
 
 
@@ -94,18 +94,15 @@ def test_plugin_attributes_match_onnx_contract():
 
     # The creators advertise exactly this table (the ONNX parser passes only advertised attributes).
     common = (PLUGIN_DIR / "passSparseConv2dPluginCommon.cpp").read_text()
-    assert "AdvertisedFields::AdvertisedFields()" in common and "for (AttributeSpec const& spec : kATTRIBUTES)" in common
+    assert "AdvertisedFields::AdvertisedFields()" in common and "for (AttributeSpec const& spec : kAttributes)" in common
 
 
-def test_plugin_identity_matches_onnx_contract():
-    text = (PLUGIN_DIR / "pluginInfo.h").read_text()
-    found = dict(re.findall(r'constexpr char const\* (kPLUGIN_\w+)\{"([^"]*)"\};', text))
-    assert found == {"kPLUGIN_NAME": CONTRACT_OP["op_type"], "kPLUGIN_VERSION": CONTRACT_OP["plugin_version"],
-                     "kPLUGIN_NAMESPACE": CONTRACT_OP["plugin_namespace"]}
-    # Defined in one place: the plugin's code uses the constants, never the literals (comments may).
+def test_plugin_identity_is_spelled_once():
+    """pluginInfo.h holds the identity (tests/test_contract.py checks it against the contract); the
+    plugin's code uses its constants, never the literals (comments may)."""
     for source in PLUGIN_SOURCES:
         code = re.sub(r"//[^\n]*", "", (PLUGIN_DIR / source).read_text())
-        for value in found.values():
+        for value in CONTRACT_OP.values():
             assert f'"{value}"' not in code, f'{source} spells out "{value}"'
 
 

@@ -31,6 +31,4 @@ void sparseConv2dCpuOp(const at::Tensor& input, const at::Tensor& weight, const 
 }  // namespace
 }  // namespace passrt::op
 
-TORCH_LIBRARY_IMPL(passrt, CPU, m) {
-  m.impl("sparse_conv2d", &passrt::op::sparseConv2dCpuOp);
-}
+TORCH_LIBRARY_IMPL(passrt, CPU, m) { m.impl("sparse_conv2d", &passrt::op::sparseConv2dCpuOp); }

@@ -43,6 +43,4 @@ void sparseConv2dCudaOp(const at::Tensor& input, const at::Tensor& weight, const
 }  // namespace
 }  // namespace passrt::op
 
-TORCH_LIBRARY_IMPL(passrt, CUDA, m) {
-  m.impl("sparse_conv2d", &passrt::op::sparseConv2dCudaOp);
-}
+TORCH_LIBRARY_IMPL(passrt, CUDA, m) { m.impl("sparse_conv2d", &passrt::op::sparseConv2dCudaOp); }

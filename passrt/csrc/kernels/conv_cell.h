@@ -20,39 +20,53 @@
 namespace passrt {
 
 template <typename T>
-PASSRT_HD float toFloat(T v) { return static_cast<float>(v); }
+PASSRT_HD float toFloat(T v) {
+  return static_cast<float>(v);
+}
 
 template <typename T>
-PASSRT_HD T fromFloat(float v) { return static_cast<T>(v); }
+PASSRT_HD T fromFloat(float v) {
+  return static_cast<T>(v);
+}
 
 #ifdef __CUDACC__
 template <>
-PASSRT_HD float toFloat<__half>(__half v) { return __half2float(v); }
+PASSRT_HD float toFloat<__half>(__half v) {
+  return __half2float(v);
+}
 template <>
-PASSRT_HD __half fromFloat<__half>(float v) { return __float2half(v); }
+PASSRT_HD __half fromFloat<__half>(float v) {
+  return __float2half(v);
+}
 #endif
 
 PASSRT_HD float activate(Activation act, float alpha, float v) {
   switch (act) {
-    case Activation::kRelu: return v > 0.f ? v : 0.f;
-    case Activation::kRelu6: return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
+    case Activation::kRelu:
+      return v > 0.f ? v : 0.f;
+    case Activation::kRelu6:
+      return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
     case Activation::kHardSwish: {
       float r = v + 3.f;
       r = r < 0.f ? 0.f : (r > 6.f ? 6.f : r);
       return v * r / 6.f;
     }
-    case Activation::kSilu: return v / (1.f + expf(-v));
-    case Activation::kSigmoid: return 1.f / (1.f + expf(-v));
-    case Activation::kLeakyRelu: return v > 0.f ? v : alpha * v;
-    default: return v;
+    case Activation::kSilu:
+      return v / (1.f + expf(-v));
+    case Activation::kSigmoid:
+      return 1.f / (1.f + expf(-v));
+    case Activation::kLeakyRelu:
+      return v > 0.f ? v : alpha * v;
+    default:
+      return v;
   }
 }
 
 // conv + bias -> act -> (+ residual) -> post_act for one output cell; accumulation in fp32.
 //   input [N, C_in, H, W], weight [C_out, C_in/groups, kh, kw], residual [N, C_out, Ho, Wo]
 template <typename T>
-PASSRT_HD float convCell(const SparseConvParams& p, const T* input, const T* weight, const T* bias,
-                         const T* residual, int32_t n, int32_t co, int32_t oy, int32_t ox) {
+PASSRT_HD float convCell(const SparseConvParams& p, const T* input, const T* weight, const T* bias, const T* residual,
+                         int32_t n, int32_t co, int32_t oy, int32_t ox) {
   const int32_t cinPerGroup = p.in_channels / p.groups;
   const int32_t coutPerGroup = p.out_channels / p.groups;
   const int32_t ciBase = (co / coutPerGroup) * cinPerGroup;

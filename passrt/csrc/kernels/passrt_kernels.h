@@ -53,20 +53,20 @@ enum class DataType : int32_t { kFloat32 = 0, kFloat16 = 1 };
 
 // Geometry and epilogue of one sparse convolution. Everything the kernel needs, nothing else.
 struct SparseConvParams {
-  int32_t batch;            // N
-  int32_t in_channels;      // C_in
-  int32_t in_h, in_w;       // H, W
-  int32_t out_channels;     // C_out
-  int32_t out_h, out_w;     // H_out, W_out
+  int32_t batch;         // N
+  int32_t in_channels;   // C_in
+  int32_t in_h, in_w;    // H, W
+  int32_t out_channels;  // C_out
+  int32_t out_h, out_w;  // H_out, W_out
   int32_t kernel_h, kernel_w;
   int32_t stride_h, stride_w;
   int32_t dilation_h, dilation_w;
   int32_t pad_top, pad_left;  // bottom/right padding is implied by out_h/out_w (TF 'SAME' is asymmetric)
   int32_t groups;
-  int32_t tile;             // output cells per tile side
+  int32_t tile;  // output cells per tile side
   Activation act;
-  float act_alpha;          // LeakyReLU slope
-  Activation post_act;      // applied after the residual add (kNone for MobileNetV2 blocks)
+  float act_alpha;      // LeakyReLU slope
+  Activation post_act;  // applied after the residual add (kNone for MobileNetV2 blocks)
 
   PASSRT_HOST_DEVICE int32_t tilesH() const { return (out_h + tile - 1) / tile; }
   PASSRT_HOST_DEVICE int32_t tilesW() const { return (out_w + tile - 1) / tile; }

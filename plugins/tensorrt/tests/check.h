@@ -5,33 +5,25 @@
 
 #include <cstdio>
 
-namespace passrt
-{
-namespace test
-{
+namespace passrt::test {
 
-inline int& failures()
-{
-    static int count = 0;
-    return count;
+inline int& failures() {
+  static int count = 0;
+  return count;
 }
 
-inline void check(bool ok, int line, char const* what)
-{
-    if (!ok)
-    {
-        std::printf("FAIL line %d: %s\n", line, what);
-        ++failures();
-    }
+inline void check(bool ok, int line, char const* what) {
+  if (!ok) {
+    std::printf("FAIL line %d: %s\n", line, what);
+    ++failures();
+  }
 }
 
-inline int finish()
-{
-    std::printf("%s: %d failure(s)\n", failures() == 0 ? "OK" : "FAILED", failures());
-    return failures() == 0 ? 0 : 1;
+inline int finish() {
+  std::printf("%s: %d failure(s)\n", failures() == 0 ? "OK" : "FAILED", failures());
+  return failures() == 0 ? 0 : 1;
 }
 
-} // namespace test
-} // namespace passrt
+}  // namespace passrt::test
 
 #define CHECK(cond) passrt::test::check((cond), __LINE__, #cond)

@@ -23,7 +23,7 @@ void sparseConv2dCpu(const SparseConvParams& p, const float* input, const float*
 #pragma omp parallel for schedule(dynamic)
 #endif
   for (int64_t i = 0; i < tiles; ++i) {  // i = (n, tile row, tile column)
-    if (tile_mask[i] <= 0.5f) continue;   // inactive: the output keeps its cached values
+    if (tile_mask[i] <= 0.5f) continue;  // inactive: the output keeps its cached values
     const int32_t n = (int32_t)(i / ((int64_t)tilesH * tilesW));
     const int32_t t = (int32_t)(i % ((int64_t)tilesH * tilesW));
     const int32_t y0 = (t / tilesW) * p.tile, x0 = (t % tilesW) * p.tile;
