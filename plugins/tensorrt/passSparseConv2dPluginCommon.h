@@ -12,6 +12,15 @@
 
 namespace passrt::trt {
 
+// The TensorRT names both plugin generations' classes use (scoped to passrt::trt).
+using nvinfer1::DimsExprs;
+using nvinfer1::DynamicPluginTensorDesc;
+using nvinfer1::ErrorCode;
+using nvinfer1::PluginField;
+using nvinfer1::PluginFieldCollection;
+using nvinfer1::PluginFieldType;
+using nvinfer1::PluginTensorDesc;
+
 // enqueue() and the other status-returning methods.
 constexpr int32_t kSuccess{0};
 constexpr int32_t kFailure{-1};

@@ -9,14 +9,6 @@
 
 namespace passrt::trt {
 
-using nvinfer1::DimsExprs;
-using nvinfer1::DynamicPluginTensorDesc;
-using nvinfer1::ErrorCode;
-using nvinfer1::PluginField;
-using nvinfer1::PluginFieldCollection;
-using nvinfer1::PluginFieldType;
-using nvinfer1::PluginTensorDesc;
-
 PassSparseConv2dPlugin::PassSparseConv2dPlugin(SparseConvAttributes const& attributes, int32_t nbInputs) noexcept
     : mAttributes(attributes), mNbInputs(nbInputs) {}
 
