@@ -1,8 +1,8 @@
-// passrt's PyTorch ops: the schemas (TORCH_LIBRARY) and the argument checks every backend
+// passrt's PyTorch op: the schema (TORCH_LIBRARY) and the argument checks every backend
 // runs before it calls the kernels. Kernels are registered per backend: cpu/ops_cpu.cpp,
 // cuda/ops_cuda.cu; fake (meta) kernels for torch.compile/export in passrt/kernels/extension.py.
 //
-// The ops write into caller-owned tensors (`output`, `x_ref`) because that is the whole point
+// The op writes into a caller-owned tensor (`output`) because that is the whole point
 // of sparse inference: the cache keeps its values outside the active tiles.
 #include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
@@ -10,6 +10,7 @@
 
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "ops.h"
 
@@ -22,16 +23,6 @@ TORCH_LIBRARY(passrt, m) {
       "sparse_conv2d(Tensor input, Tensor weight, Tensor? bias, Tensor? residual, Tensor tile_mask, "
       "Tensor(a!) output, int[2] stride, int[2] padding, int[2] dilation, int groups, int tile, int act, "
       "float act_alpha, int post_act) -> ()");
-  // changed [N, H, W] = max over channels |x - x_ref| > threshold; x_ref takes x where changed (if update_ref).
-  m.def("change_map(Tensor x, Tensor(a!) x_ref, float threshold, bool update_ref) -> Tensor");
-  // [..., H_out, W_out]: 1 where the output cell's window touches a changed input cell.
-  m.def(
-      "propagate_window(Tensor changed, int[2] out_size, int[2] kernel, int[2] stride, int[2] dilation, "
-      "int[2] padding) -> Tensor");
-  // [..., ceil(H / tile), ceil(W / tile)]: OR over each tile's cells.
-  m.def("reduce_to_tiles(Tensor changed, int tile) -> Tensor");
-  // tile mask dilated by `radius` tiles (square neighbourhood).
-  m.def("dilate_tiles(Tensor tiles, int radius) -> Tensor");
 }
 
 namespace passrt::op {
@@ -60,22 +51,12 @@ void checkFloat(const char* op, const char* name, const at::Tensor& t, Backend b
               backend.half ? "float32 or float16" : "float32 only (float16 runs on CUDA)");
 }
 
-Activation activation(const char* name, int64_t code) {
-  TORCH_CHECK(code >= 0 && code <= static_cast<int64_t>(Activation::kLeakyRelu), kConv, ": ", name, " = ", code,
-              " is not an activation code (0 none, 1 relu, 2 relu6, 3 hardswish, 4 silu, 5 sigmoid, 6 leaky_relu)");
-  return static_cast<Activation>(code);
-}
-
-// Output rows the conv can produce with top padding `pad` and a bottom padding between 0 and
-// the window extent - 1 (implied by the output size; TF 'SAME' pads bottom/right more).
-void checkOutputSide(const char* side, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t dilation,
-                     int64_t pad) {
-  const int64_t extent = dilation * (kernel - 1) + 1;
-  const int64_t lo = in + pad >= extent ? (in + pad - extent) / stride + 1 : 1;
-  const int64_t hi = (in + pad - 1) / stride + 1;
-  TORCH_CHECK(out >= lo && out <= hi, kConv, ": output ", side, " ", out, " does not fit input ", side, " ", in,
-              " with kernel ", kernel, ", stride ", stride, ", dilation ", dilation, " and padding ", pad,
-              ": expected ", lo, " .. ", hi, " (bottom/right padding 0 .. ", extent - 1, ")");
+// A scalar argument narrowed to the kernels' int32 without changing its sign, so that a negative
+// stride or padding reaches checkSparseConv2d and gets its message, not an overflow error.
+int32_t param32(const char* what, int64_t v) {
+  TORCH_CHECK(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(), kConv, ": ", what,
+              " = ", v, " is out of range for the kernels (32-bit)");
+  return static_cast<int32_t>(v);
 }
 
 // `written` may not share memory with `read` (other blocks/threads would read overwritten values).
@@ -86,9 +67,8 @@ void checkNoOverlap(const char* op, const char* written_name, const at::Tensor& 
               " shares memory with ", read_name, "; pass a separate tensor (e.g. ", read_name, ".clone())");
 }
 
-void checkPair(const char* op, const char* name, at::IntArrayRef v, int64_t min) {
-  TORCH_CHECK(v.size() == 2, op, ": ", name, " must have 2 values (height, width), got ", v.size());
-  TORCH_CHECK(v[0] >= min && v[1] >= min, op, ": ", name, " must be >= ", min, ", got (", v[0], ", ", v[1], ")");
+void checkPair(const char* name, at::IntArrayRef v) {
+  TORCH_CHECK(v.size() == 2, kConv, ": ", name, " must have 2 values (height, width), got ", v.size());
 }
 
 }  // namespace
@@ -108,23 +88,45 @@ SparseConvParams sparseConvParams(const at::Tensor& input, const at::Tensor& wei
   TORCH_CHECK(input.dim() == 4, kConv, ": input must be [N, C_in, H, W], got ", input.sizes());
   TORCH_CHECK(weight.dim() == 4, kConv, ": weight must be [C_out, C_in / groups, kh, kw], got ", weight.sizes());
   TORCH_CHECK(output.dim() == 4, kConv, ": output must be [N, C_out, H_out, W_out], got ", output.sizes());
-  checkPair(kConv, "stride", stride, 1);
-  checkPair(kConv, "dilation", dilation, 1);
-  checkPair(kConv, "padding (top, left)", padding, 0);
-  TORCH_CHECK(groups >= 1, kConv, ": groups must be >= 1, got ", groups);
-  TORCH_CHECK(tile >= 1, kConv, ": tile must be >= 1, got ", tile);
+  checkPair("stride", stride);
+  checkPair("dilation", dilation);
+  checkPair("padding (top, left)", padding);
 
   const int64_t n = input.size(0), cin = input.size(1), cout = weight.size(0);
-  TORCH_CHECK(cin % groups == 0 && cout % groups == 0, kConv, ": input channels (", cin, ") and output channels (",
-              cout, ") must be divisible by groups (", groups, ")");
+  SparseConvParams p{};
+  p.batch = to32(kConv, "batch", n);
+  p.in_channels = to32(kConv, "input channels", cin);
+  p.in_h = to32(kConv, "input height", input.size(2));
+  p.in_w = to32(kConv, "input width", input.size(3));
+  p.out_channels = to32(kConv, "output channels", cout);
+  p.out_h = to32(kConv, "output height", output.size(2));
+  p.out_w = to32(kConv, "output width", output.size(3));
+  p.kernel_h = to32(kConv, "kernel height", weight.size(2));
+  p.kernel_w = to32(kConv, "kernel width", weight.size(3));
+  p.stride_h = param32("stride", stride[0]);
+  p.stride_w = param32("stride", stride[1]);
+  p.dilation_h = param32("dilation", dilation[0]);
+  p.dilation_w = param32("dilation", dilation[1]);
+  p.pad_top = param32("padding", padding[0]);
+  p.pad_left = param32("padding", padding[1]);
+  p.groups = param32("groups", groups);
+  p.tile = param32("tile", tile);
+  p.act = static_cast<Activation>(param32("act", act));
+  p.act_alpha = static_cast<float>(act_alpha);
+  p.post_act = static_cast<Activation>(param32("post_act", post_act));
+  // The checks shared with the TensorRT plugin and the kernels (passrt_kernels.h); the values
+  // follow the message, since the header's messages are fixed strings.
+  if (const char* error = checkSparseConv2d(p)) {
+    TORCH_CHECK(false, kConv, ": ", error, "; got input ", input.sizes(), ", weight ", weight.sizes(), ", output ",
+                output.sizes(), ", stride ", stride, ", padding (top, left) ", padding, ", dilation ", dilation,
+                ", groups ", groups, ", tile ", tile, ", act ", act, ", post_act ", post_act);
+  }
+
+  // What only tensors show: shapes that must agree with one another, dtypes, aliasing.
   TORCH_CHECK(weight.size(1) == cin / groups, kConv, ": weight ", weight.sizes(), " expects ", weight.size(1) * groups,
               " input channels with groups=", groups, ", input has ", cin);
-  TORCH_CHECK(weight.size(2) >= 1 && weight.size(3) >= 1, kConv, ": empty kernel ", weight.sizes());
-  TORCH_CHECK(output.size(0) == n && output.size(1) == cout, kConv, ": output ", output.sizes(), " must be [", n,
-              ", ", cout, ", H_out, W_out] for input ", input.sizes(), " and weight ", weight.sizes());
-  TORCH_CHECK(input.size(2) >= 1 && input.size(3) >= 1, kConv, ": input has no pixels: ", input.sizes());
-  checkOutputSide("height", input.size(2), output.size(2), weight.size(2), stride[0], dilation[0], padding[0]);
-  checkOutputSide("width", input.size(3), output.size(3), weight.size(3), stride[1], dilation[1], padding[1]);
+  TORCH_CHECK(output.size(0) == n && output.size(1) == cout, kConv, ": output ", output.sizes(), " must be [", n, ", ",
+              cout, ", H_out, W_out] for input ", input.sizes(), " and weight ", weight.sizes());
 
   if (bias) {
     checkTensor(kConv, "bias", *bias, input, backend);
@@ -147,28 +149,6 @@ SparseConvParams sparseConvParams(const at::Tensor& input, const at::Tensor& wei
   checkNoOverlap(kConv, "output", output, "input", input);
   checkNoOverlap(kConv, "output", output, "weight", weight);
 
-  SparseConvParams p{};
-  p.batch = to32(kConv, "batch", n);
-  p.in_channels = to32(kConv, "input channels", cin);
-  p.in_h = to32(kConv, "input height", input.size(2));
-  p.in_w = to32(kConv, "input width", input.size(3));
-  p.out_channels = to32(kConv, "output channels", cout);
-  p.out_h = to32(kConv, "output height", output.size(2));
-  p.out_w = to32(kConv, "output width", output.size(3));
-  p.kernel_h = to32(kConv, "kernel height", weight.size(2));
-  p.kernel_w = to32(kConv, "kernel width", weight.size(3));
-  p.stride_h = to32(kConv, "stride", stride[0]);
-  p.stride_w = to32(kConv, "stride", stride[1]);
-  p.dilation_h = to32(kConv, "dilation", dilation[0]);
-  p.dilation_w = to32(kConv, "dilation", dilation[1]);
-  p.pad_top = to32(kConv, "padding", padding[0]);
-  p.pad_left = to32(kConv, "padding", padding[1]);
-  p.groups = to32(kConv, "groups", groups);
-  p.tile = to32(kConv, "tile", tile);
-  p.act = activation("act", act);
-  p.act_alpha = static_cast<float>(act_alpha);
-  p.post_act = activation("post_act", post_act);
-
   checkTensor(kConv, "tile_mask", tile_mask, input, backend);
   TORCH_CHECK(tile_mask.scalar_type() == at::kFloat, kConv, ": tile_mask must be float32 0/1, got ",
               tile_mask.scalar_type(), "; use tile_mask.float()");
@@ -178,67 +158,6 @@ SparseConvParams sparseConvParams(const at::Tensor& input, const at::Tensor& wei
               ", got ", tile_mask.sizes());
   checkNoOverlap(kConv, "output", output, "tile_mask", tile_mask);
   return p;
-}
-
-MapShape checkMap(const char* op, const char* name, const at::Tensor& t, Backend backend) {
-  checkTensor(op, name, t, t, backend);
-  TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": ", name, " must be float32 0/1, got ", t.scalar_type(),
-              "; use .float()");
-  TORCH_CHECK(t.dim() >= 2, op, ": ", name, " must be [..., H, W], got ", t.sizes());
-  const int64_t h = t.size(-2), w = t.size(-1);
-  const int64_t batch = h * w == 0 ? 0 : t.numel() / (h * w);
-  return {to32(op, "batch", batch), to32(op, "height", h), to32(op, "width", w)};
-}
-
-void checkChangeMap(const at::Tensor& x, const at::Tensor& x_ref, Backend backend) {
-  constexpr const char* op = "passrt::change_map";
-  checkTensor(op, "x", x, x, backend);
-  checkFloat(op, "x", x, backend);
-  checkTensor(op, "x_ref", x_ref, x, backend);
-  TORCH_CHECK(x.dim() == 4, op, ": x must be [N, C, H, W], got ", x.sizes());
-  TORCH_CHECK(x_ref.sizes() == x.sizes() && x_ref.scalar_type() == x.scalar_type(), op, ": x_ref (",
-              x_ref.sizes(), ", ", x_ref.scalar_type(), ") must match x (", x.sizes(), ", ", x.scalar_type(), ")");
-  for (int d = 0; d < 4; ++d) to32(op, "a dimension of x", x.size(d));
-  at::assert_no_internal_overlap(x_ref);
-  checkNoOverlap(op, "x_ref", x_ref, "x", x);
-}
-
-WindowParams windowParams(const at::Tensor& changed, at::IntArrayRef out_size, at::IntArrayRef kernel,
-                          at::IntArrayRef stride, at::IntArrayRef dilation, at::IntArrayRef padding, Backend backend) {
-  constexpr const char* op = "passrt::propagate_window";
-  const MapShape in = checkMap(op, "changed", changed, backend);
-  checkPair(op, "out_size", out_size, 0);
-  checkPair(op, "kernel", kernel, 1);
-  checkPair(op, "stride", stride, 1);
-  checkPair(op, "dilation", dilation, 1);
-  checkPair(op, "padding (top, left)", padding, 0);
-  WindowParams p{};
-  p.batch = in.batch;
-  p.in_h = in.h;
-  p.in_w = in.w;
-  p.out_h = to32(op, "output height", out_size[0]);
-  p.out_w = to32(op, "output width", out_size[1]);
-  p.kernel_h = to32(op, "kernel", kernel[0]);
-  p.kernel_w = to32(op, "kernel", kernel[1]);
-  p.stride_h = to32(op, "stride", stride[0]);
-  p.stride_w = to32(op, "stride", stride[1]);
-  p.dilation_h = to32(op, "dilation", dilation[0]);
-  p.dilation_w = to32(op, "dilation", dilation[1]);
-  p.pad_top = to32(op, "padding", padding[0]);
-  p.pad_left = to32(op, "padding", padding[1]);
-  return p;
-}
-
-std::vector<int64_t> mapSizes(const at::Tensor& t, int64_t h, int64_t w) {
-  std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
-  sizes[sizes.size() - 2] = h;
-  sizes[sizes.size() - 1] = w;
-  return sizes;
-}
-
-void checkPositive(const char* op, const char* name, int64_t v, int64_t min) {
-  TORCH_CHECK(v >= min && v <= std::numeric_limits<int32_t>::max(), op, ": ", name, " must be >= ", min,
-              ", got ", v);
 }
 
 DataType dataType(const at::Tensor& t) {

@@ -1,11 +1,13 @@
 """passrt's compiled PyTorch op (``torch.ops.passrt.*``), built on first use.
 
-:func:`load` compiles ``passrt/csrc`` and the kernels in ``plugins/kernels`` with
+:func:`load` compiles ``passrt/csrc`` (the op and, in ``passrt/csrc/kernels``, the kernels
+it shares with the TensorRT plugin; all package data, so an installed wheel can build it) with
 ``torch.utils.cpp_extension.load`` (ninja) into passrt's cache
 (``passrt.assets.cache_dir() / "build"``) and loads the library, which registers the ops.
-The CUDA sources join the build only when PyTorch sees a GPU and ``nvcc`` exists. A failed
-build is remembered, never raised: ``load()`` returns False and :func:`status` says why, so
-callers can fall back to the pure-PyTorch kernels and tests can skip with the reason.
+The CUDA sources join the build only when PyTorch sees a GPU and ``nvcc`` exists. For users, a
+failed build is remembered, not raised: ``load()`` returns False and :func:`status` says why, so
+callers can fall back to the pure-PyTorch kernels. Code that needs the op (and the tests) calls
+:func:`require`, which raises with the compiler's error instead.
 
 :func:`sparse_conv2d_op` takes the same arguments as
 :func:`passrt.kernels.reference.sparse_conv2d` (the activation as a name), so tests call both
@@ -21,13 +23,11 @@ from typing import Optional
 
 import torch
 
+from passrt import contract
 from passrt.assets import cache_dir
 
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
-KERNELS = Path(__file__).resolve().parents[2] / "plugins" / "kernels"
-
-# passrt::Activation codes (plugins/kernels/passrt_kernels.h).
-ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2, "hardswish": 3, "silu": 4, "sigmoid": 5, "leaky_relu": 6}
+KERNELS = CSRC / "kernels"
 
 _lock = threading.Lock()
 _state = {"tried": False, "ok": False, "cuda": False, "reason": "not built yet: call passrt.kernels.extension.load()"}
@@ -51,9 +51,8 @@ def _why_no_cuda() -> Optional[str]:
 
 
 def _sources(cuda: bool) -> list[Path]:
-    cpu = [CSRC / "ops.cpp", CSRC / "cpu" / "ops_cpu.cpp",
-           KERNELS / "cpu" / "sparse_conv2d_cpu.cpp", KERNELS / "cpu" / "mask_kernels_cpu.cpp"]
-    gpu = [CSRC / "cuda" / "ops_cuda.cu", KERNELS / "sparse_conv2d.cu", KERNELS / "mask_kernels.cu"]
+    cpu = [CSRC / "ops.cpp", CSRC / "cpu" / "ops_cpu.cpp", KERNELS / "cpu" / "sparse_conv2d_cpu.cpp"]
+    gpu = [CSRC / "cuda" / "ops_cuda.cu", KERNELS / "sparse_conv2d.cu"]
     return cpu + (gpu if cuda else [])
 
 
@@ -63,6 +62,12 @@ def _summary(exc: BaseException) -> str:
     errors = [ln for ln in lines if "error" in ln.lower()]
     picked = (errors or lines[-5:])[:5]
     return f"{type(exc).__name__}: " + " | ".join(picked) if picked else type(exc).__name__
+
+
+def _tail(exc: BaseException, chars: int = 6000) -> str:
+    """The end of a build failure's full text (ninja's output holds the compiler's messages)."""
+    text = str(exc)
+    return text if len(text) <= chars else "...\n" + text[-chars:]
 
 
 def _ops_registered() -> bool:
@@ -99,6 +104,7 @@ def load(verbose: bool = False) -> bool:
             _state["cuda"] = _has_cuda_kernels()
         except Exception as exc:  # any build/load failure: remembered and reported, not raised
             _state["reason"] = _summary(exc)
+            _state["log"] = _tail(exc)
             return False
         _state["ok"] = True
         return True
@@ -109,13 +115,14 @@ def _build(verbose: bool) -> None:
 
     missing = [str(s) for s in _sources(False) if not s.exists()]
     if missing:
-        raise FileNotFoundError(f"sources missing (a source checkout is needed): {', '.join(missing)}")
+        raise FileNotFoundError(f"sources missing from the installed package (reinstall passrt): {', '.join(missing)}")
     if _why_no_cuda() is None:
         try:
             _compile(cpp_extension, cuda=True, verbose=verbose)
             return
         except Exception as exc:  # keep the CPU op usable; status() tells why CUDA is missing
             _state["cuda_error"] = f"the CUDA build failed: {_summary(exc)}"
+            _state["cuda_log"] = _tail(exc)
     _compile(cpp_extension, cuda=False, verbose=verbose)
 
 
@@ -148,7 +155,7 @@ def status() -> str:
 
 
 def _register_fakes() -> None:
-    """Shape-only kernels, so torch.compile and torch.export can trace the ops."""
+    """Shape-only kernel, so torch.compile and torch.export can trace the op."""
     register = getattr(torch.library, "register_fake", None) or torch.library.impl_abstract  # torch < 2.4
 
     @register("passrt::sparse_conv2d")
@@ -156,26 +163,29 @@ def _register_fakes() -> None:
           act_alpha, post_act):
         return None  # writes into `output`, returns nothing
 
-    @register("passrt::change_map")
-    def _(x, x_ref, threshold, update_ref):
-        return x.new_empty((x.shape[0], x.shape[2], x.shape[3]), dtype=torch.float32)
-
-    @register("passrt::propagate_window")
-    def _(changed, out_size, kernel, stride, dilation, padding):
-        return changed.new_empty((*changed.shape[:-2], *out_size))
-
-    @register("passrt::reduce_to_tiles")
-    def _(changed, tile):
-        return changed.new_empty((*changed.shape[:-2], -(-changed.shape[-2] // tile), -(-changed.shape[-1] // tile)))
-
-    @register("passrt::dilate_tiles")
-    def _(tiles, radius):
-        return torch.empty_like(tiles)
 
 
-def _require() -> None:
+def has_cuda() -> bool:
+    """True when the op is loaded with its CUDA kernels."""
+    return bool(load() and _state["cuda"])
+
+
+def cuda_build_error() -> Optional[str]:
+    """The CUDA build's error when it was attempted (GPU and nvcc present) and failed, else None."""
+    load()
+    return _state.get("cuda_error")
+
+
+def require(cuda: bool = False) -> None:
+    """Build and load the op or raise RuntimeError with the build's error (the compiler's messages).
+
+    ``cuda=True`` also requires the CUDA kernels. For code that needs the op and for tests, where
+    a broken build must fail loudly rather than fall back.
+    """
     if not load():
-        raise RuntimeError(f"passrt C++ op not built: {status()}")
+        raise RuntimeError(f"passrt C++ op: {status()}\n{_state.get('log', '')}".rstrip())
+    if cuda and not _state["cuda"]:
+        raise RuntimeError(f"passrt C++ op has no CUDA kernels: {status()}\n{_state.get('cuda_log', '')}".rstrip())
 
 
 def _pair(v) -> tuple[int, int]:
@@ -195,7 +205,7 @@ def sparse_conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     names: "relu", "relu6", "hardswish", "silu", "sigmoid", "leaky_relu" (slope ``act_alpha``,
     F.leaky_relu's default) or None. Returns ``out``.
     """
-    _require()
+    require()
     act, post = (_activation_code(a) for a in (activation, post_activation))
     if isinstance(padding, int) or len(padding) == 2:
         ph, pw = _pair(padding)
@@ -218,35 +228,10 @@ def sparse_conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
 
 
 def _activation_code(name: Optional[str]) -> int:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; use one of {[k for k in ACTIVATIONS if k]} or None")
-    return ACTIVATIONS[name]
+    codes = contract.ACTIVATION_CODES
+    if name not in codes:
+        raise ValueError(f"unknown activation {name!r}; use one of {[k for k in codes if k]} or None")
+    return codes[name]
 
 
-def change_map_op(x: torch.Tensor, x_ref: torch.Tensor, threshold: float, update_ref: bool = True) -> torch.Tensor:
-    """[N, H, W] float 0/1: max over channels |x - x_ref| > threshold; x_ref follows x where changed."""
-    _require()
-    return torch.ops.passrt.change_map(x, x_ref, float(threshold), bool(update_ref))
-
-
-def reduce_to_tiles_op(changed: torch.Tensor, tile: int) -> torch.Tensor:
-    """[..., ceil(H / tile), ceil(W / tile)]: OR of each tile's cells of a float 0/1 map."""
-    _require()
-    return torch.ops.passrt.reduce_to_tiles(changed, tile)
-
-
-def propagate_window_op(changed: torch.Tensor, out_size, kernel, stride=1, dilation=1, padding=0) -> torch.Tensor:
-    """[..., *out_size]: 1 where an output cell's window (padding = top, left) touches a change."""
-    _require()
-    return torch.ops.passrt.propagate_window(changed, list(_pair(out_size)), list(_pair(kernel)), list(_pair(stride)),
-                                             list(_pair(dilation)), list(_pair(padding)))
-
-
-def dilate_tiles_op(tiles: torch.Tensor, radius: int) -> torch.Tensor:
-    """A float 0/1 tile mask dilated by ``radius`` tiles (square neighbourhood)."""
-    _require()
-    return torch.ops.passrt.dilate_tiles(tiles, radius)
-
-
-__all__ = ["load", "status", "sparse_conv2d_op", "change_map_op", "reduce_to_tiles_op", "propagate_window_op",
-           "dilate_tiles_op", "ACTIVATIONS"]
+__all__ = ["load", "require", "status", "has_cuda", "cuda_build_error", "sparse_conv2d_op"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile-checks the TensorRT plugin against one set of TensorRT headers, without TensorRT's
-# libraries or a GPU: the way to see that the single source still builds for TensorRT 8 (the
-# IPluginV2DynamicExt branch) and 10 (the IPluginV3 branch) on a machine that has neither.
+# libraries or a GPU: the way to see that the plugin still builds for TensorRT 8 (the
+# IPluginV2DynamicExt classes) and 10 (the IPluginV3 classes) on a machine that has neither.
 #
 #   plugins/tensorrt/compile_check.sh HEADERS [extra compiler flags...]
 #
@@ -65,17 +65,26 @@ if [[ "$major" -lt 10 ]]; then
 fi
 
 # A real compile (-c -o /dev/null) rather than -fsyntax-only: some warnings, such as an unused
-# function in one of the two branches, only appear with code generation. -isystem for TensorRT and
+# function, only appear with code generation. -isystem for TensorRT and
 # CUDA: warnings in their headers are theirs; -Werror keeps ours from creeping in.
-cmd=("$cxx" "-std=${CXX_STD:-c++17}" -c -o /dev/null -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Werror
-     "${version_flags[@]}"
-     -isystem "$headers" -isystem "$cuda_include" -I "$here/../kernels" -I "$here"
-     "$@" "$here/passSparseConv2dPlugin.cpp")
-echo "compile_check: TensorRT $version headers from $headers"
-echo "+ ${cmd[*]}"
-if "${cmd[@]}"; then
-    echo "compile_check: OK (TensorRT $version)"
+# The plugin's sources for this TensorRT generation: the V3 classes for 10+, the V2 classes for 8.x,
+# plus what both share (the same selection as CMakeLists.txt).
+if [[ "$major" -ge 10 ]]; then
+    generation="$here/passSparseConv2dPluginV3.cpp"
 else
-    echo "compile_check: FAILED (TensorRT $version)" >&2
-    exit 1
+    generation="$here/passSparseConv2dPluginV2.cpp"
 fi
+sources=("$here/sparseConvAttributes.cpp" "$here/passSparseConv2dPluginCommon.cpp" "$generation")
+echo "compile_check: TensorRT $version headers from $headers"
+for source in "${sources[@]}"; do
+    cmd=("$cxx" "-std=${CXX_STD:-c++17}" -c -o /dev/null -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Werror
+         "${version_flags[@]}"
+         -isystem "$headers" -isystem "$cuda_include" -I "$here/../../passrt/csrc/kernels" -I "$here"
+         "$@" "$source")
+    echo "+ ${cmd[*]}"
+    if ! "${cmd[@]}"; then
+        echo "compile_check: FAILED (TensorRT $version)" >&2
+        exit 1
+    fi
+done
+echo "compile_check: OK (TensorRT $version)"

@@ -1,4 +1,4 @@
-"""Every .cu of the kernels (plugins/kernels) and of the PyTorch op (passrt/csrc/cuda) compiles
+"""Every .cu of the kernels (passrt/csrc/kernels) and of the PyTorch op (passrt/csrc/cuda) compiles
 with nvcc for Orin (sm_87) and Hopper (sm_90). Compile only: no GPU needed.
 
 One nvcc run per file with both -gencode targets, so the host side (for ops_cuda.cu mostly
@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 from torch.utils import cpp_extension
 
+from tests.conftest import skip_or_fail
+
 ROOT = Path(__file__).resolve().parents[2]
-KERNELS = ROOT / "plugins" / "kernels"
+KERNELS = ROOT / "passrt" / "csrc" / "kernels"
 OP_CUDA = ROOT / "passrt" / "csrc" / "cuda"
 ARCHS = ["87", "90"]
 
@@ -32,7 +34,7 @@ def nvcc():
         candidate = Path(cpp_extension.CUDA_HOME) / "bin" / "nvcc"
         found = str(candidate) if candidate.exists() else None
     if not found:
-        pytest.skip("nvcc not found (PATH or CUDA_HOME): CUDA sources not compile-checked")
+        skip_or_fail("nvcc not found (PATH or CUDA_HOME): CUDA sources not compile-checked")
     return found
 
 

@@ -1,4 +1,4 @@
-"""The C++/CUDA kernels in plugins/kernels/.
+"""The C++/CUDA kernels in passrt/csrc/kernels/.
 
 - Every .cu compiles with nvcc for Orin (sm_87) and Hopper (sm_90): compile only, no GPU.
 - The CPU twins, which share the per-cell arithmetic (conv_cell.h) with the CUDA kernels,
@@ -14,16 +14,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from passrt import contract
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
+from tests.conftest import skip_or_fail
 
-KERNELS = Path(__file__).resolve().parents[2] / "plugins" / "kernels"
+KERNELS = Path(__file__).resolve().parents[2] / "passrt" / "csrc" / "kernels"
 
 
 def _nvcc():
     found = shutil.which("nvcc") or (Path("/usr/local/cuda/bin/nvcc") if Path("/usr/local/cuda/bin/nvcc").exists() else None)
     if not found:
-        pytest.skip("nvcc not found: CUDA kernels not compile-checked")
+        skip_or_fail("nvcc not found: CUDA kernels not compile-checked")
     return str(found)
 
 
@@ -42,19 +44,13 @@ class SparseConvParams(ctypes.Structure):
         ("act_alpha", ctypes.c_float), ("post_act", ctypes.c_int32)]
 
 
-class WindowParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in (
-        "batch", "in_h", "in_w", "out_h", "out_w", "kernel_h", "kernel_w", "stride_h", "stride_w",
-        "dilation_h", "dilation_w", "pad_top", "pad_left")]
-
-
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     cxx = shutil.which("g++") or shutil.which("c++")
     if not cxx:
         pytest.skip("no C++ compiler: CPU twins not built")
     so = tmp_path_factory.mktemp("native") / "libpassrt_kernels_cpu.so"
-    sources = [str(KERNELS / "cpu" / f) for f in ("kernels_cpu.cpp", "sparse_conv2d_cpu.cpp", "mask_kernels_cpu.cpp")]
+    sources = [str(KERNELS / "cpu" / f) for f in ("kernels_cpu.cpp", "sparse_conv2d_cpu.cpp")]
     out = subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", *sources, "-o", str(so)],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -65,7 +61,11 @@ def ptr(t):
     return ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_float)) if t is not None else None
 
 
-ACTS = {"none": (0, None), "relu6": (2, F.relu6), "hardswish": (3, F.hardswish), "leaky": (6, lambda v: F.leaky_relu(v, 0.1))}
+# name -> (passrt::Activation code from the contract, the PyTorch function)
+ACTS = {"none": (contract.ACTIVATION_CODES[None], None),
+        "relu6": (contract.ACTIVATION_CODES["relu6"], F.relu6),
+        "hardswish": (contract.ACTIVATION_CODES["hardswish"], F.hardswish),
+        "leaky": (contract.ACTIVATION_CODES["leaky_relu"], lambda v: F.leaky_relu(v, 0.1))}
 
 
 @pytest.mark.parametrize("k,s,d,g,pads,cin,cout,h,w,tile", [
@@ -95,26 +95,3 @@ def test_cpu_sparse_conv_matches_reference(lib, k, s, d, g, pads, cin, cout, h, 
     lib.passrt_sparse_conv2d_cpu(ctypes.byref(p), ptr(x), ptr(weight), ptr(bias), ptr(residual),
                                  ptr(mask_f), ptr(got))
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-
-
-def test_cpu_mask_kernels(lib):
-    gen = torch.Generator().manual_seed(0)
-    x, ref = torch.rand(1, 3, 10, 13, generator=gen), torch.rand(1, 3, 10, 13, generator=gen)
-    want_changed = ((x - ref).abs().amax(1) > 0.5).float()
-    want_ref = torch.where(want_changed.bool().unsqueeze(1), x, ref)
-    changed = torch.zeros(1, 10, 13)
-    lib.passrt_change_map_cpu(ptr(x), ptr(ref), 1, 3, 10, 13, ctypes.c_float(0.5), 1, ptr(changed))
-    assert torch.equal(changed, want_changed) and torch.equal(ref, want_ref)
-
-    out = torch.zeros(1, 5, 7)
-    p = WindowParams(1, 10, 13, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1)
-    lib.passrt_propagate_window_cpu(ctypes.byref(p), ptr(changed), ptr(out))
-    assert torch.equal(out, F.max_pool2d(changed.unsqueeze(0), 3, 2, 1)[0])
-
-    tiles = torch.zeros(1, 3, 4)
-    lib.passrt_reduce_to_tiles_cpu(ptr(changed), 1, 10, 13, 4, ptr(tiles))
-    assert torch.equal(tiles, F.max_pool2d(changed.unsqueeze(0), 4, 4, ceil_mode=True)[0])
-
-    dilated = torch.zeros(1, 3, 4)
-    lib.passrt_dilate_tiles_cpu(ptr(tiles), 1, 3, 4, 1, ptr(dilated))
-    assert torch.equal(dilated, F.max_pool2d(tiles.unsqueeze(0), 3, 1, 1)[0])

@@ -21,6 +21,7 @@ from passrt.errors import PassrtError
 from passrt import contract
 from passrt.runtime import tensorrt_backend as tb
 from passrt.runtime import tensorrt_build as tbuild
+from tests.conftest import skip_or_fail
 
 
 def assert_one_line_error(capsys, *needles):
@@ -367,9 +368,9 @@ def trt_gpu(monkeypatch):
     try:
         import tensorrt  # noqa: F401 - imported here: most machines (and CI) have no TensorRT
     except ImportError as e:
-        pytest.skip(f"TensorRT's Python package is not installed ({e})")
+        skip_or_fail(f"TensorRT's Python package is not installed ({e})")
     if not torch.cuda.is_available():
-        pytest.skip("no CUDA device (or PyTorch without CUDA) for TensorRT")
+        skip_or_fail("no CUDA device (or PyTorch without CUDA) for TensorRT")
 
 
 class TinyNet(torch.nn.Module):
@@ -420,7 +421,7 @@ def test_sparse_engine_matches_reference_runner(tmp_path, trt_gpu, capsys):
     try:
         plugin = tb.resolve_plugin()
     except PassrtError as e:
-        pytest.skip(str(e))
+        skip_or_fail(str(e))
     onnx_path = tmp_path / "rd.onnx"
     export_model("ssdlite-pedestrian", "regiondrop", {}, (144, 192), onnx_path)
     tb.build_engine(onnx_path, tmp_path / "rd.engine", plugin=plugin, progress=False)

@@ -16,14 +16,14 @@ namespace passrt {
 void sparseConv2dCpu(const SparseConvParams& p, const float* input, const float* weight, const float* bias,
                      const float* residual, const float* tile_mask, float* output) {
   // Callers validate (the PyTorch op's TORCH_CHECKs); bad geometry must not turn into a crash here.
-  if (p.tile <= 0 || p.groups <= 0 || p.in_channels % p.groups != 0 || p.out_channels % p.groups != 0) return;
+  if (checkSparseConv2d(p) != nullptr) return;
   const int32_t tilesH = p.tilesH(), tilesW = p.tilesW();
   const int64_t tiles = (int64_t)p.batch * tilesH * tilesW;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic)
 #endif
   for (int64_t i = 0; i < tiles; ++i) {  // i = (n, tile row, tile column)
-    if (tile_mask[i] <= 0.5f) continue;   // inactive: the output keeps its cached values
+    if (tile_mask[i] <= 0.5f) continue;  // inactive: the output keeps its cached values
     const int32_t n = (int32_t)(i / ((int64_t)tilesH * tilesW));
     const int32_t t = (int32_t)(i % ((int64_t)tilesH * tilesW));
     const int32_t y0 = (t / tilesW) * p.tile, x0 = (t % tilesW) * p.tile;

@@ -1,4 +1,4 @@
-"""The engine's two backends: the pure-PyTorch reference and passrt's compiled op (through the
+"""The engine's two executors: the pure-PyTorch reference and passrt's compiled op (through the
 same SparseProgram the exporter uses). Both must give the same outputs frame after frame."""
 
 import pytest
@@ -7,15 +7,14 @@ import torch
 import passrt
 from passrt.errors import PassrtError
 from passrt.runtime.frames import read_frames
-from passrt.kernels import extension
 from passrt.models import load_model
+from tests.conftest import require_cuda_op, require_op
 
 SIZE = (144, 192)
 
 
 def _need_op():
-    if not extension.load():
-        pytest.skip(f"passrt op unavailable: {extension.status()}")
+    require_op()  # fails with the compiler's message where a compiler exists (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +38,15 @@ def _compare(spec, frames, device, atol):
     return op.stats()
 
 
-def test_op_backend_equals_reference_on_real_frames(ssdlite_frames):
+def test_op_executor_equals_reference_on_real_frames(ssdlite_frames):
     _need_op()
     stats = _compare(*ssdlite_frames, "cpu", 1e-4)
     assert stats["executor"] == "passrt op (CPU)"
 
 
 @pytest.mark.cuda
-def test_cuda_op_backend_equals_reference_on_real_frames(ssdlite_frames):
-    if not torch.cuda.is_available():
-        pytest.skip("CUDA not available (torch.cuda.is_available() is False)")
-    _need_op()
-    if not extension.status().endswith("CPU+CUDA op"):
-        pytest.skip(f"passrt op built without its CUDA kernels: {extension.status()}")
+def test_cuda_op_executor_equals_reference_on_real_frames(ssdlite_frames):
+    require_cuda_op()
     stats = _compare(*ssdlite_frames, "cuda", 1e-3)
     assert stats["executor"] == "passrt op (CUDA)"
 
@@ -63,7 +58,7 @@ def test_auto_uses_the_reference_for_cpu_tensors(ssdlite_frames):
     assert engine.stats()["executor"] == "reference (pure PyTorch)" and "executor_note" not in engine.stats()
 
 
-def test_backend_errors(ssdlite_frames):
+def test_executor_errors(ssdlite_frames):
     spec, frames = ssdlite_frames
     with pytest.raises(PassrtError, match="unknown executor 'gpu'"):
         passrt.sparsify(spec.module, "regiondrop", executor="gpu")
@@ -72,7 +67,7 @@ def test_backend_errors(ssdlite_frames):
         exact(frames[0])
 
 
-def test_op_backend_runs_pass_gates_like_the_reference(ssdlite_frames):
+def test_op_executor_runs_pass_gates_like_the_reference(ssdlite_frames):
     _need_op()
     from passrt.policies import PassGates
     from passrt.policies.gate import GateConfig

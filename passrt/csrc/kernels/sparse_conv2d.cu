@@ -38,8 +38,8 @@
 namespace passrt {
 namespace {
 
-constexpr int kChunkSide = 8;         // output cells per chunk side (at most 64 cells per block)
-constexpr int kMaxStageChannels = 32;  // input channels staged per GEMM step
+constexpr int kChunkSide = 8;           // output cells per chunk side (at most 64 cells per block)
+constexpr int kMaxStageChannels = 32;   // input channels staged per GEMM step
 constexpr int kSmemBudget = 48 * 1024;  // bytes: the default dynamic shared memory limit, no opt-in
 constexpr int kDepthwiseThreads = 256;
 constexpr int kDirectThreads = 128;
@@ -62,7 +62,7 @@ struct Chunk {
 
 // Input window of a chunk of rows x cols output cells, per side.
 __host__ __device__ __forceinline__ int64_t windowSide(int32_t cells, int32_t stride, int32_t kernel,
-                                                      int32_t dilation) {
+                                                       int32_t dilation) {
   return (int64_t)(cells - 1) * stride + (int64_t)(kernel - 1) * dilation + 1;
 }
 
@@ -131,12 +131,12 @@ __device__ __forceinline__ void storeOutput(const SparseConvParams& p, float acc
 template <typename T, int kThreadsM, int kThreadsCo, int kTM, int kTC>
 __global__ void __launch_bounds__(kThreadsM* kThreadsCo)
     gemmConvKernel(SparseConvParams p, Plan plan,
-                   const T* __restrict__ input,     // [N, C_in, H, W]
-                   const T* __restrict__ weight,    // [C_out, C_in / groups, kh, kw]
-                   const T* __restrict__ bias,      // [C_out] or nullptr
-                   const T* residual,               // [N, C_out, H_out, W_out] or nullptr (may be output)
+                   const T* __restrict__ input,         // [N, C_in, H, W]
+                   const T* __restrict__ weight,        // [C_out, C_in / groups, kh, kw]
+                   const T* __restrict__ bias,          // [C_out] or nullptr
+                   const T* residual,                   // [N, C_out, H_out, W_out] or nullptr (may be output)
                    const float* __restrict__ tileMask,  // [N, tilesH, tilesW]
-                   T* output) {                     // [N, C_out, H_out, W_out]
+                   T* output) {                         // [N, C_out, H_out, W_out]
   constexpr int kCoBlock = kThreadsCo * kTC;
   constexpr int kWPitch = kCoBlock + 1;
   Chunk c;
@@ -205,8 +205,8 @@ __global__ void __launch_bounds__(kThreadsM* kThreadsCo)
     for (int j = 0; j < kTM; ++j) {
       if (!cellOk[j]) continue;
       const int32_t m = tm + j * kThreadsM;
-      const int64_t idx = (((int64_t)c.n * p.out_channels + co) * p.out_h + c.oy0 + m / c.cols) * p.out_w +
-                          c.ox0 + m % c.cols;
+      const int64_t idx =
+          (((int64_t)c.n * p.out_channels + co) * p.out_h + c.oy0 + m / c.cols) * p.out_w + c.ox0 + m % c.cols;
       storeOutput(p, acc[i][j], bias, residual, co, idx, output);
     }
   }
@@ -331,8 +331,8 @@ cudaError_t launchDepthwise(const SparseConvParams& p, Plan plan, int64_t chunks
   if (!gridFits(chunks, p.batch, coBlocks)) return cudaErrorInvalidConfiguration;
   const dim3 grid((unsigned)chunks, (unsigned)p.batch, (unsigned)coBlocks);
   const size_t smem = (size_t)(plan.channels * perChannel) * sizeof(float);
-  depthwiseConvKernel<T><<<grid, kDepthwiseThreads, smem, stream>>>(p, plan, a.input, a.weight, a.bias, a.residual,
-                                                                    a.mask, a.output);
+  depthwiseConvKernel<T>
+      <<<grid, kDepthwiseThreads, smem, stream>>>(p, plan, a.input, a.weight, a.bias, a.residual, a.mask, a.output);
   return cudaGetLastError();
 }
 
@@ -351,29 +351,29 @@ cudaError_t launch(const SparseConvParams& p, const Args<T>& a, cudaStream_t str
   return launchGemm<T, 16, 16, 4, 4>(p, plan, chunks, a, stream);                  // 64 channels x 64 cells
 }
 
-bool validParams(const SparseConvParams& p) {
-  return p.batch >= 0 && p.in_channels > 0 && p.out_channels > 0 && p.in_h > 0 && p.in_w > 0 && p.out_h >= 0 &&
-         p.out_w >= 0 && p.kernel_h > 0 && p.kernel_w > 0 && p.stride_h > 0 && p.stride_w > 0 &&
-         p.dilation_h > 0 && p.dilation_w > 0 && p.tile > 0 && p.groups > 0 && p.in_channels % p.groups == 0 &&
-         p.out_channels % p.groups == 0;
-}
-
 }  // namespace
 
 cudaError_t sparseConv2d(const SparseConvParams& p, DataType dtype, const void* input, const void* weight,
                          const void* bias, const void* residual, const float* tile_mask, void* output,
                          cudaStream_t stream) {
-  if (!validParams(p)) return cudaErrorInvalidValue;
-  if (p.batch == 0 || p.out_h == 0 || p.out_w == 0) return cudaSuccess;  // a 0-block grid would be an error
+  if (checkSparseConv2d(p) != nullptr) return cudaErrorInvalidValue;  // the same checks as the op and the plugin
+  if (p.in_channels == 0) return cudaErrorInvalidValue;         // the launch plans stage >= 1 input channel per step
+  if (p.batch == 0 || p.out_channels == 0) return cudaSuccess;  // a 0-block grid would be an error
   if (!input || !weight || !tile_mask || !output) return cudaErrorInvalidValue;
   if (dtype == DataType::kFloat16) {
-    const Args<__half> a{static_cast<const __half*>(input), static_cast<const __half*>(weight),
-                         static_cast<const __half*>(bias), static_cast<const __half*>(residual), tile_mask,
+    const Args<__half> a{static_cast<const __half*>(input),
+                         static_cast<const __half*>(weight),
+                         static_cast<const __half*>(bias),
+                         static_cast<const __half*>(residual),
+                         tile_mask,
                          static_cast<__half*>(output)};
     return launch(p, a, stream);
   }
-  const Args<float> a{static_cast<const float*>(input), static_cast<const float*>(weight),
-                      static_cast<const float*>(bias), static_cast<const float*>(residual), tile_mask,
+  const Args<float> a{static_cast<const float*>(input),
+                      static_cast<const float*>(weight),
+                      static_cast<const float*>(bias),
+                      static_cast<const float*>(residual),
+                      tile_mask,
                       static_cast<float*>(output)};
   return launch(p, a, stream);
 }

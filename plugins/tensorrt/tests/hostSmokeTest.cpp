@@ -1,0 +1,381 @@
+// Host-only smoke test of the PassSparseConv2d plugin, built and run by
+// tests/plugins/test_tensorrt_plugin.py (test_plugin_host_smoke) against TensorRT 8 or 10 headers.
+//
+// The plugin's calls out of its own code are few (TensorRT's getLogger and getPluginRegistry,
+// cudaMemcpyAsync, cudaGetErrorString, passrt::sparseConv2d), so stand-ins here record them and this
+// program plays TensorRT: create from ONNX-style fields, query formats, configure with good and bad
+// shapes, enqueue, serialize and restore. No TensorRT library and no GPU are needed.
+#include "check.h"
+#include "passSparseConv2dPlugin.h"
+#include "passrt_kernels.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace nvinfer1;
+using passrt::trt::PassSparseConv2dPlugin;
+using passrt::trt::PassSparseConv2dPluginCreator;
+
+namespace {
+std::vector<std::string> gLog;
+
+bool logged(char const* needle) {
+  for (auto const& line : gLog) {
+    if (line.find(needle) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+class CapturingLogger : public ILogger {
+ public:
+  void log(Severity, AsciiChar const* msg) noexcept override { gLog.push_back(msg); }
+} gLogger;
+
+struct Launch {
+  int calls = 0;
+  passrt::SparseConvParams p{};
+  passrt::DataType dtype{};
+  void const* input = nullptr;
+  void const* weight = nullptr;
+  void const* bias = nullptr;
+  void const* residual = nullptr;
+  float const* mask = nullptr;
+  void* output = nullptr;
+} gLaunch;
+
+struct Copy {
+  int calls = 0;
+  size_t bytes = 0;
+  void* dst = nullptr;
+  void const* src = nullptr;
+} gCopy;
+}  // namespace
+
+// Stand-ins for libnvinfer, libcudart and the kernels.
+extern "C" nvinfer1::IPluginRegistry* getPluginRegistry() noexcept {
+  return nullptr;  // No registry: errors go to the logger below.
+}
+extern "C" nvinfer1::ILogger* getLogger() noexcept { return &gLogger; }
+extern "C" cudaError_t cudaMemcpyAsync(void* dst, void const* src, size_t count, cudaMemcpyKind, cudaStream_t) {
+  ++gCopy.calls;
+  gCopy.bytes = count;
+  gCopy.dst = dst;
+  gCopy.src = src;
+  return cudaSuccess;
+}
+extern "C" char const* cudaGetErrorString(cudaError_t) { return "stub error"; }
+namespace passrt {
+cudaError_t sparseConv2d(SparseConvParams const& p, DataType dtype, void const* input, void const* weight,
+                         void const* bias, void const* residual, float const* tile_mask, void* output, cudaStream_t) {
+  ++gLaunch.calls;
+  gLaunch.p = p;
+  gLaunch.dtype = dtype;
+  gLaunch.input = input;
+  gLaunch.weight = weight;
+  gLaunch.bias = bias;
+  gLaunch.residual = residual;
+  gLaunch.mask = tile_mask;
+  gLaunch.output = output;
+  return cudaSuccess;
+}
+}  // namespace passrt
+
+namespace {
+// Geometry: x [1,4,10,10], 3x3 kernel, stride 2, pads (top, left, bottom, right) 1,0,1,2, group 2,
+// so weight [8,2,3,3] and output 5x5 ((10+1+1-3)/2+1 = 5, (10+0+2-3)/2+1 = 5); tile 2: 3x3 tiles.
+struct Fields {
+  int32_t kernel[2]{3, 3};
+  int32_t strides[2]{2, 2};
+  int32_t dilations[2]{1, 1};
+  int32_t pads[4]{1, 0, 1, 2};
+  int32_t group{2};
+  int32_t tile{2};
+  int32_t activation{6};
+  float alpha{0.2F};
+  int32_t post{1};
+  std::vector<PluginField> list;
+  PluginFieldCollection fc{};
+
+  PluginFieldCollection const* make(char const* skip = nullptr, bool alphaAsInt = false) {
+    list.clear();
+    auto add = [&](char const* name, void const* data, PluginFieldType type, int32_t n) {
+      if (skip == nullptr || std::strcmp(skip, name) != 0) {
+        list.emplace_back(name, data, type, n);
+      }
+    };
+    add("kernel_shape", kernel, PluginFieldType::kINT32, 2);
+    add("strides", strides, PluginFieldType::kINT32, 2);
+    add("dilations", dilations, PluginFieldType::kINT32, 2);
+    add("pads", pads, PluginFieldType::kINT32, 4);
+    add("group", &group, PluginFieldType::kINT32, 1);
+    add("tile", &tile, PluginFieldType::kINT32, 1);
+    add("activation", &activation, PluginFieldType::kINT32, 1);
+    add("activation_alpha", &alpha, alphaAsInt ? PluginFieldType::kINT32 : PluginFieldType::kFLOAT32, 1);
+    add("post_activation", &post, PluginFieldType::kINT32, 1);
+    fc.nbFields = static_cast<int32_t>(list.size());
+    fc.fields = list.data();
+    return &fc;
+  }
+};
+
+Dims dims(int32_t rank, int64_t a, int64_t b = 0, int64_t c = 0, int64_t d = 0) {
+  Dims r{};
+  r.nbDims = rank;
+  int64_t const v[4] = {a, b, c, d};
+  for (int32_t i = 0; i < rank; ++i) {
+    r.d[i] = v[i];  // int32 in TensorRT 8, int64 in 10
+  }
+  return r;
+}
+
+// Descriptors of the inputs then the output; cacheW != 5 makes cache_in (and the output) inconsistent.
+std::vector<PluginTensorDesc> descs(DataType type, int32_t nbInputs, int64_t cacheW = 5) {
+  Dims const shapes[6] = {dims(4, 1, 4, 10, 10), dims(4, 1, 1, 3, 3), dims(4, 1, 8, 5, cacheW),
+                          dims(4, 8, 2, 3, 3),   dims(1, 8),          dims(4, 1, 8, 5, cacheW)};
+  std::vector<PluginTensorDesc> d(static_cast<size_t>(nbInputs) + 1);
+  for (int32_t i = 0; i <= nbInputs; ++i) {
+    d[i].dims = i == nbInputs ? shapes[2] : shapes[i];
+    d[i].type = i == 1 ? DataType::kFLOAT : type;
+    d[i].format = TensorFormat::kLINEAR;
+    d[i].scale = -1.0F;
+  }
+  return d;
+}
+
+std::vector<DynamicPluginTensorDesc> dynamic(std::vector<PluginTensorDesc> const& d) {
+  std::vector<DynamicPluginTensorDesc> r(d.size());
+  for (size_t i = 0; i < d.size(); ++i) {
+    r[i].desc = d[i];
+    r[i].min = d[i].dims;
+    r[i].max = d[i].dims;
+  }
+  return r;
+}
+
+float gMask[9];
+char gX[1], gW[1], gB[1], gCache[1], gRes[1], gOut[1];
+
+int32_t runEnqueue(PassSparseConv2dPlugin& plugin, DataType type, int32_t nbInputs, bool aliasCache = false,
+                   int64_t cacheW = 5) {
+  auto d = descs(type, nbInputs, cacheW);
+  void const* inputs[6] = {gX, gMask, gCache, gW, gB, gRes};
+  void* outputs[1] = {aliasCache ? static_cast<void*>(gCache) : static_cast<void*>(gOut)};
+  gLaunch = Launch{};
+  gCopy = Copy{};
+  return plugin.enqueue(d.data(), d.data() + nbInputs, inputs, outputs, nullptr, nullptr);
+}
+
+#if NV_TENSORRT_MAJOR >= 10
+PassSparseConv2dPlugin* create(PassSparseConv2dPluginCreator& creator, PluginFieldCollection const* fc) {
+  return static_cast<PassSparseConv2dPlugin*>(creator.createPlugin("layer", fc, TensorRTPhase::kBUILD));
+}
+void release(IPluginV3* p) { delete p; }
+// 0 if configurePlugin() accepted the shapes without reporting anything.
+int32_t configure(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t nbInputs) {
+  auto dd = dynamic(d);
+  gLog.clear();
+  int32_t const status = plugin.configurePlugin(dd.data(), nbInputs, dd.data() + nbInputs, 1);
+  return status != 0 ? status : (gLog.empty() ? 0 : -2);
+}
+bool supports(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t pos, int32_t nbInputs) {
+  auto dd = dynamic(d);
+  return plugin.supportsFormatCombination(pos, dd.data(), nbInputs, 1);
+}
+#else
+PassSparseConv2dPlugin* create(PassSparseConv2dPluginCreator& creator, PluginFieldCollection const* fc) {
+  return static_cast<PassSparseConv2dPlugin*>(creator.createPlugin("layer", fc));
+}
+void release(IPluginV2* p) {
+  if (p != nullptr) {
+    p->destroy();
+  }
+}
+// 0 if configurePlugin() did not report anything (it cannot fail in TensorRT 8).
+int32_t configure(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t nbInputs) {
+  auto dd = dynamic(d);
+  gLog.clear();
+  plugin.configurePlugin(dd.data(), nbInputs, dd.data() + nbInputs, 1);
+  return gLog.empty() ? 0 : -1;
+}
+bool supports(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t pos, int32_t nbInputs) {
+  return plugin.supportsFormatCombination(pos, d.data(), nbInputs, 1);
+}
+#endif
+}  // namespace
+
+int main() {
+  PassSparseConv2dPluginCreator creator;
+  CHECK(std::strcmp(creator.getPluginName(), "PassSparseConv2d") == 0);
+  CHECK(std::strcmp(creator.getPluginVersion(), "1") == 0);
+  CHECK(std::strcmp(creator.getPluginNamespace(), "passrt") == 0);
+
+  // The advertised fields: the ONNX attributes, in order, with their types and lengths.
+  char const* names[] = {"kernel_shape", "strides",    "dilations",        "pads",           "group",
+                         "tile",         "activation", "activation_alpha", "post_activation"};
+  int32_t const lengths[] = {2, 2, 2, 4, 1, 1, 1, 1, 1};
+  PluginFieldCollection const* advertised = creator.getFieldNames();
+  CHECK(advertised != nullptr && advertised->nbFields == 9);
+  for (int32_t i = 0; advertised != nullptr && i < advertised->nbFields && i < 9; ++i) {
+    CHECK(std::strcmp(advertised->fields[i].name, names[i]) == 0);
+    CHECK(advertised->fields[i].length == lengths[i]);
+    CHECK(advertised->fields[i].type == (i == 7 ? PluginFieldType::kFLOAT32 : PluginFieldType::kINT32));
+  }
+
+  // Rejected, with a message: a required attribute missing, a wrong type, a bad value, no fields.
+  Fields f;
+  gLog.clear();
+  CHECK(create(creator, f.make("tile")) == nullptr);
+  CHECK(logged("tile is required"));
+  gLog.clear();
+  CHECK(create(creator, f.make(nullptr, /* alphaAsInt = */ true)) == nullptr);
+  CHECK(logged("activation_alpha"));
+  f.activation = 42;
+  gLog.clear();
+  CHECK(create(creator, f.make()) == nullptr);
+  CHECK(logged("activation"));
+  f.activation = 6;
+  CHECK(create(creator, nullptr) == nullptr);
+
+  PassSparseConv2dPlugin* plugin = create(creator, f.make());
+  CHECK(plugin != nullptr);
+  if (plugin == nullptr) {
+    return 1;
+  }
+  CHECK(std::strcmp(plugin->getPluginNamespace(), "passrt") == 0);
+  CHECK(plugin->getNbOutputs() == 1);
+
+  // Formats: fp32 or fp16 x, everything else in x's type except the fp32 mask; linear only.
+  for (int32_t nbInputs : {5, 6}) {
+    for (DataType t : {DataType::kFLOAT, DataType::kHALF}) {
+      auto d = descs(t, nbInputs);
+      for (int32_t pos = 0; pos <= nbInputs; ++pos) {
+        CHECK(supports(*plugin, d, pos, nbInputs));
+      }
+      d[1].type = DataType::kHALF;
+      CHECK(!supports(*plugin, d, 1, nbInputs));
+      d[1].type = DataType::kFLOAT;
+      d[nbInputs].type = t == DataType::kFLOAT ? DataType::kHALF : DataType::kFLOAT;
+      CHECK(!supports(*plugin, d, nbInputs, nbInputs));
+      d[nbInputs].type = t;
+      d[2].format = TensorFormat::kCHW4;
+      CHECK(!supports(*plugin, d, 2, nbInputs));
+    }
+    CHECK(!supports(*plugin, descs(DataType::kINT8, nbInputs), 0, nbInputs));
+  }
+  CHECK(!supports(*plugin, descs(DataType::kFLOAT, 4), 0, 4));
+
+  // Configure: consistent shapes pass, also with extents unknown at build time (-1); others fail.
+  CHECK(configure(*plugin, descs(DataType::kFLOAT, 6), 6) == 0);
+  auto wild = descs(DataType::kFLOAT, 6);
+  for (auto& d : wild) {
+    d.dims.d[0] = -1;
+  }
+  wild[0].dims.d[2] = -1;
+  wild[2].dims.d[2] = -1;
+  CHECK(configure(*plugin, wild, 6) == 0);
+  CHECK(configure(*plugin, descs(DataType::kFLOAT, 6, /* cacheW = */ 6), 6) != 0);
+  CHECK(logged("cache_in is 5x6"));
+  auto badMask = descs(DataType::kFLOAT, 6);
+  badMask[1].dims.d[3] = 4;
+  CHECK(configure(*plugin, badMask, 6) != 0);
+  CHECK(logged("tile_mask"));
+  auto badWeight = descs(DataType::kFLOAT, 6);
+  badWeight[3].dims.d[1] = 4;  // 4 x group 2 != C_in 4
+  CHECK(configure(*plugin, badWeight, 6) != 0);
+  CHECK(configure(*plugin, descs(DataType::kFLOAT, 6), 6) == 0);
+
+  // Enqueue: one copy of the whole cache, then one launch with the attributes' geometry and the real shapes.
+  CHECK(runEnqueue(*plugin, DataType::kFLOAT, 6) == 0);
+  CHECK(gCopy.calls == 1 && gCopy.bytes == 8 * 5 * 5 * sizeof(float) && gCopy.dst == gOut && gCopy.src == gCache);
+  CHECK(gLaunch.calls == 1);
+  passrt::SparseConvParams const& p = gLaunch.p;
+  CHECK(p.batch == 1 && p.in_channels == 4 && p.in_h == 10 && p.in_w == 10);
+  CHECK(p.out_channels == 8 && p.out_h == 5 && p.out_w == 5);
+  CHECK(p.kernel_h == 3 && p.kernel_w == 3 && p.stride_h == 2 && p.stride_w == 2);
+  CHECK(p.dilation_h == 1 && p.dilation_w == 1 && p.pad_top == 1 && p.pad_left == 0);
+  CHECK(p.groups == 2 && p.tile == 2 && p.tilesH() == 3 && p.tilesW() == 3);
+  CHECK(p.act == passrt::Activation::kLeakyRelu && p.act_alpha == 0.2F && p.post_act == passrt::Activation::kRelu);
+  CHECK(gLaunch.dtype == passrt::DataType::kFloat32);
+  CHECK(gLaunch.input == gX && gLaunch.mask == gMask && gLaunch.weight == gW && gLaunch.bias == gB);
+  CHECK(gLaunch.residual == gRes && gLaunch.output == gOut);
+
+  // fp16: half the bytes. cache_in aliased to cache_out: no copy. Wrong runtime shapes: nothing launched.
+  CHECK(runEnqueue(*plugin, DataType::kHALF, 6) == 0);
+  CHECK(gCopy.bytes == 8 * 5 * 5 * 2 && gLaunch.dtype == passrt::DataType::kFloat16);
+  CHECK(runEnqueue(*plugin, DataType::kFLOAT, 6, /* aliasCache = */ true) == 0);
+  CHECK(gCopy.calls == 0 && gLaunch.calls == 1 && gLaunch.output == gCache);
+  gLog.clear();
+  CHECK(runEnqueue(*plugin, DataType::kFLOAT, 6, false, /* cacheW = */ 6) != 0);
+  CHECK(gLaunch.calls == 0 && gCopy.calls == 0 && !gLog.empty());
+
+  // Without the residual input, no residual reaches the kernel.
+  CHECK(configure(*plugin, descs(DataType::kFLOAT, 5), 5) == 0);
+  CHECK(runEnqueue(*plugin, DataType::kFLOAT, 5) == 0);
+  CHECK(gLaunch.calls == 1 && gLaunch.residual == nullptr);
+
+  // Never configured: whether a residual is connected is unknown, so it refuses to run.
+  PassSparseConv2dPlugin* fresh = create(creator, f.make());
+  gLog.clear();
+  CHECK(fresh != nullptr && runEnqueue(*fresh, DataType::kFLOAT, 6) != 0);
+  CHECK(gLaunch.calls == 0 && logged("input count"));
+  release(fresh);
+
+  // Serialization round trip keeps the attributes and the input count (configured last with 6).
+  CHECK(configure(*plugin, descs(DataType::kFLOAT, 6), 6) == 0);
+#if NV_TENSORRT_MAJOR >= 10
+  PluginFieldCollection const* serial = plugin->getFieldsToSerialize();
+  CHECK(serial != nullptr && serial->nbFields == 10);
+  auto* restored = static_cast<PassSparseConv2dPlugin*>(creator.createPlugin("layer", serial, TensorRTPhase::kRUNTIME));
+  CHECK(restored != nullptr);
+  auto* attached =
+      restored != nullptr ? static_cast<PassSparseConv2dPlugin*>(restored->attachToContext(nullptr)) : nullptr;
+  CHECK(attached != nullptr && runEnqueue(*attached, DataType::kFLOAT, 6) == 0);
+  CHECK(gLaunch.calls == 1 && gLaunch.residual == gRes && gLaunch.p.pad_top == 1 && gLaunch.p.act_alpha == 0.2F);
+  auto* cloned = static_cast<PassSparseConv2dPlugin*>(plugin->clone());
+  CHECK(cloned != nullptr && runEnqueue(*cloned, DataType::kFLOAT, 6) == 0);
+  CHECK(plugin->getCapabilityInterface(PluginCapabilityType::kCORE) != nullptr);
+  CHECK(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD) != nullptr);
+  CHECK(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME) != nullptr);
+  DataType outType{};
+  DataType const inTypes[6] = {DataType::kHALF, DataType::kFLOAT, DataType::kHALF,
+                               DataType::kHALF, DataType::kHALF,  DataType::kHALF};
+  CHECK(plugin->getOutputDataTypes(&outType, 1, inTypes, 6) == 0 && outType == DataType::kHALF);
+  delete cloned;
+  delete attached;
+  delete restored;
+#else
+  std::vector<char> blob(plugin->getSerializationSize());
+  plugin->serialize(blob.data());
+  auto* restored = static_cast<PassSparseConv2dPlugin*>(creator.deserializePlugin("layer", blob.data(), blob.size()));
+  CHECK(restored != nullptr && runEnqueue(*restored, DataType::kFLOAT, 6) == 0);
+  CHECK(gLaunch.calls == 1 && gLaunch.residual == gRes && gLaunch.p.pad_top == 1 && gLaunch.p.act_alpha == 0.2F);
+  std::vector<char> again(blob.size());
+  if (restored != nullptr) {
+    restored->serialize(again.data());
+  }
+  CHECK(again == blob);
+  gLog.clear();
+  CHECK(creator.deserializePlugin("layer", blob.data(), blob.size() - 1) == nullptr);
+  CHECK(logged("serialized plugin"));
+  blob[0] = static_cast<char>(blob[0] ^ 1);
+  CHECK(creator.deserializePlugin("layer", blob.data(), blob.size()) == nullptr);
+  IPluginV2DynamicExt* cloned = plugin->clone();
+  CHECK(cloned != nullptr && runEnqueue(*static_cast<PassSparseConv2dPlugin*>(cloned), DataType::kFLOAT, 6) == 0);
+  DataType const inTypes[6] = {DataType::kHALF, DataType::kFLOAT, DataType::kHALF,
+                               DataType::kHALF, DataType::kHALF,  DataType::kHALF};
+  CHECK(plugin->getOutputDataType(0, inTypes, 6) == DataType::kHALF);
+  creator.setPluginNamespace("other");
+  PassSparseConv2dPlugin* renamed = create(creator, f.make());
+  CHECK(renamed != nullptr && std::strcmp(renamed->getPluginNamespace(), "other") == 0);
+  release(renamed);
+  release(cloned);
+  release(restored);
+#endif
+  release(plugin);
+
+  return passrt::test::finish();
+}
