@@ -5,10 +5,10 @@ with the masks computed by standard tensor ops, so that ``torch.onnx.export`` tu
 a graph of standard ONNX ops plus one ``PassSparseConv2d`` node per sparse conv. It follows
 the streaming engine's rules exactly (same tile masks, refreshes, scene cuts and per-layer
 crossover; a layer above its crossover computes every tile, which is what the engine's dense
-path does), so its outputs equal the reference executor's frame after frame. It runs two ways: with the
-node's reference (:func:`~passrt.engine.node.sparse_conv_node`), which is what ``passrt export``
-traces, and with passrt's compiled op in place (:class:`ProgramExecutor`, the ``op`` executor
-of :class:`~passrt.engine.SparseModel`).
+path does), so its outputs equal the reference executor's frame after frame. It runs two
+ways: with the node's reference (:func:`~passrt.engine.node.sparse_conv_node`), which is what
+``passrt export`` traces, and with passrt's compiled op in place (:class:`ProgramExecutor`,
+the ``op`` executor of :class:`~passrt.engine.SparseModel`).
 
 - Convolutions whose fused epilogue the plugin can express (activation, residual add,
   activation) become ``PassSparseConv2d`` nodes; a conv with a fused 1x1 after it becomes
@@ -106,7 +106,7 @@ class SparseProgram(nn.Module):
 
     def __init__(self, plan: Plan, policy, node=sparse_conv_node):
         """``node``: how a PassSparseConv2d node runs (default: the reference, which exports as the
-        node); :func:`op_node` runs passrt's compiled op in place instead (the engine's op backend)."""
+        node); :func:`op_node` runs passrt's compiled op in place instead (the op executor)."""
         super().__init__()
         self.node = node
         self._scratch: dict[str, torch.Tensor] = {}
@@ -200,7 +200,7 @@ class SparseProgram(nn.Module):
     def _intermediate(self, conv: ConvStep, channels: int, zero):
         """The cache of a fused pair's first conv. It needs no state: the 1x1 reads only the tiles
         just recomputed. Exported: zeros expanded from a runtime scalar (a constant would be stored
-        in the file); in place (op backend): a scratch buffer."""
+        in the file); in place (op executor): a scratch buffer."""
         shape = (1, channels, *conv.win.out_size)
         if self.node is sparse_conv_node:
             return zero.reshape(1, 1, 1, 1).expand(shape)

@@ -28,7 +28,7 @@ class SparseModel:
 
     def __init__(self, model: nn.Module, policy: Policy | str = "exact", dense_ops=(), executor: str = "auto",
                  **params):
-        executor = params.pop("backend", executor)  # the name before 0.2
+        executor = params.pop("backend", executor)  # its name until the executors were split out
         if executor not in EXECUTORS:
             raise PassrtError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
         self.executor_choice = executor

@@ -1,4 +1,4 @@
-"""Pure-PyTorch tile kernels (the reference backend, and the CPU fast path).
+"""Pure-PyTorch tile kernels (the reference executor's kernels, and the CPU fast path).
 
 Each kernel computes the outputs of the *active* tiles only, as a (cells, C_out) block in
 tile-cell order; :func:`write_tiles` stores it into the output cache. Gathers go through

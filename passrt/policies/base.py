@@ -63,7 +63,7 @@ class Policy:
 
     name = "policy"
     tile_px: int = 16  # a layer's tile covers about this many input pixels ...
-    # ... but at least this many output cells per side. 1 on the CPU backend: a 1x1 conv is
+    # ... but at least this many output cells per side. 1 on the reference executor: a 1x1 conv is
     # a GEMM over gathered rows whatever the tile size, so small tiles only cost halo in
     # depthwise convs, and on SSDLite at 768x576 that is cheaper than recomputing 2x2-cell
     # (64 px) tiles in the stride-32 layers (measured: benchmarks/RESULTS.md).

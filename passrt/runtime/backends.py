@@ -165,6 +165,30 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
     return TorchSparse(model.module, policy, label or policy.label)
 
 
+def open_with_model(spec, model: str | None, default_model: str, plugin: str | None = None):
+    """(backend, its :class:`~passrt.models.ModelSpec`) for ``spec``: the named model (default
+    ``default_model``), or for a TensorRT engine the model it was exported from (its sidecar says)."""
+    from passrt.models import load_model
+
+    if isinstance(spec, str) and spec.startswith("trt:"):
+        backend = open_backend(spec, load_model(model) if model else None, plugin=plugin)
+        if not (backend.model_name or model):
+            from passrt.runtime.tensorrt_build import warn
+
+            warn(f"{backend.label}: no model name in its sidecar; assuming {default_model} (--model sets it)")
+        return backend, load_model(backend.model_name or model or default_model)
+    spec_model = load_model(model or default_model)
+    return open_backend(spec, spec_model, plugin=plugin), spec_model
+
+
+def policy_name(backend) -> str:
+    """The policy a backend runs, for status lines ('regiondrop', 'regiondrop (TensorRT)')."""
+    described = backend.describe()
+    if "engine" in described:  # a TensorRT engine: the policy it was exported with
+        return f"{described['engine']['policy'].get('name', backend.label)} (TensorRT)"
+    return described["policy"]["name"]
+
+
 def _export_cached(module: nn.Module, example: torch.Tensor, model_name: str) -> Path:
     """Export to ``<cache>/onnx/<model>-<HxW>-<weights hash>.onnx`` unless it is there already."""
     from passrt.export.onnx_export import export_dense

@@ -10,8 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-from passrt.models import load_model
-from passrt.runtime.backends import open_backend
+from passrt.runtime.backends import open_with_model, policy_name
 from passrt.runtime.capture import CaptureThread
 from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask
 from passrt.runtime.sinks import DisplaySink, VideoFileSink
@@ -33,15 +32,8 @@ class Pipeline:
                  max_frames: int | None = None, plugin: str | None = None):
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
-        if isinstance(backend, str) and backend.startswith("trt:"):
-            self.backend = open_backend(backend, load_model(model) if model else None, plugin=plugin)
-            named = self.backend.describe()["engine"]["policy"].get("name", self.backend.label)
-            self.spec = load_model(self.backend.model_name or model or _assume_default(self.backend.label))
-            self.policy = f"{named} (TensorRT)"
-        else:
-            self.spec = load_model(model or DEFAULT_MODEL)
-            self.backend = open_backend(backend, self.spec)
-            self.policy = self.backend.describe()["policy"]["name"]
+        self.backend, self.spec = open_with_model(backend, model, DEFAULT_MODEL, plugin)
+        self.policy = policy_name(self.backend)
         self.uri, self.output, self.show_tiles = uri, output, show_tiles
         self.score_threshold, self.max_frames = score_threshold, max_frames
 
@@ -121,9 +113,3 @@ class Pipeline:
         return draw_overlay(image, [f"{self.policy}  {rate:.1f} FPS  engine {engine_ms:.1f} ms",
                                     f"active {active:.1%}  people {len(det.scores)}"])
 
-
-def _assume_default(label: str) -> str:
-    from passrt.runtime.tensorrt_build import warn
-
-    warn(f"{label}: no model name in its sidecar; assuming {DEFAULT_MODEL} (--model sets it)")
-    return DEFAULT_MODEL

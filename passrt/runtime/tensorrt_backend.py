@@ -255,15 +255,12 @@ class TensorRTEngine:
                 "tensorrt": side.get("tensorrt"), "fp16": side.get("fp16"), "frames": self.frames, **self._stats}
 
 
-def open_engine(path, plugin=None, model: str | None = None, default_model: str | None = None,
-                label: str | None = None) -> TensorRTEngine:
+def open_engine(path, plugin=None, model: str | None = None, label: str | None = None) -> TensorRTEngine:
     """A :class:`TensorRTEngine`; ``model``, when given, must be the one the engine was exported from."""
     engine = TensorRTEngine(path, plugin=plugin, label=label)
     if model and engine.model_name and model != engine.model_name:
         raise PassrtError(f"{engine.label} runs {engine.model_name}, not {model}: leave --model out, or export and "
                           f"build an engine for {model}")
-    if not engine.model_name and not model and default_model:
-        warn(f"{engine.label}: no model name in its sidecar; assuming {default_model} (--model sets it)")
     return engine
 
 
