@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU benchmarks behind benchmarks/RESULTS.md. Run from the repository root after
-# `make install` (plots need matplotlib: pip install matplotlib).
+# `make install` (which installs matplotlib for the plots).
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 OUT=benchmarks/results
