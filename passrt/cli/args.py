@@ -73,9 +73,9 @@ class PolicyArgs:
         return [flag for flag, v in flags if v not in (None, [])]
 
     def parse(self, args):
-        from passrt.policies.spec import PolicySpec, _parse_pairs
+        from passrt.policies.spec import PolicySpec, parse_pairs
 
-        common = _parse_pairs(args.param)
+        common = parse_pairs(args.param)
         if args.threshold is not None:
             common["threshold"] = args.threshold
         if args.gates is not None:

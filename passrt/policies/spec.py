@@ -45,7 +45,7 @@ class PolicySpec:
         if common:
             accepted = parameter_names(name)
             params = {k: v for k, v in common.items() if k in accepted}
-        params.update(_parse_pairs(rest.split(",") if rest else []))
+        params.update(parse_pairs(rest.split(",") if rest else []))
         return cls(name, params, text.strip())
 
     @classmethod
@@ -117,7 +117,8 @@ def _typed(policy: str, name: str, value, default):
     return value
 
 
-def _parse_pairs(pairs: list[str]) -> dict:
+def parse_pairs(pairs: list[str]) -> dict:
+    """['margin=2', 'threshold=0.1'] -> {'margin': 2, 'threshold': 0.1} (numbers, none/null, else text)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

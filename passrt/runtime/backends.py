@@ -126,10 +126,6 @@ class OnnxRuntimeDense:
         return {"backend": "onnxruntime", "onnxruntime": onnxruntime.__version__, "policy": {"name": "dense"}}
 
 
-SPEC_HELP = ("torch:dense, torch:POLICY[:PARAMS] (or just a policy spec), ort (dense ONNX Runtime) or "
-             "trt:ENGINE (a TensorRT engine file)")
-
-
 def open_backend(spec, model=None, example: torch.Tensor | None = None, common: dict | None = None,
                  plugin: str | None = None, label: str | None = None) -> Backend:
     """The backend for ``spec``: a string (see the module docstring) or a :class:`~passrt.policies.PolicySpec`.
