@@ -3,7 +3,7 @@
 
 Dense engines take ``image`` and return the model's outputs. Sparse engines follow the ONNX
 contract (:mod:`passrt.contract`): ``refresh`` is 1 on the first frame and after
-:meth:`TensorRTEngine.reset`, and each ``state_out.<key>`` becomes the next frame's
+:meth:`TensorRTBackend.reset`, and each ``state_out.<key>`` becomes the next frame's
 ``state.<key>`` by swapping the two buffers' addresses (no copy). Buffers are PyTorch CUDA
 tensors; the frame goes up and the outputs come down through pinned host buffers on the
 engine's own stream, timed with CUDA events. TensorRT 8.5+ and 10 run through tensor addresses
@@ -23,7 +23,7 @@ from passrt.runtime.tensorrt_build import (
     PLUGIN_ENV, build_engine, check_compatible, get_logger, gpu_info, import_tensorrt, load_plugin, read_sidecar,
     resolve_plugin, sha256_file, warn)
 
-__all__ = ["TensorRTEngine", "build_engine", "check_compatible", "import_tensorrt", "load_plugin", "open_engine",
+__all__ = ["TensorRTBackend", "build_engine", "check_compatible", "import_tensorrt", "load_plugin", "open_engine",
            "resolve_plugin"]  # the TensorRT entry points in one place
 
 TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
@@ -80,7 +80,7 @@ def plan_io(tensors: list[TensorInfo], onnx_outputs: list[str] | None = None,
         raise PassrtError(f"{engine}: {e}") from None
 
 
-class TensorRTEngine:
+class TensorRTBackend:
     """A ``passrt build`` engine on the current CUDA device."""
 
     def __init__(self, path: str | os.PathLike, plugin: str | os.PathLike | None = None, label: str | None = None):
@@ -255,9 +255,9 @@ class TensorRTEngine:
                 "tensorrt": side.get("tensorrt"), "fp16": side.get("fp16"), "frames": self.frames, **self._stats}
 
 
-def open_engine(path, plugin=None, model: str | None = None, label: str | None = None) -> TensorRTEngine:
-    """A :class:`TensorRTEngine`; ``model``, when given, must be the one the engine was exported from."""
-    engine = TensorRTEngine(path, plugin=plugin, label=label)
+def open_engine(path, plugin=None, model: str | None = None, label: str | None = None) -> TensorRTBackend:
+    """A :class:`TensorRTBackend`; ``model``, when given, must be the one the engine was exported from."""
+    engine = TensorRTBackend(path, plugin=plugin, label=label)
     if model and engine.model_name and model != engine.model_name:
         raise PassrtError(f"{engine.label} runs {engine.model_name}, not {model}: leave --model out, or export and "
                           f"build an engine for {model}")

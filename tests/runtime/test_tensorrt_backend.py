@@ -111,7 +111,7 @@ def test_plugin_that_does_not_load_names_the_os_error(monkeypatch, tmp_path):
 
 def test_missing_engine_file(tmp_path):
     with pytest.raises(PassrtError, match="x.engine: no such TensorRT engine file .*passrt build MODEL.onnx -o"):
-        tb.TensorRTEngine(tmp_path / "x.engine")
+        tb.TensorRTBackend(tmp_path / "x.engine")
 
 
 def test_missing_sidecar_warns(tmp_path, capsys):
@@ -395,7 +395,7 @@ def test_dense_engine_matches_torch(tmp_path, trt_gpu, capsys):
     assert "wrote" in capsys.readouterr().out
     side = json.loads((tmp_path / "tiny.engine.json").read_text())
     assert [o["name"] for o in side["outputs"]] == ["features", "pooled"]
-    engine = tb.TensorRTEngine(tmp_path / "tiny.engine")
+    engine = tb.TensorRTBackend(tmp_path / "tiny.engine")
     assert engine.input_hw == (24, 32) and not engine.sparse
     for frame in (x, x.flip(3), x):  # no state: the same frame gives the same answer
         with torch.no_grad():
@@ -425,7 +425,7 @@ def test_sparse_engine_matches_reference_runner(tmp_path, trt_gpu, capsys):
     onnx_path = tmp_path / "rd.onnx"
     export_model("ssdlite-pedestrian", "regiondrop", {}, (144, 192), onnx_path)
     tb.build_engine(onnx_path, tmp_path / "rd.engine", plugin=plugin, progress=False)
-    engine = tb.TensorRTEngine(tmp_path / "rd.engine")
+    engine = tb.TensorRTBackend(tmp_path / "rd.engine")
     assert engine.sparse and engine.model_name == "ssdlite-pedestrian" and engine.policy["name"] == "regiondrop"
     reference = ExportedStream(onnx_path)
 
