@@ -188,7 +188,7 @@ class SparseProgram(nn.Module):
             weight, bias = self._buffers[weight], self._buffers[bias]
             last = i == len(nodes) - 1
             if attrs is None:  # not expressible by the plugin: dense conv + epilogue, keep active tiles
-                x = _epilogue(conv, step.name, _dense_conv(conv, x, weight, bias), values)
+                x = _epilogue(conv, step.name, conv.dense_conv(x, weight, bias), values)
                 if last:
                     x = torch.where(cells_of(mask, step.tile, step.shape[1], step.shape[2]) > 0.5, x, cache)
                 continue
@@ -231,12 +231,6 @@ def _apply(pw: Pointwise, values, running: Optional[str] = None, y=None):
     args = [y if isinstance(a, Ref) and a.name == running else values[a.name] if isinstance(a, Ref) else a
             for a in pw.args]
     return pw.fn(*args, **{k: v for k, v in pw.kwargs.items() if k != "inplace"})
-
-
-def _dense_conv(conv: ConvStep, x, weight, bias):
-    top, bottom, left, right = conv.win.pads
-    return F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, conv.win.stride, 0,
-                    conv.win.dilation, conv.groups)
 
 
 def _epilogue(conv: ConvStep, running: str, y, values):

@@ -209,18 +209,22 @@ class ConvStep(SpatialStep):
         K.write_tiles(env[self.name], self.tile, active, y)
 
     def run_dense(self, env):
-        y = self._dense_conv(env[self.srcs[0]].nchw())
+        y = self.dense_conv(env[self.srcs[0]].nchw())
         y = self._epilogue(self, env, y, False)
         if self.follow is not None:
-            y = self._epilogue(self.follow, env, self.follow._dense_conv(y), False)
+            y = self._epilogue(self.follow, env, self.follow.dense_conv(y), False)
         env[self.name].write_nchw(y)
 
-    def _dense_conv(self, x: torch.Tensor) -> torch.Tensor:
+    def dense_conv(self, x: torch.Tensor, weight=None, bias=None) -> torch.Tensor:
+        """This conv on a whole NCHW value (``weight``/``bias``: other tensors of the same values, e.g.
+        the exported program's named buffers)."""
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
         top, bottom, left, right = self.win.pads
         if top == bottom and left == right:
-            return F.conv2d(x, self.weight, self.bias, self.win.stride, (top, left), self.win.dilation, self.groups)
-        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias,
-                        self.win.stride, 0, self.win.dilation, self.groups)
+            return F.conv2d(x, weight, bias, self.win.stride, (top, left), self.win.dilation, self.groups)
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, self.win.stride, 0, self.win.dilation,
+                        self.groups)
 
 
 class PoolStep(SpatialStep):
