@@ -56,6 +56,14 @@ def cxx_compiler() -> Optional[str]:
     return shutil.which(candidate) or shutil.which("c++") or shutil.which("g++")
 
 
+def require_cxx(what: str) -> str:
+    """The C++ compiler, or a skip saying that ``what`` needs one (a genuine absence, never a failed build)."""
+    cxx = cxx_compiler()
+    if cxx is None:
+        pytest.skip(f"no C++ compiler (c++/g++): {what}")
+    return cxx
+
+
 def require_op() -> None:
     """passrt's compiled op must be loaded: fail with the build's error if a compiler exists."""
     from passrt.kernels import extension

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from passrt import contract
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
-from tests.conftest import skip_or_fail
+from tests.conftest import require_cxx, skip_or_fail
 
 KERNELS = Path(__file__).resolve().parents[2] / "passrt" / "csrc" / "kernels"
 
@@ -46,9 +46,7 @@ class SparseConvParams(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if not cxx:
-        pytest.skip("no C++ compiler: CPU twins not built")
+    cxx = require_cxx("the CPU twins cannot be built")
     so = tmp_path_factory.mktemp("native") / "libpassrt_kernels_cpu.so"
     sources = [str(KERNELS / "cpu" / f) for f in ("kernels_cpu.cpp", "sparse_conv2d_cpu.cpp")]
     out = subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", *sources, "-o", str(so)],

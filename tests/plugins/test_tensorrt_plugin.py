@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from passrt import contract
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
-from tests.conftest import skip_or_fail
+from tests.conftest import require_cxx, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "plugins" / "tensorrt"
@@ -112,9 +112,7 @@ def test_plugin_identity_is_spelled_once():
 def test_plugin_common_without_tensorrt(tmp_path):
     """sparseConvAttributes.cpp (parsing, validation, serialization, shape checks) against the kernel
     header, with warnings as errors, then plugins/tensorrt/tests/attributesTest.cpp run."""
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if not cxx:
-        pytest.skip("no C++ compiler")
+    cxx = require_cxx("the plugin's TensorRT-free half cannot be compiled")
     exe = tmp_path / "attributesTest"
     build = subprocess.run(
         [cxx, "-std=c++17", "-O0", "-Wall", "-Wextra", "-Wshadow", "-Werror", "-I", str(KERNEL_DIR), "-I",
@@ -176,9 +174,7 @@ def plugin_sources(version):
 @pytest.mark.parametrize("version", HEADER_VERSIONS)
 def test_plugin_host_smoke(version, tmp_path):
     headers = _include_dir(_headers(version))
-    cxx = shutil.which(os.environ.get("CXX", "g++"))
-    if not cxx:
-        pytest.skip("no C++ compiler")
+    cxx = require_cxx("the host smoke test cannot be compiled")
     exe = tmp_path / "hostSmoke"
     build = subprocess.run(
         [cxx, "-std=c++17", "-O0", "-Wall", "-Wno-deprecated-declarations", "-isystem", str(headers),
