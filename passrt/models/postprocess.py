@@ -46,8 +46,8 @@ def detect(box_enc, class_logits, anchors: np.ndarray, image_hw: tuple[int, int]
     person logit; ``anchors`` (A, 4) for the size the network ran at; ``image_hw`` the size
     the pixel boxes refer to.
     """
-    enc = _numpy(box_enc).reshape(-1, 4)
-    logits = _numpy(class_logits).reshape(enc.shape[0], -1)[:, 1]
+    enc = to_numpy(box_enc).reshape(-1, 4)
+    logits = to_numpy(class_logits).reshape(enc.shape[0], -1)[:, 1]
     if len(anchors) != len(enc):
         raise ValueError(f"{len(enc)} box encodings but {len(anchors)} anchors")
     # sigmoid(l) >= t  <=>  l >= logit(t): threshold first, and take sigmoids of the few kept.
@@ -78,7 +78,7 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarra
     return idx[np.argsort(-scores[idx], kind="stable")]
 
 
-def _numpy(t) -> np.ndarray:
+def to_numpy(t) -> np.ndarray:
     if hasattr(t, "detach"):
         t = t.detach().cpu().numpy()
     return np.asarray(t, dtype=np.float32)

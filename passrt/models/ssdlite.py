@@ -30,8 +30,8 @@ from torch import nn
 from passrt import assets
 from passrt.errors import PassrtError
 from passrt.models import ModelSpec
-from passrt.models.anchors import anchors_per_cell, generate_anchors
-from passrt.models.postprocess import Detections, detect
+from passrt.models.anchors import anchors_per_cell, generate_anchors, trusted_anchors
+from passrt.models.postprocess import Detections, detect, to_numpy
 from passrt.models.tf_graph import Node, const, read_graph
 from passrt.nn import Conv2dSame
 
@@ -221,24 +221,29 @@ def preprocess(frame_bgr: np.ndarray) -> torch.Tensor:
 
 
 class Postprocess:
-    """``(outputs, image_hw, **detect_kwargs) -> Detections``; anchors are made once per size."""
+    """``(outputs, image_hw, **detect_kwargs) -> Detections``; anchors are made once per size.
+
+    Only the anchors of the heads that are meaningful at the size are decoded
+    (:func:`passrt.models.anchors.trusted_heads`)."""
 
     def __init__(self):
-        self._anchors: dict[tuple[int, int], np.ndarray] = {}
+        self._anchors: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def anchors(self, image_hw: tuple[int, int]) -> np.ndarray:
+    def anchors(self, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(anchors (A, 4), trusted (A,) bool) for an (H, W) input."""
         key = (int(image_hw[0]), int(image_hw[1]))
         if key not in self._anchors:
-            self._anchors[key] = generate_anchors(key)
+            self._anchors[key] = generate_anchors(key), trusted_anchors(key)
         return self._anchors[key]
 
     def __call__(self, outputs, image_hw: tuple[int, int], **kw) -> Detections:
         box_enc, logits = outputs
-        anchors = self.anchors(image_hw)
+        anchors, trusted = self.anchors(image_hw)
         if box_enc.shape[-2] != len(anchors):
             raise PassrtError(f"{NAME}: {box_enc.shape[-2]} box encodings for {len(anchors)} anchors of a "
                               f"{image_hw[0]}x{image_hw[1]} input; the model must run at the image's size")
-        return detect(box_enc, logits, anchors, image_hw, **kw)
+        box_enc, logits = to_numpy(box_enc).reshape(-1, 4)[trusted], to_numpy(logits).reshape(len(anchors), -1)[trusted]
+        return detect(box_enc, logits, anchors[trusted], image_hw, **kw)
 
 
 def model_spec(path=None) -> ModelSpec:

@@ -17,9 +17,10 @@ import torch
 
 from passrt import assets
 from passrt.plan import trace
+from passrt.runtime.frames import read_frames
 from passrt.errors import PassrtError
 from passrt.models import ModelSpec, load_model
-from passrt.models.anchors import feature_map_sizes_for, generate_anchors
+from passrt.models.anchors import feature_map_sizes_for, generate_anchors, trusted_anchors, trusted_heads
 from passrt.models.postprocess import decode_boxes, nms
 from passrt.models.ssdlite import load_ssdlite_pedestrian
 from passrt.models.tf_graph import _tensor, const, read_graph
@@ -70,10 +71,29 @@ def test_any_input_size_matches_its_anchors(spec, hw):
     anchors = generate_anchors(hw)
     assert box.shape == (1, len(anchors), 4) and cls.shape == (1, len(anchors), 2)
     assert spec.postprocess((box, cls), hw).boxes.shape[1] == 4
-    # Square in pixels at 768x576: the first aspect-1 anchor of the second layer.
+    # The first aspect-1 anchor of the second layer keeps its training size in pixels (0.35 x 300).
     fh, fw = feature_map_sizes_for(hw)[0]
     a = anchors[3 * fh * fw]
-    assert (a[3] - a[1]) * hw[1] == pytest.approx((a[2] - a[0]) * hw[0], rel=1e-5)
+    assert (a[3] - a[1]) * hw[1] == pytest.approx(0.35 * 300, rel=1e-5)
+    assert (a[2] - a[0]) * hw[0] == pytest.approx(0.35 * 300, rel=1e-5)
+
+
+def test_whole_image_head_is_trusted_only_at_one_cell():
+    assert trusted_heads((300, 300)) == [True] * 6
+    assert trusted_heads((360, 480)) == [True] * 6  # the last map is still 1x1
+    assert trusted_heads((576, 768)) == [True] * 5 + [False]  # 2x2: no longer whole-image
+    assert trusted_anchors((576, 768)).sum() == len(generate_anchors((576, 768))) - 2 * 2 * 6
+
+
+def test_no_scenery_boxes_at_native_resolution(spec):
+    """vtest at 768x576: people-sized boxes only (the issue's symptom was 250-550 px boxes on grass)."""
+    clip = read_frames(str(assets.fetch("vtest")), count=5, start=100)
+    for frame in clip.frames:
+        with torch.no_grad():
+            det = spec.postprocess(spec.module(spec.preprocess(frame)), frame.shape[:2])
+        assert len(det) >= 1
+        areas = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
+        assert areas.max() < 0.05 * frame.shape[0] * frame.shape[1], det.boxes
 
 
 def test_graph_reader_op_counts_and_constants():
