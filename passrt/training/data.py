@@ -1,8 +1,8 @@
 """Training frames: unlabeled clips, decoded once, sampled as (frame, earlier frame) pairs.
 
-A clip is a file, an asset name (vtest, bigbuckbunny, carphone) or either with a frame range,
-``vtest@400:`` (frames 400 to the end) or ``vtest@0:300``, so that evaluation frames can be
-held out of training.
+A clip is a file, an asset name (vtest, sports2d, pose2sim, franck, marketstreet, bigbuckbunny,
+carphone) or either with a frame range, ``vtest@400:`` (frames 400 to the end) or
+``vtest@0:300``, so that evaluation frames can be held out of training.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from typing import Optional
 from passrt.options import comma_list, option, parse_size
 from passrt.policies.gate_config import GateConfig
 
-CLIPS_HELP = ("unlabeled clips to train on: files or asset names (vtest, bigbuckbunny, carphone), each optionally "
+CLIPS_HELP = ("unlabeled clips to train on: files or asset names (vtest, sports2d, pose2sim, franck, marketstreet, "
+              "bigbuckbunny, carphone), each optionally "
               "with a frame range to hold evaluation frames out, e.g. vtest@200: (frames 200 to the end)")
 DEVICE = dict(choices=("auto", "cpu", "cuda"))
 
