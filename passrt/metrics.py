@@ -1,4 +1,5 @@
-"""Detection agreement: VOC-style average precision of one engine's detections against another's.
+"""Agreement of an engine with the dense engine: VOC-style average precision of its detections against
+the dense ones, and the raw-output error (:class:`Agreement`).
 
 ``average_precision(predictions, ground_truth)``: predictions are (boxes (N, 4) xyxy,
 scores (N,)) per frame, ground truth boxes (M, 4) per frame. All predictions are ranked by
@@ -54,3 +55,64 @@ def average_precision(predictions, ground_truth, iou_threshold: float = 0.5) -> 
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
     steps = np.where(mrec[1:] != mrec[:-1])[0]
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+
+
+LOW_SCORE = 0.05  # detections are ranked down to this score for the standard AP (as COCO-style evaluators do)
+
+
+class Agreement:
+    """How closely one engine follows the dense engine, frame by frame, on the same frames.
+
+    Two detection figures, both AP@``iou`` with the dense detections at the display threshold
+    as ground truth: ``ap50`` ranks the engine's detections down to :data:`LOW_SCORE` (the
+    standard way: a person whose score moves from 0.31 to 0.29 is ranked lower, not lost), and
+    ``ap50_display`` keeps only those at the display threshold (the figure passrt reported
+    before). And the raw-output error, for any model, task head or not: per output, the max and
+    the mean over frames of ``|engine - dense|`` (max and mean over the output's elements).
+    """
+
+    def __init__(self, display_threshold: float = 0.3, iou: float = 0.5):
+        self.display_threshold, self.iou = display_threshold, iou
+        self.ranked: list = []  # (boxes, scores) per frame, scores >= LOW_SCORE
+        self.truth: list = []  # dense boxes at the display threshold, per frame
+        self._max: list = []  # per output: max |error| over frames so far
+        self._sum: list = []  # per output: sum over frames of the mean |error|
+        self.frames_compared = 0
+
+    def add_detections(self, boxes, scores, dense_boxes) -> None:
+        """One frame: the engine's detections down to LOW_SCORE, the dense ones at the display threshold."""
+        self.ranked.append((np.asarray(boxes).reshape(-1, 4), np.asarray(scores).reshape(-1)))
+        self.truth.append(np.asarray(dense_boxes).reshape(-1, 4))
+
+    def add_outputs(self, outputs, dense_outputs) -> None:
+        """One frame's raw outputs (arrays or CPU tensors, one or a sequence) against the dense engine's."""
+        outputs, dense_outputs = _as_list(outputs), _as_list(dense_outputs)
+        if not self._max:
+            self._max, self._sum = [0.0] * len(outputs), [0.0] * len(outputs)
+        for i, (a, b) in enumerate(zip(outputs, dense_outputs)):
+            err = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+            self._max[i] = max(self._max[i], float(err.max()) if err.size else 0.0)
+            self._sum[i] += float(err.mean()) if err.size else 0.0
+        self.frames_compared += 1
+
+    def ap50(self) -> float:
+        return average_precision(self.ranked, self.truth, self.iou)
+
+    def ap50_display(self) -> float:
+        shown = [(b[s >= self.display_threshold], s[s >= self.display_threshold]) for b, s in self.ranked]
+        return average_precision(shown, self.truth, self.iou)
+
+    def output_error(self) -> dict:
+        """{"max": [per output], "mean": [per output]} (empty lists before any frame)."""
+        n = max(self.frames_compared, 1)
+        return {"max": list(self._max), "mean": [s / n for s in self._sum]}
+
+    def summary(self) -> dict:
+        out = {"output_error": self.output_error()}
+        if self.ranked:
+            out.update(agreement_ap50=self.ap50(), agreement_ap50_display=self.ap50_display())
+        return out
+
+
+def _as_list(outputs) -> list:
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]

@@ -13,7 +13,8 @@ SOURCE_HELP = ("a video file, an asset name (vtest, sports2d, pose2sim, franck, 
                "carphone: fetched on first use; `passrt assets` lists them), "
                "/dev/videoN or v4l2:///dev/videoN, csi://N (Jetson CSI camera), rtsp://..., or a camera index")
 POLICY_HELP = ("dense, exact, regiondrop, layerwise or pass (learned gates: --gates PATH), optionally with "
-               "parameters: 'regiondrop:threshold=0.08,margin=1'")
+               "parameters: 'regiondrop:noise_multiple=6,margin=1', or a policy file from `passrt calibrate` "
+               "(policy.json)")
 
 
 class SourceArgs:
@@ -62,7 +63,9 @@ class PolicyArgs:
         else:
             parser.add_argument("--policy", help=f"{self.help} (default: {self.default})")
         g = parser.add_argument_group("policy parameters (applied to every policy that takes them)")
-        g.add_argument("--threshold", type=float, help="input change threshold, intensities in [0, 1]")
+        g.add_argument("--threshold", type=_threshold,
+                       help="input change threshold: 'auto' (noise_multiple x the stream's measured noise; "
+                            "regiondrop's and layerwise's default) or an absolute intensity in [0, 1]")
         g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="any other policy parameter, e.g. --param margin=2 --param crossover=0.5")
         g.add_argument("--gates", metavar="PATH", help="gates file for the 'pass' policy (from `passrt train-gates`)")
@@ -84,6 +87,16 @@ class PolicyArgs:
         if self.many:
             return PolicySpec.parse_list(args.policies, common)
         return PolicySpec.parse(args.policy or self.default, common)
+
+
+def _threshold(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        import argparse
+        raise argparse.ArgumentTypeError(f"'{text}' is neither 'auto' nor a number") from None
 
 
 class PluginArgs:

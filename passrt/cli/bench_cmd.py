@@ -15,8 +15,8 @@ def register(sub) -> None:
         "bench", help="measure policies against the dense engines on the same frames",
         description="Decode frames once, then run dense PyTorch, dense ONNX Runtime, every policy and every "
                     "TensorRT engine (--engine) on the same frames, taking turns in blocks of 10 frames, after a "
-                    "warm-up. Reports median FPS, latency percentiles, active fraction, MACs and mAP@0.5 agreement "
-                    "with the dense PyTorch detections.")
+                    "warm-up. Reports median FPS, latency percentiles, active fraction, MACs, AP@0.5 agreement "
+                    "with the dense PyTorch detections and the raw-output error against dense PyTorch.")
     SOURCE.add_to(p)
     MODEL.add_to(p)
     POLICIES.add_to(p)
@@ -37,6 +37,7 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
+    from passrt.metrics import LOW_SCORE
     from passrt.runtime.bench import format_table, plot, run_benchmark
 
     if PLUGIN.parse(args) and not args.engine:
@@ -56,7 +57,10 @@ def main(args) -> int:
         print(f"TensorRT {result['machine']['tensorrt']} on {result['machine']['gpu']}")
     print(format_table(result))
     print("active: executed/dense MACs; R_p: share of each conv's output skipped, mean over convs and frames; "
-          "R_m: share of dense MACs not executed (gates count as executed)")
+          "R_m: share of dense MACs not executed (gates count as executed); AP50: AP@0.5 of the detections "
+          f"ranked down to score {LOW_SCORE} against the dense ones at the display threshold; AP50@thr: the "
+          "same with only the detections at the display threshold; max|err|, mean|err|: |engine - dense| of "
+          "the raw outputs, max and mean over frames, largest over outputs")
     if args.json:
         from passrt.runtime.sinks import JsonSink
 

@@ -1,4 +1,4 @@
-"""Entry point: `passrt run | bench | export | build | train-gates | finetune | assets`.
+"""Entry point: `passrt run | bench | calibrate | export | build | train-gates | finetune | assets`.
 
 User errors (:class:`PassrtError`) print one line and exit with status 2; Ctrl-C exits 130.
 Heavy modules are imported by the subcommand that needs them, so `--help` stays fast.
@@ -15,12 +15,12 @@ DESCRIPTION = "passrt: run video CNNs faster by recomputing only what changed be
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from passrt.cli import assets_cmd, bench_cmd, build_cmd, export_cmd, gates_cmd, run_cmd
+    from passrt.cli import assets_cmd, bench_cmd, build_cmd, calibrate_cmd, export_cmd, gates_cmd, run_cmd
 
     parser = argparse.ArgumentParser(prog="passrt", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run_cmd, bench_cmd, gates_cmd, export_cmd, build_cmd, assets_cmd):
+    for module in (run_cmd, bench_cmd, calibrate_cmd, gates_cmd, export_cmd, build_cmd, assets_cmd):
         module.register(sub)
     return parser
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs
+from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs, positive
 from passrt.errors import PassrtError
 
 SOURCE, MODEL, POLICY, PLUGIN = SourceArgs(), ModelArgs(default=None), PolicyArgs("regiondrop"), \
@@ -24,6 +24,12 @@ def register(sub) -> None:
                      help="run this engine (from `passrt build`) on the GPU; the model, input size and policy are "
                           "the ones it was exported with (its ENGINE.json sidecar says which)")
     PLUGIN.add_to(trt)
+    g = p.add_argument_group("accuracy guard")
+    g.add_argument("--guard", type=int, metavar="N",
+                   help="every N frames also run the dense model, measure agreement with it, refresh when a frame falls "
+                        "below --guard-target and tighten the operating point (the cost is in the FPS reported)")
+    g.add_argument("--guard-target", type=float, default=0.98, metavar="AP",
+                   help="AP@0.5 agreement the guard holds (default 0.98)")
     out = p.add_argument_group("output")
     out.add_argument("--output", "-o", metavar="VIDEO", help="write the annotated video here (.mp4 or .avi)")
     out.add_argument("--headless", action="store_true", help="do not open a window")
@@ -37,6 +43,9 @@ def register(sub) -> None:
 def main(args) -> int:
     from passrt.runtime.pipeline import Pipeline
 
+    positive("--guard", args.guard)
+    if not 0 < args.guard_target <= 1:
+        raise PassrtError(f"--guard-target must be in (0, 1], got {args.guard_target}")
     if args.engine:
         given = POLICY.given(args)
         if given:
@@ -51,7 +60,8 @@ def main(args) -> int:
         backend = POLICY.parse(args)
     pipeline = Pipeline(SOURCE.parse(args), backend, MODEL.parse(args), output=args.output,
                         display=not args.headless, show_tiles=args.show_tiles,
-                        score_threshold=args.score_threshold, max_frames=args.max_frames, plugin=PLUGIN.parse(args))
+                        score_threshold=args.score_threshold, max_frames=args.max_frames, plugin=PLUGIN.parse(args),
+                        guard=args.guard, guard_target=args.guard_target)
     summary = pipeline.run(live=sys.stderr)
     if args.json:
         from passrt.runtime.sinks import JsonSink

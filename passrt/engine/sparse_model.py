@@ -59,6 +59,11 @@ class SparseModel:
         self._force_refresh = True
         self.policy.reset()
 
+    def refresh(self) -> None:
+        """Run the next frame dense and restart the caches from it; the policy keeps what it has
+        learned of the stream (e.g. its noise level)."""
+        self._force_refresh = True
+
     def tile_masks(self) -> dict:
         """Per layer (by label), the (Ht, Wt) bool mask of tiles recomputed on the last frame."""
         return self.executor.tile_masks() if self.executor is not None else {}

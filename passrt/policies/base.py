@@ -98,6 +98,11 @@ class Policy:
     def end_frame(self) -> None:
         pass
 
+    def operating_knob(self) -> Optional[str]:
+        """The parameter that trades speed for accuracy, lowered to follow the dense model more
+        closely (by the run-time guard); None when the policy has none."""
+        return None
+
     def overhead_macs(self) -> float:
         """MACs the policy itself spent on the last frame (e.g. learned gates); counted in stats()."""
         return 0.0

@@ -1,35 +1,51 @@
 """``exact``: the input change (per pixel, max over channels, above ``threshold``) pushed through
-every layer's receptive field. With threshold 0 the output equals the dense output; with a
-positive threshold the error stays bounded (see ``begin_frame``)."""
+every layer's receptive field. With threshold 0 (the default) the output equals the dense
+output; with a positive threshold the error stays bounded (see ``begin_frame``);
+``threshold="auto"`` makes it ``noise_multiple`` times the stream's noise level
+(:mod:`passrt.policies.noise`), the same bound relative to the camera's own noise."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
 from passrt.plan import masks
+from passrt.policies import noise
 from passrt.policies.base import CUT_BLOCK, Policy, nonempty
+
+NOISE_BLOCK, NOISE_RANK = 16, 8  # the noise statistic: 8th-largest change in 16x16 blocks (as regiondrop's)
 
 
 @dataclass
 class Exact(Policy):
     name = "exact"
-    threshold: float = 0.0
+    threshold: Union[float, str] = 0.0
+    noise_multiple: float = 4.0
+    noise_floor: float = 1 / 255
 
     def __post_init__(self):
         self.ref: Optional[torch.Tensor] = None
+        self.prev: Optional[torch.Tensor] = None
+        self.level = torch.zeros(1)
 
     def reset(self):
-        self.ref = None
+        self.ref, self.prev, self.level = None, None, torch.zeros(1)
 
     def begin_frame(self, ctx, x, refresh):
         if refresh or self.ref is None or self.ref.shape != x.shape:
-            self.ref = x.clone()
+            self.ref, self.prev = x.clone(), x.clone()
             return True
-        changed = (masks.pixel_change(x, self.ref) > self.threshold).float()
+        limit, measured = self.threshold, None
+        if noise.is_auto(self.threshold):
+            measured = noise.frame_noise(x, self.prev, NOISE_BLOCK, NOISE_RANK)
+            limit = float(noise.threshold(self.level, measured, self.noise_multiple, self.noise_floor))
+            self.prev = x.clone()
+        changed = (masks.pixel_change(x, self.ref) > limit).float()
         ctx.input_fraction = float(masks.to_tiles(changed, CUT_BLOCK).mean())
+        if measured is not None:
+            self.level = noise.update_level(self.level, measured, torch.tensor([ctx.input_fraction]), torch.zeros(1))
         if ctx.input_fraction > self.scene_cut:
             self.ref.copy_(x)
             return True
@@ -40,3 +56,11 @@ class Exact(Policy):
         self.ref = torch.where(changed.bool(), x, self.ref)
         ctx.changed[ctx.input_name] = nonempty(changed)
         return False
+
+    def operating_knob(self):
+        if noise.is_auto(self.threshold):
+            return "noise_multiple"
+        return "threshold" if self.threshold > 0 else None
+
+    def frame_stats(self) -> dict:
+        return {"noise_level": float(self.level)} if noise.is_auto(self.threshold) else {}

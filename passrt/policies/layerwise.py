@@ -1,16 +1,18 @@
 """``layerwise``: CBinfer/DeltaCNN-style. Each conv compares its input with the values it last
 consumed, at the cells its producer rewrote, with a per-layer threshold (``feature_threshold``
 times the layer input's mean magnitude on the last refresh); the frame itself is tested as
-``exact`` does."""
+``exact`` does, by default against the stream's noise level (``threshold="auto"``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 
 from passrt.plan import masks
 from passrt.plan.steps import ConvStep, InputStep, PoolStep
+from passrt.policies import noise
 from passrt.policies.base import Policy, nonempty
 from passrt.policies.exact import Exact
 
@@ -18,11 +20,14 @@ from passrt.policies.exact import Exact
 @dataclass
 class LayerWise(Policy):
     name = "layerwise"
-    threshold: float = 0.08
+    threshold: Union[float, str] = noise.AUTO
+    noise_multiple: float = 4.0
+    noise_floor: float = 1 / 255
     feature_threshold: float = 0.05
 
     def __post_init__(self):
-        self.input = Exact(threshold=self.threshold, scene_cut=self.scene_cut)
+        self.input = Exact(threshold=self.threshold, noise_multiple=self.noise_multiple,
+                           noise_floor=self.noise_floor, scene_cut=self.scene_cut)
         self.refs: dict[str, torch.Tensor] = {}
         self.thresholds: dict[str, float] = {}
 
@@ -32,6 +37,12 @@ class LayerWise(Policy):
 
     def begin_frame(self, ctx, x, refresh):
         return self.input.begin_frame(ctx, x, refresh)
+
+    def operating_knob(self):
+        return "feature_threshold"  # read on every refresh, which the guard triggers when it tightens
+
+    def frame_stats(self) -> dict:
+        return self.input.frame_stats()
 
     def after_refresh(self, steps, env):
         # Each conv/pool remembers the input it consumed and the scale of its values.

@@ -3,8 +3,10 @@ difference, reused, rescaled, by every layer.
 
 The rule, written once (:class:`RegionDropMasks`, standard tensor ops, so it exports to ONNX and
 runs on any device without host synchronisation): a pixel changed when max over channels
-``|x - ref| > threshold``; a ``block`` x ``block`` block changed when at least ``min_pixels`` of
-its pixels did (robust to compression noise); the block mask is dilated by ``margin`` blocks
+``|x - ref| > threshold``; by default (``threshold="auto"``) the threshold is ``noise_multiple``
+times the stream's noise level, measured online (:mod:`passrt.policies.noise`), a number
+given instead is an absolute threshold; a ``block`` x ``block`` block changed when at least
+``min_pixels`` of its pixels did (robust to compression noise); the block mask is dilated by ``margin`` blocks
 (a change reaches neighbouring outputs through receptive fields); more than ``scene_cut`` of
 the blocks changed is a scene cut (dense refresh); the reference ``ref`` moves only inside the
 changed blocks; each layer's tiles are the tiles that cover a changed block.
@@ -13,33 +15,38 @@ changed blocks; each layer's tiles are the tiles that cover a changed block.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 
 from passrt.plan.steps import SpatialStep
-from passrt.policies.base import FrameContext, MaskSource, Policy, nonempty
 from passrt.plan import masks
+from passrt.policies import noise
+from passrt.policies.base import FrameContext, MaskSource, Policy, nonempty
 
 
 @dataclass
 class RegionDrop(Policy):
     name = "regiondrop"
-    # Defaults chosen on vtest.avi (benchmarks/RESULTS.md): its compression noise changes
-    # ~60 % of blocks at threshold 0; requiring 8 pixels above 0.1 in a 16x16 block keeps
-    # people and ignores noise, at mAP@0.5 agreement >= 0.98 with dense.
-    threshold: float = 0.1
+    threshold: Union[float, str] = noise.AUTO  # "auto": noise_multiple x the stream's noise level
+    noise_multiple: float = 4.0
+    noise_floor: float = 1 / 255  # the noise level is at least this (one 8-bit step of a [0, 1] input)
     block: int = 16
     min_pixels: int = 8
     margin: int = 1
 
     def __post_init__(self):
-        self.ref: Optional[torch.Tensor] = None
+        self.states: Optional[list] = None  # the mask source's states: [ref, prev, level]
         self.masks: Optional[RegionDropMasks] = None  # the mask source of the current plan
 
     def reset(self):
-        self.ref = None
+        self.states = None
+
+    @property
+    def ref(self) -> Optional[torch.Tensor]:
+        """The reference frame: each block as it was when last found changed."""
+        return None if self.states is None else self.states[0]
 
     def mask_source(self, plan) -> "RegionDropMasks":
         return RegionDropMasks(plan, self)
@@ -47,17 +54,27 @@ class RegionDrop(Policy):
     def begin_frame(self, ctx, x, refresh):
         if self.masks is None or self.masks.plan is not ctx.plan:
             self.masks = self.mask_source(ctx.plan)
-        if refresh or self.ref is None or self.ref.shape != x.shape:
-            self.ref = x.clone()
-            return True
         source = self.masks
-        [self.ref] = source.begin(x, x.new_zeros(1), [self.ref])
+        if self.states is None or self.states[0].shape != x.shape:
+            self.states = [torch.zeros_like(t) for t in source.initial_states(x)]
+            refresh = True
+        self.states = source.begin(x, x.new_full((1,), float(refresh)), self.states)
         ctx.input_fraction = float(source.fraction)
         if bool(source.full):
             return True
         # Only dense steps look at the input's change map (whether anything changed).
         ctx.changed[ctx.input_name] = FrameContext.FULL if bool(source.blocks.any()) else None
         return False
+
+    def operating_knob(self):
+        if noise.is_auto(self.threshold):
+            return "noise_multiple"
+        return "threshold" if self.threshold > 0 else None
+
+    def frame_stats(self) -> dict:
+        if self.masks is None or not self.masks.adaptive or self.states is None:
+            return {}
+        return {"noise_level": float(self.states[2])}
 
     def step_tiles(self, step, ctx):
         if ctx.changed.get(ctx.input_name) is None:
@@ -68,29 +85,48 @@ class RegionDrop(Policy):
 
 
 class RegionDropMasks(MaskSource):
-    """RegionDrop's rule for one plan (state: the reference frame)."""
+    """RegionDrop's rule for one plan (states: the reference frame; with ``threshold="auto"`` also
+    the previous frame and the noise level)."""
 
     def __init__(self, plan, policy: RegionDrop):
         super().__init__(policy.crossover)
         self.plan, self.p = plan, policy
+        self.adaptive = noise.is_auto(policy.threshold)
         _, _, self.frame_h, self.frame_w = plan.input_shape
         self.state_keys, self.state_shapes = ["ref"], [plan.input_shape]
+        if self.adaptive:
+            self.state_keys += ["prev", "noise_level"]
+            self.state_shapes += [plan.input_shape, (1,)]
         for step in plan.steps:
             if isinstance(step, SpatialStep):
                 self.tiles(*step.shape[1:], step.tile)  # registers the step's rescale matrices
 
+    def initial_states(self, image) -> list:
+        return [image.new_zeros(shape) for shape in self.state_shapes]
+
     def begin(self, image, refresh, states):
         p, ref = self.p, states[0]
-        changed = (masks.pixel_change(image, ref) > p.threshold).float()
+        refresh = refresh.reshape(1)
+        if self.adaptive:
+            prev, level = states[1], states[2]
+            measured = noise.frame_noise(image, prev, p.block, p.min_pixels)
+            limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor).reshape(1, 1, 1, 1)
+        else:
+            limit = p.threshold
+        changed = (masks.pixel_change(image, ref) > limit).float()
         counts = F.avg_pool2d(changed, p.block, p.block, ceil_mode=True) * (p.block ** 2)
         blocks = masks.dilate((counts >= p.min_pixels).float(), p.margin)
         self.fraction = blocks.mean().reshape(1)
         # Compared in float32, on every device and in the exported graph alike.
-        self.full = torch.maximum(refresh.reshape(1), (self.fraction > p.scene_cut).float())
+        self.full = torch.maximum(refresh, (self.fraction > p.scene_cut).float())
         self.blocks = blocks[0, 0]
         self._per_grid = {}
         region = masks.cells_of(blocks, p.block, self.frame_h, self.frame_w)
-        return [torch.where(torch.maximum(region, self.full.reshape(1, 1, 1, 1)) > 0, image, ref)]
+        new_ref = torch.where(torch.maximum(region, self.full.reshape(1, 1, 1, 1)) > 0, image, ref)
+        if not self.adaptive:
+            return [new_ref]
+        self.level = noise.update_level(level, measured, self.fraction, refresh)
+        return [new_ref, image.clone(), self.level]
 
     def step_mask(self, step, value):
         key = (step.shape[1], step.shape[2], step.tile)

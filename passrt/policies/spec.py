@@ -1,8 +1,8 @@
 """Policies by name, and one :class:`PolicySpec` that every way of naming a policy parses.
 
-The CLI's ``regiondrop:threshold=0.1,margin=2``, a list of them (``passrt bench --policies``)
-and the policy an exported ONNX file records in its metadata (``Policy.describe()``) all become
-a PolicySpec; :meth:`PolicySpec.build` (= :func:`make_policy`) checks the parameters and makes
+The CLI's ``regiondrop:threshold=0.1,margin=2``, a list of them (``passrt bench --policies``),
+a policy file (``policy.json``, written by ``passrt calibrate``) and the policy an exported ONNX
+file records in its metadata (``Policy.describe()``) all become a PolicySpec; :meth:`PolicySpec.build` (= :func:`make_policy`) checks the parameters and makes
 the policy. Parsing needs no torch; building imports the policy classes.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from passrt.errors import PassrtError
 
 NAMES = ("dense", "exact", "regiondrop", "layerwise", "pass")
+AUTO = "auto"  # a threshold relative to the stream's noise (passrt.policies.noise)
 
 
 def registry() -> dict:
@@ -38,7 +39,10 @@ class PolicySpec:
 
     @classmethod
     def parse(cls, text: str, common: dict | None = None) -> "PolicySpec":
-        """'regiondrop:threshold=0.1,margin=2'; ``common`` (e.g. --threshold) fills parameters the policy takes."""
+        """'regiondrop:threshold=0.1,margin=2' or a policy file 'policy.json'; ``common`` (e.g. --threshold)
+        fills parameters the policy takes (a file's parameters win: they were calibrated together)."""
+        if text.strip().endswith(".json"):
+            return cls.from_file(text.strip(), common)
         name, _, rest = text.strip().partition(":")
         _check_name(name)
         params = {}
@@ -50,11 +54,11 @@ class PolicySpec:
 
     @classmethod
     def parse_list(cls, text: str, common: dict | None = None) -> list["PolicySpec"]:
-        """Specs separated by ';', or by ',' where the next item starts a new policy name."""
+        """Specs separated by ';', or by ',' where the next item starts a new policy name (or is a file)."""
         items, current = [], ""
         for part in text.replace(";", ",").split(","):
             name = part.split(":", 1)[0].strip()
-            if current and (name in NAMES or "=" not in part):
+            if current and (name in NAMES or "=" not in part or name.endswith(".json")):
                 items.append(current)
                 current = part.strip()
             else:
@@ -71,6 +75,26 @@ class PolicySpec:
         _check_name(name)
         accepted = parameter_names(name)
         return cls(name, {k: v for k, v in described.items() if k in accepted}, name)
+
+    @classmethod
+    def from_file(cls, path: str, common: dict | None = None) -> "PolicySpec":
+        """A policy file: JSON with a "policy" record ({"name": ..., parameters}), as `passrt calibrate` writes."""
+        import json
+
+        try:
+            with open(path) as f:
+                record = json.load(f)
+            described = record["policy"]
+            _check_name(described.get("name"))
+        except OSError as e:
+            raise PassrtError(f"cannot read policy file {path}: {e.strerror}") from None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise PassrtError(f"{path} is not a policy file (JSON with a \"policy\" record, as `passrt calibrate` "
+                              "writes)") from None
+        spec = cls.from_description(described)
+        accepted = parameter_names(spec.name)
+        params = {k: v for k, v in (common or {}).items() if k in accepted}
+        return cls(spec.name, {**params, **spec.params}, path)
 
     def build(self):
         return make_policy(self.name, **self.params)
@@ -106,7 +130,14 @@ def _check_name(name) -> None:
 
 
 def _typed(policy: str, name: str, value, default):
-    """Check a parameter against its default's type (ints may be given for floats)."""
+    """Check a parameter against its default's type (ints may be given for floats); a ``threshold``
+    is a number or 'auto'."""
+    if name == "threshold":
+        if value == AUTO:
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        raise PassrtError(f"policy '{policy}': threshold must be a number >= 0 or '{AUTO}', got {value!r}")
     if default is None or value is None:
         return value
     kind = type(default)

@@ -80,6 +80,10 @@ class TorchSparse:
     def stats(self) -> dict:
         return self.model.stats()
 
+    def refresh(self) -> None:
+        """The next frame runs dense (the run-time guard's correction)."""
+        self.model.refresh()
+
     def reset(self) -> None:
         self.model.reset()
 

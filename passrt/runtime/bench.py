@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from passrt.metrics import average_precision
+from passrt.metrics import LOW_SCORE, Agreement
 from passrt.models import load_model
 from passrt.runtime.backends import open_backend
 from passrt.runtime.frames import read_frames
@@ -32,7 +32,8 @@ class Entry:
     latency_ms: list = field(default_factory=list)
     active: list = field(default_factory=list)
     macs_exec: list = field(default_factory=list)
-    detections: list = field(default_factory=list)
+    detections: list = field(default_factory=list)  # (boxes, scores) at the display threshold, per frame
+    agreement: Agreement = field(default_factory=Agreement)
     skip: list = field(default_factory=list)  # R_p per frame (0 for dense engines and refresh frames)
     gate_macs: list = field(default_factory=list)
     macs_dense: float = 0.0
@@ -84,10 +85,14 @@ def dependency_versions() -> dict:
 def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 200,
                   warmup: int = 5, onnxruntime: bool = True, progress: bool = True, block: int = 10,
                   engines: list[str] = (), plugin: str | None = None, device: str = "cpu",
-                  half: bool = False) -> dict:
+                  half: bool = False, score_threshold: float = 0.3, start: int = 0,
+                  desc: str = "bench") -> dict:
     """Measure dense PyTorch, (optionally) dense ONNX Runtime, each policy (:class:`~passrt.policies.PolicySpec`)
     and each TensorRT engine file in ``engines`` (labelled by its file name). ``device``/``half``: where and in
-    which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's op)."""
+    which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's op); ``start``: the
+    first frame. Agreement
+    (:class:`~passrt.metrics.Agreement`) is against the dense PyTorch engine, whose detections at
+    ``score_threshold`` are the ground truth."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -95,7 +100,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     spec = load_model(model_name)
     trt = [open_backend(f"trt:{path}", spec, plugin=plugin, label=Path(path).name)
            for path in engines]  # before decoding: fail fast without TensorRT
-    clip = read_frames(uri, frames, preprocess=spec.preprocess)
+    clip = read_frames(uri, frames, start=start, preprocess=spec.preprocess)
     tensors = [t.to(device, dtype) for t in clip.frames]
     h, w = tensors[0].shape[2:]
     on_device = replace(spec, module=spec.module.to(device, dtype))
@@ -108,7 +113,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         if any(o.label == b.label for o in backends):  # two engines called alike, or one called like a policy
             b.label = str(b.path)
         backends.append(b)
-    entries = [Entry(b) for b in backends]
+    entries = [Entry(b, agreement=Agreement(score_threshold)) for b in backends]
 
     for e in entries:  # warm-up: allocators, oneDNN primitives, plans; then forget the state
         for x in tensors[:warmup]:
@@ -116,18 +121,25 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         e.backend.reset()
 
     clock = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    bar = tqdm(total=len(tensors) * len(entries), desc="bench", unit="frame", disable=not progress,
+    bar = tqdm(total=len(tensors) * len(entries), desc=desc, unit="frame", disable=not progress,
                file=sys.stderr)
     for start in range(0, len(tensors), block):
+        dense_out = []  # the dense engine runs first in every block: its outputs are the reference
         for e in entries:
-            for x in tensors[start:start + block]:
+            for i, x in enumerate(tensors[start:start + block]):
                 clock()
                 t0 = _now()
                 out = e.backend(x)
                 clock()
                 e.latency_ms.append((_now() - t0) * 1e3)
-                det = spec.postprocess(_on_cpu(out), (h, w))
-                e.detections.append((det.boxes, det.scores))
+                out = _on_cpu(out)
+                det = spec.postprocess(out, (h, w), score_threshold=LOW_SCORE)
+                shown = det.scores >= score_threshold
+                e.detections.append((det.boxes[shown], det.scores[shown]))
+                if e is entries[0]:
+                    dense_out.append(out)
+                e.agreement.add_detections(det.boxes, det.scores, entries[0].detections[start + i][0])
+                e.agreement.add_outputs(out, dense_out[i])
                 st = e.backend.stats()
                 e.active.append(st.get("active_fraction", 1.0))
                 e.macs_exec.append(st.get("macs_executed"))
@@ -141,8 +153,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     bar.close()
 
     sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
-    ground_truth = [boxes for boxes, _ in entries[0].detections]
-    result = {"machine": machine(device), "input": uri, "model": model_name, "frames": len(tensors),
+    result = {"machine": machine(device), "input": uri, "model": model_name, "frames": len(tensors), "start": start,
               "device": device, "dtype": str(dtype).removeprefix("torch."),
               "resolution": [w, h], "clip_fps": clip.fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
     for e in entries:
@@ -158,7 +169,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
             (sparse_macs_dense * float(np.mean(e.active)) if sparse_macs_dense else None),
             "skip_rate": float(np.mean(e.skip)),  # R_p, mean over frames
             "gate_macs": float(np.mean(e.gate_macs)),
-            "agreement_map50": average_precision(e.detections, ground_truth, 0.5),
+            **e.agreement.summary(),  # agreement_ap50, agreement_ap50_display, output_error
             "detections_per_frame": float(np.mean([len(b) for b, _ in e.detections])),
             "per_frame": {"latency_ms": lat, "active_fraction": e.active},
         }
@@ -211,14 +222,15 @@ def _now() -> float:
 
 def format_table(result: dict) -> str:
     rows = [("engine", "FPS", "p50 ms", "p95 ms", "x dense", "x ORT", "active", "R_p", "R_m", "MACs/exec",
-             "mAP50 agr")]
+             "AP50", "AP50@thr", "max|err|", "mean|err|")]
     for label, e in result["policies"].items():
         ratio = e["macs_dense"] / e["macs_executed"] if e.get("macs_executed") else float("nan")
         rows.append((label, f"{e['fps_median']:.1f}", f"{e['latency_ms']['p50']:.1f}",
                      f"{e['latency_ms']['p95']:.1f}", f"{e['speedup_vs_dense']:.2f}",
                      f"{e['speedup_vs_onnxruntime']:.2f}" if "speedup_vs_onnxruntime" in e else "-",
                      f"{e['active_fraction']:.3f}", f"{e['skip_rate']:.3f}", f"{e['mac_reduction']:.3f}",
-                     f"{ratio:.2f}", f"{e['agreement_map50']:.3f}"))
+                     f"{ratio:.2f}", f"{e['agreement_ap50']:.3f}", f"{e['agreement_ap50_display']:.3f}",
+                     f"{max(e['output_error']['max']):.3g}", f"{max(e['output_error']['mean']):.3g}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -29,10 +29,15 @@ class Pipeline:
 
     def __init__(self, uri: str, backend="regiondrop", model: str | None = None, output: str | None = None,
                  display: bool = True, show_tiles: bool = False, score_threshold: float = 0.3,
-                 max_frames: int | None = None, plugin: str | None = None):
+                 max_frames: int | None = None, plugin: str | None = None, guard: int | None = None,
+                 guard_target: float = 0.98):
+        """``guard``: hold the sparse engine to the dense model every ``guard`` frames
+        (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement."""
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
         self.backend, self.spec = open_with_model(backend, model, DEFAULT_MODEL, plugin)
+        if guard:
+            self.backend = _guarded(self.backend, self.spec, guard, guard_target, score_threshold)
         self.policy = policy_name(self.backend)
         self.uri, self.output, self.show_tiles = uri, output, show_tiles
         self.score_threshold, self.max_frames = score_threshold, max_frames
@@ -72,8 +77,10 @@ class Pipeline:
                 if live is not None and (now - last_print > 0.5 or frames == 1):
                     last_print = now
                     end = "\r" if live.isatty() else "\n"
+                    agreement = stats.get("guard", {}).get("agreement_ap50")
+                    checked = f" | agreement {agreement:.3f}" if agreement is not None else ""
                     live.write(f"frame {frame.index:5d} | {rate:5.1f} FPS | engine {engine_ms:6.1f} ms | "
-                               f"active {active:6.1%} | people {len(det.scores):2d}{end}")
+                               f"active {active:6.1%} | people {len(det.scores):2d}{checked}{end}")
                     live.flush()
                 if self.max_frames and frames >= self.max_frames:
                     break
@@ -113,3 +120,15 @@ class Pipeline:
         return draw_overlay(image, [f"{self.policy}  {rate:.1f} FPS  engine {engine_ms:.1f} ms",
                                     f"active {active:.1%}  people {len(det.scores)}"])
 
+
+
+def _guarded(backend, spec, every: int, target: float, score_threshold: float):
+    from passrt.errors import PassrtError
+    from passrt.runtime.backends import TorchSparse, open_backend
+    from passrt.runtime.guard import Guarded
+
+    if not isinstance(backend, TorchSparse):
+        raise PassrtError("--guard holds passrt's PyTorch sparse engine to the dense model; it does not apply to "
+                          f"'{backend.label}' (a dense or TensorRT engine)")
+    dense = open_backend("torch:dense", spec)
+    return Guarded(backend, dense, spec.postprocess, every, target, score_threshold)

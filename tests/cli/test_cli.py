@@ -60,12 +60,17 @@ def test_bench_json(tmp_path):
         assert len(entry["per_frame"]["latency_ms"]) == 12
         assert entry["detections_per_frame"] > 0  # vtest has people on every frame
     dense = policies["dense"]
-    assert dense["agreement_map50"] == 1.0 and dense["active_fraction"] == 1.0
+    assert dense["agreement_ap50"] == dense["agreement_ap50_display"] == 1.0 and dense["active_fraction"] == 1.0
+    assert dense["output_error"]["max"] == [0.0, 0.0]
     assert dense["macs_executed"] == dense["macs_dense"] > 0
-    assert policies["onnxruntime"]["agreement_map50"] >= 0.95  # the same model in another runtime
+    ort = policies["onnxruntime"]  # the same model in another runtime
+    assert ort["agreement_ap50"] >= 0.95 and 0 < max(ort["output_error"]["max"]) < 1e-2
     for name, (agreement, active) in BENCH_EXPECT.items():
         entry = policies[name]
-        assert entry["agreement_map50"] >= agreement, (name, entry["agreement_map50"])
+        assert entry["agreement_ap50"] >= agreement, (name, entry["agreement_ap50"])
+        # Ranking more detections below the display threshold only extends the precision curve.
+        assert entry["agreement_ap50"] >= entry["agreement_ap50_display"] - 1e-9, name
+        assert max(entry["output_error"]["max"]) > 0, name  # sparse and approximate: not bit-equal
         assert 0 < entry["active_fraction"] < active, (name, entry["active_fraction"])
         assert 0 < entry["macs_executed"] < entry["macs_dense"] == dense["macs_dense"], name
     assert result["machine"]["cores"] >= 1 and "torch" in result["machine"]

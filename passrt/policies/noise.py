@@ -1,0 +1,80 @@
+"""How noisy a stream is, measured online, so that a change test means the same on every camera.
+
+An absolute threshold on pixel differences means different things on different sensors,
+codecs, resolutions and lighting: vtest's codec copies most blocks exactly between frames,
+carphone's old sensor moves every pixel by a few 8-bit steps. So the policies test a change
+against ``multiple x level``, where ``level`` is the stream's noise, estimated like this:
+
+- the *statistic* of a block is the ``rank``-th largest pixel change in it (max over
+  channels of ``|x_t - x_{t-1}|``): the quantity RegionDrop's own test ("at least
+  ``min_pixels`` pixels above the threshold") compares, so ``multiple`` reads as "how many
+  times the typical static block's value";
+- a frame's *measurement* is the median of the statistic over blocks (every second block row
+  and column, for speed): on a fixed camera most blocks are static, so this is noise, not
+  motion. Consecutive frames, not the reference: a slow global drift (lighting) then adds up
+  against the reference and is detected, instead of being learned as noise;
+- the *level* follows the measurements, falling slowly (``DECAY`` per frame) so that a codec's
+  periodic bursts (key frames) are remembered, and it is updated only on frames whose changed
+  fraction is below ``STATIC`` and whose measurement is at most ``GROWTH`` times the level:
+  a camera that starts to move, a light switched on or a scene cut are events, not noise (they
+  are then flagged as changes, and a scene cut refreshes). The first measurement after a reset
+  is taken as it is unless it is above ``CEILING``, which no usable camera's noise reaches
+  (48 8-bit steps at the 97th percentile of a block: a per-channel sigma near 12 steps); until
+  then the threshold is ``floor`` x ``multiple``.
+
+Everything is standard tensor ops on (1,)-shaped states with no host synchronisation, so the
+exported ONNX graph runs the same estimator (the level is one more explicit state; 0 means
+"not measured yet"). ``floor`` keeps the threshold above the quantisation of 8-bit video
+(1/255 for inputs in [0, 1]) where a codec copies blocks exactly and the measured level is 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from passrt.plan import masks
+from passrt.policies.spec import AUTO
+
+DECAY = 0.98  # per frame: a key-frame burst is remembered for about 50 frames
+GROWTH = 4.0  # a measurement above this multiple of the level is an event, not noise
+STATIC = 0.5  # the level learns only from frames with less than this fraction changed
+CEILING = 48 / 255  # no measurement above this is noise (for inputs in [0, 1])
+
+
+def is_auto(threshold) -> bool:
+    return isinstance(threshold, str) and threshold == AUTO
+
+
+def frame_noise(image: torch.Tensor, prev: torch.Tensor, block: int, rank: int) -> torch.Tensor:
+    """(1,): the median over sampled blocks of each block's ``rank``-th largest pixel change."""
+    diff = masks.pixel_change(image, prev)
+    h, w = diff.shape[2:]
+    step = 2 * block  # every second block row and column
+    diff = F.pad(diff, (0, -w % step, 0, -h % step))
+    rows, cols = diff.shape[2] // step, diff.shape[3] // step
+    sampled = diff.reshape(rows, 2, block, cols, 2, block)[:, 0, :, :, 0, :]  # (rows, block, cols, block)
+    per_block = sampled.permute(0, 2, 1, 3).reshape(rows * cols, block * block)
+    statistic = torch.topk(per_block, min(rank, block * block), dim=1).values[:, -1]
+    half = (rows * cols + 1) // 2  # static k: exports as TopK
+    return torch.topk(statistic, half, largest=False).values[-1:].reshape(1)
+
+
+def update_level(level: torch.Tensor, measured: torch.Tensor, changed_fraction: torch.Tensor,
+                 refresh: torch.Tensor) -> torch.Tensor:
+    """The new (1,) level (see the module docstring); ``refresh`` (1,) 1.0 on a dense refresh."""
+    plausible = (measured <= CEILING).float()
+    unset = (level <= 0).float()
+    usable = ((changed_fraction < STATIC) & (measured <= GROWTH * level)).float() * plausible
+    followed = torch.maximum(measured, DECAY * level)
+    learned = unset * plausible * measured + (1 - unset) * (usable * followed + (1 - usable) * level)
+    # On a refresh the previous frame may be another scene (or nothing): measure nothing.
+    return torch.where(refresh.reshape(1) > 0, level, learned)
+
+
+def threshold(level: torch.Tensor, measured: torch.Tensor, multiple: float, floor: float) -> torch.Tensor:
+    """(1,): this frame's change threshold: the level before this frame's update (the first
+    measurement while the level is not set yet, if plausible), times ``multiple``, at least
+    ``floor`` x ``multiple``."""
+    first = torch.where(measured <= CEILING, measured, torch.zeros_like(measured))
+    return multiple * torch.clamp(torch.where(level > 0, level, first), min=floor)
