@@ -1,0 +1,167 @@
+"""No drift, for every policy: over 1,000 frames the error against the dense model stays bounded
+and flat.
+
+A policy reuses a cached output where it judges that the input did not change. If what it
+compares the frame with is not what the cache was computed from (the previous frame, or a
+reference that moves where the cache is not recomputed), changes that stay below its per-frame
+threshold add up, frame after frame, without bound. :func:`drifting_scene` is built to provoke
+that: slow changes next to sharp static edges and next to moving objects, under sensor noise.
+Each test compares, per 16x16-pixel region, the worst error of the last 400 frames with that of
+the first 400 (flat), checks a bound on the worst error (bounded), and that the engine really
+skipped work (a dense run would pass trivially).
+
+The network's convolutions have sum |w| = 1 for every output channel and no bias, and ReLU is
+1-Lipschitz, so an input error of at most d in every pixel moves every output by at most d: the
+input error a policy's rule allows bounds the output error directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import passrt
+
+FRAMES = 1000
+NOISE = 0.02
+EARLY, LATE = slice(1, 400), slice(600, FRAMES)  # frame 0 is a dense refresh
+FLAT = 1.5  # late error <= FLAT * early error + EPS, per region
+EPS = 0.005  # the error floor of a region that only sees noise (the outputs span about 0.5)
+REGION = 8  # output cells (2x2 pixels each) per region side: 16x16 pixels
+
+
+def _bounce(t: int, span: int, speed: int) -> int:
+    p = (t * speed) % (2 * span)
+    return p if p < span else 2 * span - p
+
+
+def drifting_scene(n: int, h: int = 128, w: int = 160, noise: float = NOISE, seed: int = 0):
+    """``n`` frames (1, 3, h, w) of a static textured scene (8x10 blocks of 16 pixels) with:
+
+    - sensor noise on every pixel, uniform in +-``noise``;
+    - a slow light change on the top left, 0.001 a frame, up and down over 500 frames;
+    - a lamp warming up, 0.0006 a frame (+0.6 over 1000 frames), two blocks wide and static around;
+    - a strip warming up as fast, right next to an object moving 3 pixels a frame, static beyond
+      (a policy that lets the object's recomputation absorb the strip's change never sees it add up);
+    - a second object moving 2 pixels a frame along the bottom.
+
+    No slow change moves a pixel by more than 0.001 a frame (the noise moves it by up to 0.04):
+    only accumulated do they cross a threshold."""
+    gen = torch.Generator().manual_seed(seed)
+    base = 0.15 + 0.2 * F.avg_pool2d(torch.rand(1, 3, h + 2, w + 2, generator=gen), 3, 1)
+    for t in range(n):
+        x = base.clone()
+        x[:, :, :64, :16] += 0.25 * (1 - abs(t % 500 - 250) / 250)
+        x[:, :, 96:112, 112:144] += 0.0006 * t
+        x[:, :, 16:48, 64:80] += 0.0006 * t
+        y = _bounce(t, 20, 3)
+        x[:, :, 18 + y:26 + y, 52:60] = 0.95
+        y = _bounce(t, 40, 2)
+        x[:, :, 116:124, 4 + y:14 + y] = 0.05
+        x = x + noise * (2 * torch.rand(1, 3, h, w, generator=gen) - 1)
+        yield x.clamp(0, 1)
+
+
+def _net() -> nn.Module:
+    """Three 3x3 convs (the second with stride 2) and a 1x1, each output channel's weights
+    mostly positive with sum |w| = 1, no bias: a Lipschitz-1 map (see the module docstring) that
+    passes brightness through. Receptive field 9x9 pixels."""
+    gen = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    with torch.no_grad():
+        for conv in net:
+            if isinstance(conv, nn.Conv2d):
+                w = torch.randn(conv.weight.shape, generator=gen) + 1.0
+                conv.weight.copy_(w / w.abs().sum((1, 2, 3), keepdim=True))
+                conv.bias.zero_()
+    return net
+
+
+@dataclass
+class Scene:
+    net: nn.Module
+    frames: list
+    dense: list
+    still: float  # how far the dense output moves from frame 0's over the run: never recomputing costs this
+
+
+@pytest.fixture(scope="module")
+def scene() -> Scene:
+    net = _net()
+    frames = list(drifting_scene(FRAMES))
+    with torch.no_grad():
+        dense = [net(x) for x in frames]
+    still = max(float((d - dense[0]).abs().max()) for d in dense)
+    return Scene(net, frames, dense, still)
+
+
+@dataclass
+class Run:
+    errors: np.ndarray  # per frame, max |engine - dense|
+    early: torch.Tensor  # per region, the worst error over EARLY
+    late: torch.Tensor  # ... and over LATE
+    active: float  # mean active fraction
+    refreshes: int
+
+    def drift(self) -> str:
+        ratio = (self.late - EPS) / self.early
+        r, c = divmod(int(ratio.argmax()), ratio.shape[1])
+        return (f"worst region: pixels {16 * r}:{16 * r + 16}, {16 * c}:{16 * c + 16}, error "
+                f"{float(self.early[r, c]):.4f} over frames 1-399, {float(self.late[r, c]):.4f} over 600-999")
+
+
+def _run(engine, scene: Scene) -> Run:
+    errors, active, refreshes = [], [], 0
+    early = late = None
+    with torch.no_grad():
+        for t, (x, want) in enumerate(zip(scene.frames, scene.dense)):
+            err = (engine(x) - want).abs().amax(1)[0]
+            errors.append(float(err.max()))
+            stats = engine.stats()
+            active.append(stats["active_fraction"])
+            refreshes += stats["refresh"]
+            if EARLY.start <= t < EARLY.stop:
+                early = err if early is None else torch.maximum(early, err)
+            elif LATE.start <= t < LATE.stop:
+                late = err if late is None else torch.maximum(late, err)
+    regions = [F.max_pool2d(m[None], REGION)[0] for m in (early, late)]
+    return Run(np.array(errors), *regions, float(np.mean(active)), refreshes)
+
+
+def _assert_no_drift(run: Run, bound: float, why: str) -> None:
+    # Only the first frame refreshes: a refresh (scene cut) resets every cache, hiding any drift.
+    assert run.refreshes == 1, f"{run.refreshes} refreshes: this run cannot show drift"
+    assert run.active < 0.5, f"active fraction {run.active:.2f}: too little skipped to test reuse"
+    assert run.errors.max() <= bound, f"max error {run.errors.max():.4f} > {bound:.4f} ({why})"
+    early, late = run.errors[EARLY].max(), run.errors[LATE].max()
+    assert late <= FLAT * early + EPS, f"error grows: {early:.4f} over frames 1-399, {late:.4f} over 600-999"
+    assert bool((run.late <= FLAT * run.early + EPS).all()), run.drift()
+
+
+def _generic_bound(scene: Scene) -> float:
+    """For rules whose parameters the test does not fix (defaults may adapt to the noise): a
+    quarter of what never recomputing would cost."""
+    return 0.25 * scene.still
+
+
+# ---- exact, layerwise -------------------------------------------------------------------------
+
+
+def test_exact_error_is_bounded_and_does_not_drift(scene):
+    tau = 0.05
+    run = _run(passrt.sparsify(scene.net, "exact", threshold=tau, scene_cut=1.0), scene)
+    # The reference moves only at pixels that changed by more than tau, and every output that
+    # reads such a pixel is recomputed: each cached value was computed from pixels within tau of
+    # the reference, which is within tau of the frame: input error <= 2 tau, so output error too.
+    _assert_no_drift(run, 2 * tau, "exact: 2 * threshold")
+
+
+def test_layerwise_error_is_bounded_and_does_not_drift(scene):
+    run = _run(passrt.sparsify(scene.net, "layerwise", threshold=0.05, scene_cut=1.0), scene)
+    _assert_no_drift(run, _generic_bound(scene), "a quarter of the never-recompute error")
