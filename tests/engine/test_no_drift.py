@@ -26,6 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import passrt
+from passrt.policies import PassGates
+from passrt.policies.gate import GateConfig
+from passrt.policies.gateset import GateSet
+from passrt.training.train import TILES, plan_steps
 
 FRAMES = 1000
 NOISE = 0.02
@@ -165,3 +169,41 @@ def test_exact_error_is_bounded_and_does_not_drift(scene):
 def test_layerwise_error_is_bounded_and_does_not_drift(scene):
     run = _run(passrt.sparsify(scene.net, "layerwise", threshold=0.05, scene_cut=1.0), scene)
     _assert_no_drift(run, _generic_bound(scene), "a quarter of the never-recompute error")
+
+
+# ---- pass -------------------------------------------------------------------------------------
+
+
+def _difference_gates(net, example, tau: float) -> GateSet:
+    """Untrained gates in the default places (the first conv of each resolution: '0' on the frame,
+    '4' on the second conv's output), each deciding like an ideal trained gate: skip a patch when
+    none of its cells moved more than ``tau`` from the reference (logit > 0 is "skip").
+    Random gates would test the gates, not the policy's bookkeeping."""
+    gates = GateSet.for_steps("toy", plan_steps(net, example), GateConfig(channels=4, depth=0, hidden=4), TILES)
+    for label in gates.labels():
+        patch = gates.gate(label).patch
+        gates.gate(label).forward = lambda x, ref, p=patch: tau - F.max_pool2d(
+            (x - ref).abs().amax(1, keepdim=True), p, p, ceil_mode=True)
+    return gates
+
+
+def test_pass_error_is_bounded_and_does_not_drift(scene):
+    tau = 0.05
+    gates = _difference_gates(scene.net, scene.frames[0], tau)
+    assert gates.labels() == ["0", "4"]
+    run = _run(passrt.sparsify(scene.net, PassGates.from_gates(gates)), scene)
+    # Each gate's reference moves only on its kept patches, and every cell that reads a kept patch
+    # is recomputed (through the windows of the gated conv and the layers after it). So the first
+    # group's caches are within 2 tau of dense (as for exact); the second gate then keeps what its
+    # cached input (within 2 tau of dense) shows within 2 tau of what it computed from: 4 tau.
+    _assert_no_drift(run, 4 * tau, "pass, two difference gates in a chain: 4 * threshold")
+
+
+def test_pass_comparing_with_the_previous_frame_drifts(scene):
+    """The control: the paper's compare="previous" skips a slow change forever. This clip shows it,
+    and the checks above catch it."""
+    gates = _difference_gates(scene.net, scene.frames[0], 0.05)
+    run = _run(passrt.sparsify(scene.net, PassGates.from_gates(gates, compare="previous")), scene)
+    assert run.refreshes == 1 and run.active < 0.5
+    assert not bool((run.late <= FLAT * run.early + EPS).all())
+    assert run.errors[LATE].max() > 2 * run.errors[EARLY].max()
