@@ -2,9 +2,9 @@
 
 A gate sits in front of a *gated* conv (by module path, e.g. ``blocks.2.expand.0``) and
 decides its tiles. Every other layer follows the gate upstream of it (through its inputs:
-the conv's *group*), its mask rescaled to the layer's grid, the way RegionDrop reuses one
-mask for all layers; a layer fed by the frame itself or by a dense (non-local) op with no gate
-upstream falls back to exact change propagation.
+the conv's *group*): it recomputes the cells that read the gate's kept patches (see
+:mod:`passrt.policies.pass_gates`); a layer fed by the frame itself or by a dense (non-local)
+op with no gate upstream computes every tile.
 
 Default placement, for any CNN: at every input resolution, the conv with the fewest input
 channels (the first such). A gate's patch embedding costs 2 x C_in x C MACs per input cell,

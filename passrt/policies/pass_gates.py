@@ -9,9 +9,17 @@ Each gate compares the gated conv's input now with a reference input:
 - ``compare="previous"``: the previous frame's input, as in the paper. Slow changes can then be
   skipped forever; bound the drift with ``refresh_every``.
 
-``margin`` (not in the paper; RegionDrop's idea): the gated conv computes exactly its kept
-patches, but the layers that follow it recompute a ring of ``margin`` patches more, because
-a change reaches the outputs around it through their receptive fields.
+What a kept patch recomputes: every cell that reads it. A 3x3 conv's output cells along the
+edge of a skipped patch read the kept patch next to it, so the gated conv, and each layer
+after it, recomputes the cells whose windows reach a kept patch (its change propagated cell by
+cell through the windows, as the exact policy does), rounded up to tiles: the kept tiles, and
+their neighbours where a kernel reaches across the patch edge. Without that, those edge cells
+would keep what they computed from the kept patch's old input while its reference moves on,
+and a slow change of a kept patch (recomputed now and then) would add up on its skipped
+neighbours' edges without bound.
+
+``margin`` (not in the paper; RegionDrop's idea): the layers that follow a gated conv also
+recompute a ring of ``margin`` patches around the kept ones.
 
 A frame is a dense refresh on the first frame, after ``reset()``, on a resolution change and
 every ``refresh_every`` frames; per layer, above ``crossover`` it runs dense. ``scene_cut`` is
@@ -41,7 +49,7 @@ class PassGates(Policy):
     gates: Optional[str] = None  # path of a gates file (`passrt train-gates`)
     skip_above: float = 0.5  # a patch is skipped when its skip probability is above this
     compare: str = "reference"  # or "previous"
-    margin: int = 0  # the layers *after* a gated conv also recompute this many patches around its kept ones
+    margin: int = 0  # the layers *after* a gated conv also recompute this many patches more around its kept ones
 
     def __post_init__(self):
         if self.margin < 0:
@@ -168,6 +176,7 @@ class PassMasks(MaskSource):
         self.full = refresh.reshape(1)
         self._refs = dict(zip(self.labels, states))
         self._keep, self._skip, self._new_refs = {}, {}, {}
+        self._reads = {}  # value name -> its cells that read a patch kept this frame
         return []
 
     def step_mask(self, step, value):
@@ -177,13 +186,21 @@ class PassMasks(MaskSource):
         if owners is None:  # no gate upstream: compute every tile
             return torch.ones(1, 1, *step.grid, device=self.full.device)
         own = step.label in self._refs
-        tiles = None
-        for g in sorted(owners):
-            keep = self._keep[g]
-            if not own and self.p.margin:
-                keep = masks.dilate(keep[None, None], self.p.margin)[0, 0]
-            t = self._rescale(step, g, keep)
-            tiles = t if tiles is None else torch.maximum(tiles, t)
+        # The cells that read a kept patch: a gated conv's kept patches through its window, a
+        # follower's inputs' such cells through its own (an input with no gate upstream is computed
+        # in full, and only a gated conv may have one: its gate speaks for its tiles).
+        reads = [self._reads.get(name) for name, _ in step.input_refs()]
+        if own:
+            g = step.label
+            _, h, w = self.gate_in[g]
+            reads[0] = masks.cells_of(self._keep[g][None, None], self.gates.gate(g).patch, h, w)
+        cells = step.propagate(reads)
+        self._reads[step.name] = cells
+        tiles = masks.to_tiles(cells, step.tile)[0, 0]
+        if not own and self.p.margin:
+            for g in sorted(owners):
+                ring = masks.dilate(self._keep[g][None, None], self.p.margin)[0, 0]
+                tiles = torch.maximum(tiles, self._rescale(step, g, ring))
         return self.finish(tiles)
 
     def _rescale(self, step, gate, keep):

@@ -1,4 +1,4 @@
-"""Engine behaviour: non-local ops, errors, refreshes, bounded error, statistics."""
+"""Engine behaviour: non-local ops, errors, refreshes, statistics (long-run error: test_no_drift.py)."""
 
 import pytest
 import torch
@@ -143,32 +143,6 @@ def test_stats_account_macs():
     assert stats["layers"]["0"]["active_fraction"] == 1 / 16
     assert stats["macs_executed"] == 4 * 4 * 4 * 3 * 9
     assert stats["executor"].startswith("reference")
-
-
-def _walk(n, h=48, w=48, noise=0.02, seed=0):
-    """A static scene with bounded per-frame noise and a moving bright square."""
-    gen = torch.Generator().manual_seed(seed)
-    base = torch.rand(1, 3, h, w, generator=gen)
-    for t in range(n):
-        x = base + noise * (2 * torch.rand(1, 3, h, w, generator=gen) - 1)
-        y0 = (t * 2) % (h - 6)
-        x[:, :, y0:y0 + 6, 3:9] = 1.0
-        yield x
-
-
-@pytest.mark.parametrize("policy", ["exact", "layerwise"])
-def test_positive_threshold_error_is_bounded_and_does_not_drift(policy):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
-                        nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
-    engine = passrt.sparsify(net, policy, threshold=0.05, scene_cut=1.0)
-    errors = []
-    with torch.no_grad():
-        for x in _walk(300):
-            errors.append(float((engine(x) - net(x)).abs().max()))
-    assert engine.stats()["active_fraction_mean"] < 0.7  # the noise is really skipped
-    early, late = max(errors[1:100]), max(errors[200:])
-    assert late <= 1.5 * early + 1e-6, (early, late)
 
 
 def test_policy_parameter_types_are_checked():

@@ -3,6 +3,7 @@ R_p / R_m by hand, all-keep gates equal dense on real frames, bad gates files.""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import passrt
@@ -35,47 +36,54 @@ def _fixed_logits(gates, label, logits):
 
 
 def test_rp_rm_and_gate_macs_by_hand():
-    model, x = TwoConvs().eval(), torch.rand(1, 3, 32, 32)
+    model, x = TwoConvs().eval(), torch.rand(1, 3, 64, 64)
     gates = _gates(model, x, ["conv1"])
     assert gates.sites["conv1"].patch == 8  # tile 8 cells (16 px / stride 1, at most 8) x stride 1
-    keep = torch.zeros(1, 1, 4, 4)
-    keep[0, 0, 0, 0] = keep[0, 0, 2, 3] = keep[0, 0, 3, 1] = 1
+    keep = torch.zeros(1, 1, 8, 8)
+    keep[0, 0, 0, 0] = keep[0, 0, 4, 6] = keep[0, 0, 6, 1] = 1
     _fixed_logits(gates, "conv1", (1 - keep) * 20 - 10)  # skip logit +10, keep logit -10
     engine = passrt.sparsify(model, PassGates.from_gates(gates))
     engine(x)
     assert engine.stats()["refresh"] and engine.stats()["skip_rate"] == 0.0
     engine(x + 0.1)
     st = engine.stats()
+    # A kept patch is recomputed with every cell that reads it: the 3x3 convs' cells along the
+    # edges of the 8 patches around it read it, so those tiles are recomputed too (conv2 reads
+    # conv1's recomputed cells, two cells deep at most: the same tiles).
+    recomputed = F.max_pool2d(keep, 3, 1, 1)[0, 0]
+    n = int(recomputed.sum())
+    assert n == 4 + 9 + 9
     for label in ("conv1", "conv2"):  # conv2 follows conv1's gate
         assert st["layers"][label]["mode"] == "sparse"
-        assert st["layers"][label]["skip_rate"] == pytest.approx(13 / 16)
-        assert engine.tile_masks()[label].equal(keep[0, 0].bool())
-    assert st["skip_rate"] == pytest.approx(13 / 16)
-    assert st["gates"]["conv1"]["skip_rate"] == pytest.approx(13 / 16)
-    gate_macs = gates.gate("conv1").macs(32, 32)
+        assert st["layers"][label]["skip_rate"] == pytest.approx(1 - n / 64)
+        assert engine.tile_masks()[label].equal(recomputed.bool())
+    assert st["skip_rate"] == pytest.approx(1 - n / 64)
+    assert st["gates"]["conv1"]["skip_rate"] == pytest.approx(61 / 64)  # R_p: the gate's own decision
+    gate_macs = gates.gate("conv1").macs(64, 64)
     assert st["gate_macs"] == gate_macs
-    dense = (4 * 3 * 9 + 4 * 4 * 9) * 32 * 32
+    dense = (4 * 3 * 9 + 4 * 4 * 9) * 64 * 64
     assert st["macs_dense"] == dense
-    assert st["macs_executed"] == pytest.approx(3 / 16 * dense + gate_macs)
-    assert st["mac_reduction"] == pytest.approx(1 - (3 / 16 * dense + gate_macs) / dense)
+    assert st["macs_executed"] == pytest.approx(n / 64 * dense + gate_macs)
+    assert st["mac_reduction"] == pytest.approx(1 - (n / 64 * dense + gate_macs) / dense)
 
 
 def test_skipped_patches_keep_their_cache_and_kept_ones_are_recomputed():
-    model, x0 = TwoConvs().eval(), torch.rand(1, 3, 32, 32)
+    model, x0 = TwoConvs().eval(), torch.rand(1, 3, 48, 48)
     gates = _gates(model, x0, ["conv1"])
-    keep = torch.zeros(1, 1, 4, 4)
-    keep[0, 0, 1:3, 1:3] = 1
+    keep = torch.zeros(1, 1, 6, 6)
+    keep[0, 0, 2:4, 2:4] = 1
     _fixed_logits(gates, "conv1", (1 - keep) * 20 - 10)
     engine = passrt.sparsify(model, PassGates.from_gates(gates))
     engine(x0)
     x1 = x0.clone()
-    x1[..., 8:24, 8:24] += 0.5  # change only inside the kept patches...
-    x1[..., 0:4, 28:32] += 0.5  # ... and in a skipped corner
+    x1[..., 16:32, 16:32] += 0.5  # change only inside the kept patches...
+    x1[..., 0:4, 44:48] += 0.5  # ... and in a skipped corner
     out = engine(x1)
     with torch.no_grad():
         old, new = model(x0), model(x1)
-    torch.testing.assert_close(out[..., 10:22, 10:22], new[..., 10:22, 10:22])  # recomputed, away from the halo
-    torch.testing.assert_close(out[..., 0:8, 24:32], old[..., 0:8, 24:32])  # skipped: still frame 0's
+    # Recomputed: the kept patches and the tiles around them, whose edge cells read the kept ones.
+    torch.testing.assert_close(out[..., 8:40, 8:40], new[..., 8:40, 8:40])
+    torch.testing.assert_close(out[..., 0:8, 40:48], old[..., 0:8, 40:48])  # skipped: still frame 0's
 
 
 @pytest.fixture(scope="module")
