@@ -115,13 +115,17 @@ class RegionDropMasks(MaskSource):
             limit = p.threshold
         changed = (masks.pixel_change(image, ref) > limit).float()
         counts = F.avg_pool2d(changed, p.block, p.block, ceil_mode=True) * (p.block ** 2)
-        blocks = masks.dilate((counts >= p.min_pixels).float(), p.margin)
+        changed_blocks = (counts >= p.min_pixels).float()
+        blocks = masks.dilate(changed_blocks, p.margin)
         self.fraction = blocks.mean().reshape(1)
         # Compared in float32, on every device and in the exported graph alike.
         self.full = torch.maximum(refresh, (self.fraction > p.scene_cut).float())
         self.blocks = blocks[0, 0]
         self._per_grid = {}
-        region = masks.cells_of(blocks, p.block, self.frame_h, self.frame_w)
+        # The reference moves only inside the changed blocks, not the margin: a margin block's own
+        # slow change must keep adding up against the reference until it is found changed (else it
+        # is absorbed frame by frame, and the outputs beyond the margin that read it drift).
+        region = masks.cells_of(changed_blocks, p.block, self.frame_h, self.frame_w)
         new_ref = torch.where(torch.maximum(region, self.full.reshape(1, 1, 1, 1)) > 0, image, ref)
         if not self.adaptive:
             return [new_ref]

@@ -173,15 +173,11 @@ def test_layerwise_error_is_bounded_and_does_not_drift(scene):
 
 # ---- regiondrop -------------------------------------------------------------------------------
 
-REGIONDROP_REFERENCE = (
-    "regiondrop moves its reference over the margin blocks too (RegionDropMasks.begin: the region is the "
-    "*dilated* block mask), not only inside the changed blocks; a margin block's own slow change is then "
-    "absorbed into the reference frame after frame while the cells beyond the margin, which read its edge, "
-    "are never recomputed (the strip next to the moving object, and the lamp's second block). Fix: move "
-    "`ref` only inside the undilated changed blocks.")
+# regiondrop moves its reference only inside the changed blocks, not over the margin: until it did, a
+# margin block's own slow change was absorbed into the reference frame after frame while the cells beyond
+# the margin, which read its edge, were never recomputed (the strip next to the moving object, the lamp).
 
 
-@pytest.mark.xfail(strict=True, reason=REGIONDROP_REFERENCE)
 @pytest.mark.parametrize("params", [{}, {"threshold": 0.05}], ids=["defaults", "threshold=0.05"])
 def test_regiondrop_error_is_bounded_and_does_not_drift(scene, params):
     run = _run(passrt.sparsify(scene.net, "regiondrop", **params), scene)
@@ -190,7 +186,6 @@ def test_regiondrop_error_is_bounded_and_does_not_drift(scene, params):
     _assert_no_drift(run, _generic_bound(scene), "a quarter of the never-recompute error")
 
 
-@pytest.mark.xfail(strict=True, reason=REGIONDROP_REFERENCE)
 def test_regiondrop_error_is_within_its_rule_and_does_not_drift(scene):
     tau = 0.05
     run = _run(passrt.sparsify(scene.net, "regiondrop", threshold=tau, min_pixels=1), scene)
