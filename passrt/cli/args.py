@@ -90,7 +90,9 @@ class PolicyArgs:
 
 
 def _threshold(text: str):
-    if text == "auto":
+    from passrt.policies.noise import AUTO
+
+    if text == AUTO:
         return text
     try:
         return float(text)

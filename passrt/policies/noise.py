@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from passrt.plan import masks
-from passrt.policies.spec import AUTO
 
 DECAY = 0.98  # per frame: a key-frame burst is remembered for about 50 frames
 GROWTH = 4.0  # a measurement above this multiple of the level is an event, not noise
+AUTO = "auto"  # the value of a ``threshold`` parameter that asks for this estimate
 STATIC = 0.5  # the level learns only from frames with less than this fraction changed
 CEILING = 48 / 255  # no measurement above this is noise (for inputs in [0, 1])
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, fields
 from passrt.errors import PassrtError
 
 NAMES = ("dense", "exact", "regiondrop", "layerwise", "pass")
-AUTO = "auto"  # a threshold relative to the stream's noise (passrt.policies.noise)
 
 
 def registry() -> dict:
@@ -131,7 +130,9 @@ def _check_name(name) -> None:
 
 def _typed(policy: str, name: str, value, default):
     """Check a parameter against its default's type (ints may be given for floats); a ``threshold``
-    is a number or 'auto'."""
+    is a number or 'auto' (relative to the stream's noise)."""
+    from passrt.policies.noise import AUTO
+
     if name == "threshold":
         if value == AUTO:
             return value

@@ -15,6 +15,7 @@ import itertools
 from datetime import datetime, timezone
 
 from passrt.errors import PassrtError
+from passrt.policies.noise import AUTO
 from passrt.policies.spec import PolicySpec
 from passrt.runtime.bench import run_benchmark
 
@@ -34,9 +35,9 @@ def candidates(policy: PolicySpec) -> list[PolicySpec]:
         raise PassrtError(f"nothing to calibrate for policy '{policy.name}'; choose one of: {', '.join(GRID)}")
     grid = {k: v for k, v in GRID[policy.name].items() if k not in policy.params}
     if policy.name in ("regiondrop", "exact", "layerwise"):
-        if policy.params.get("threshold", "auto") != "auto":
+        if policy.params.get("threshold", AUTO) != AUTO:
             grid.pop("noise_multiple", None)  # an absolute threshold was asked for
-        fixed = {"threshold": "auto", **policy.params}
+        fixed = {"threshold": AUTO, **policy.params}
     else:
         fixed = dict(policy.params)
     out = []
