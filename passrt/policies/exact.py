@@ -24,24 +24,31 @@ class Exact(Policy):
     threshold: Union[float, str] = 0.0
     noise_multiple: float = 4.0
     noise_floor: float = 1 / 255
+    max_threshold: float = 0.1  # an "auto" threshold never exceeds this
 
     def __post_init__(self):
-        self.ref: Optional[torch.Tensor] = None
-        self.prev: Optional[torch.Tensor] = None
-        self.level = torch.zeros(1)
+        self.reset()
 
     def reset(self):
-        self.ref, self.prev, self.level = None, None, torch.zeros(1)
+        self.ref: Optional[torch.Tensor] = None
+        self.prevs: list = []  # the two previous frames, newest first (threshold="auto")
+        self.level = torch.zeros(1)
 
     def begin_frame(self, ctx, x, refresh):
+        prevs = self.prevs
+        if noise.is_auto(self.threshold):
+            self.prevs = [x.clone()] + prevs[:1]
         if refresh or self.ref is None or self.ref.shape != x.shape:
-            self.ref, self.prev = x.clone(), x.clone()
+            self.ref = x.clone()
             return True
         limit, measured = self.threshold, None
         if noise.is_auto(self.threshold):
-            measured = noise.frame_noise(x, self.prev, NOISE_BLOCK, NOISE_RANK)
-            limit = float(noise.threshold(self.level, measured, self.noise_multiple, self.noise_floor))
-            self.prev = x.clone()
+            if len(prevs) == 2 and prevs[1].shape == x.shape:
+                measured, _ = noise.frame_noise(x, prevs[0], prevs[1], NOISE_BLOCK, NOISE_RANK, self.noise_floor)
+            else:
+                measured = torch.zeros(1)
+            limit = float(noise.threshold(self.level, measured, self.noise_multiple, self.noise_floor,
+                                          self.max_threshold))
         changed = (masks.pixel_change(x, self.ref) > limit).float()
         ctx.input_fraction = float(masks.to_tiles(changed, CUT_BLOCK).mean())
         if measured is not None:

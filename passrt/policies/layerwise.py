@@ -23,11 +23,12 @@ class LayerWise(Policy):
     threshold: Union[float, str] = noise.AUTO
     noise_multiple: float = 4.0
     noise_floor: float = 1 / 255
+    max_threshold: float = 0.1  # an "auto" threshold never exceeds this
     feature_threshold: float = 0.05
 
     def __post_init__(self):
-        self.input = Exact(threshold=self.threshold, noise_multiple=self.noise_multiple,
-                           noise_floor=self.noise_floor, scene_cut=self.scene_cut)
+        self.input = Exact(threshold=self.threshold, noise_multiple=self.noise_multiple, noise_floor=self.noise_floor,
+                           max_threshold=self.max_threshold, scene_cut=self.scene_cut)
         self.refs: dict[str, torch.Tensor] = {}
         self.thresholds: dict[str, float] = {}
 

@@ -37,6 +37,9 @@ from passrt.plan import masks
 
 DECAY = 0.98  # per frame: a key-frame burst is remembered for about 50 frames
 GROWTH = 4.0  # a measurement above this multiple of the level is an event, not noise
+QUANTILE = 0.75  # of the static blocks' statistic: compression noise is larger in textured blocks
+COHERENCE = 1.5  # static: a block's change over two frames is at most this times its change over one
+MIN_STATIC = 0.25  # fewer static blocks than this (a moving camera): no measurement
 AUTO = "auto"  # the value of a ``threshold`` parameter that asks for this estimate
 STATIC = 0.5  # the level learns only from frames with less than this fraction changed
 CEILING = 48 / 255  # no measurement above this is noise (for inputs in [0, 1])
@@ -46,24 +49,41 @@ def is_auto(threshold) -> bool:
     return isinstance(threshold, str) and threshold == AUTO
 
 
-def frame_noise(image: torch.Tensor, prev: torch.Tensor, block: int, rank: int) -> torch.Tensor:
-    """(1,): the median over sampled blocks of each block's ``rank``-th largest pixel change."""
-    diff = masks.pixel_change(image, prev)
+def _block_statistic(image: torch.Tensor, other: torch.Tensor, block: int, rank: int) -> torch.Tensor:
+    """(blocks,): each sampled block's ``rank``-th largest pixel change between two frames."""
+    diff = masks.pixel_change(image, other)
     h, w = diff.shape[2:]
     step = 2 * block  # every second block row and column
     diff = F.pad(diff, (0, -w % step, 0, -h % step))
     rows, cols = diff.shape[2] // step, diff.shape[3] // step
     sampled = diff.reshape(rows, 2, block, cols, 2, block)[:, 0, :, :, 0, :]  # (rows, block, cols, block)
     per_block = sampled.permute(0, 2, 1, 3).reshape(rows * cols, block * block)
-    statistic = torch.topk(per_block, min(rank, block * block), dim=1).values[:, -1]
-    half = (rows * cols + 1) // 2  # static k: exports as TopK
-    return torch.topk(statistic, half, largest=False).values[-1:].reshape(1)
+    return torch.topk(per_block, min(rank, block * block), dim=1).values[:, -1]
+
+
+def frame_noise(image: torch.Tensor, prev: torch.Tensor, prev2: torch.Tensor, block: int, rank: int,
+                floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """((1,) measurement, (1,) fraction of sampled blocks found static) for one frame.
+
+    A block is static when its change over two frames is not larger than over one (noise does
+    not add up, motion does); the measurement is the ``QUANTILE`` of the statistic over the
+    static blocks (0 when fewer than ``MIN_STATIC`` of the blocks are)."""
+    one = _block_statistic(image, prev, block, rank)
+    two = _block_statistic(image, prev2, block, rank)
+    static = two <= COHERENCE * one + floor
+    n = one.numel()
+    count = static.float().sum()
+    ranked = torch.sort(torch.where(static, one, torch.full_like(one, float("inf")))).values
+    index = torch.clamp((QUANTILE * count).long(), max=n - 1).reshape(1)
+    fraction = (count / n).reshape(1)
+    measured = torch.where(fraction >= MIN_STATIC, ranked.gather(0, index), torch.zeros_like(fraction))
+    return measured, fraction
 
 
 def update_level(level: torch.Tensor, measured: torch.Tensor, changed_fraction: torch.Tensor,
                  refresh: torch.Tensor) -> torch.Tensor:
     """The new (1,) level (see the module docstring); ``refresh`` (1,) 1.0 on a dense refresh."""
-    plausible = (measured <= CEILING).float()
+    plausible = ((measured > 0) & (measured <= CEILING)).float()
     unset = (level <= 0).float()
     usable = ((changed_fraction < STATIC) & (measured <= GROWTH * level)).float() * plausible
     followed = torch.maximum(measured, DECAY * level)
@@ -72,9 +92,12 @@ def update_level(level: torch.Tensor, measured: torch.Tensor, changed_fraction: 
     return torch.where(refresh.reshape(1) > 0, level, learned)
 
 
-def threshold(level: torch.Tensor, measured: torch.Tensor, multiple: float, floor: float) -> torch.Tensor:
+def threshold(level: torch.Tensor, measured: torch.Tensor, multiple: float, floor: float,
+              ceiling: float) -> torch.Tensor:
     """(1,): this frame's change threshold: the level before this frame's update (the first
     measurement while the level is not set yet, if plausible), times ``multiple``, at least
-    ``floor`` x ``multiple``."""
+    ``floor`` x ``multiple`` and at most ``ceiling``: on very noisy footage (film grain, a
+    sensor at high gain) a threshold several times the noise would hide people walking, so the
+    test then stays at ``ceiling`` and recomputes more, rather than answer less accurately."""
     first = torch.where(measured <= CEILING, measured, torch.zeros_like(measured))
-    return multiple * torch.clamp(torch.where(level > 0, level, first), min=floor)
+    return torch.clamp(multiple * torch.clamp(torch.where(level > 0, level, first), min=floor), max=ceiling)

@@ -32,12 +32,13 @@ class RegionDrop(Policy):
     threshold: Union[float, str] = noise.AUTO  # "auto": noise_multiple x the stream's noise level
     noise_multiple: float = 4.0
     noise_floor: float = 1 / 255  # the noise level is at least this (one 8-bit step of a [0, 1] input)
+    max_threshold: float = 0.1  # an "auto" threshold never exceeds this
     block: int = 16
     min_pixels: int = 8
     margin: int = 1
 
     def __post_init__(self):
-        self.states: Optional[list] = None  # the mask source's states: [ref, prev, level]
+        self.states: Optional[list] = None  # the mask source's states: [ref] (+ [prev, prev2, level] if auto)
         self.masks: Optional[RegionDropMasks] = None  # the mask source of the current plan
 
     def reset(self):
@@ -74,7 +75,7 @@ class RegionDrop(Policy):
     def frame_stats(self) -> dict:
         if self.masks is None or not self.masks.adaptive or self.states is None:
             return {}
-        return {"noise_level": float(self.states[2])}
+        return {"noise_level": float(self.states[3])}
 
     def step_tiles(self, step, ctx):
         if ctx.changed.get(ctx.input_name) is None:
@@ -86,7 +87,7 @@ class RegionDrop(Policy):
 
 class RegionDropMasks(MaskSource):
     """RegionDrop's rule for one plan (states: the reference frame; with ``threshold="auto"`` also
-    the previous frame and the noise level)."""
+    the two previous frames and the noise level)."""
 
     def __init__(self, plan, policy: RegionDrop):
         super().__init__(policy.crossover)
@@ -95,8 +96,8 @@ class RegionDropMasks(MaskSource):
         _, _, self.frame_h, self.frame_w = plan.input_shape
         self.state_keys, self.state_shapes = ["ref"], [plan.input_shape]
         if self.adaptive:
-            self.state_keys += ["prev", "noise_level"]
-            self.state_shapes += [plan.input_shape, (1,)]
+            self.state_keys += ["prev", "prev2", "noise_level"]
+            self.state_shapes += [plan.input_shape, plan.input_shape, (1,)]
         for step in plan.steps:
             if isinstance(step, SpatialStep):
                 self.tiles(*step.shape[1:], step.tile)  # registers the step's rescale matrices
@@ -108,9 +109,9 @@ class RegionDropMasks(MaskSource):
         p, ref = self.p, states[0]
         refresh = refresh.reshape(1)
         if self.adaptive:
-            prev, level = states[1], states[2]
-            measured = noise.frame_noise(image, prev, p.block, p.min_pixels)
-            limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor).reshape(1, 1, 1, 1)
+            prev, prev2, level = states[1], states[2], states[3]
+            measured, _ = noise.frame_noise(image, prev, prev2, p.block, p.min_pixels, p.noise_floor)
+            limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor, p.max_threshold).reshape(1, 1, 1, 1)
         else:
             limit = p.threshold
         changed = (masks.pixel_change(image, ref) > limit).float()
@@ -130,7 +131,7 @@ class RegionDropMasks(MaskSource):
         if not self.adaptive:
             return [new_ref]
         self.level = noise.update_level(level, measured, self.fraction, refresh)
-        return [new_ref, image.clone(), self.level]
+        return [new_ref, image.clone(), prev, self.level]
 
     def step_mask(self, step, value):
         key = (step.shape[1], step.shape[2], step.tile)

@@ -36,8 +36,8 @@ def _jpeg(scene, quality, g):
 def _levels(frames):
     level = torch.zeros(1)
     out = []
-    for prev, x in zip(frames, frames[1:]):
-        measured = noise.frame_noise(x, prev, 16, 8)
+    for prev2, prev, x in zip(frames, frames[1:], frames[2:]):
+        measured, _ = noise.frame_noise(x, prev, prev2, 16, 8, LSB)
         level = noise.update_level(level, measured, torch.zeros(1), torch.zeros(1))
         out.append(float(level))
     return out
@@ -87,20 +87,25 @@ def test_one_default_ignores_noise_and_sees_a_person_sized_change_at_every_noise
             out.append(engine.stats()["input_active_fraction"])
         return out
 
-    adaptive = fractions(RegionDrop(scene_cut=1.0))
+    adaptive = fractions(RegionDrop(scene_cut=1.0, max_threshold=1.0))  # the estimate alone, uncapped
     static = adaptive[8:-1]  # after a few frames of learning the level
     assert sum(static) / len(static) <= static_at_most, adaptive  # static noise: little recomputed
     assert adaptive[-1] >= 2 / 192, adaptive  # the object's blocks are
     if level >= 8 or (kind == "jpeg" and level <= 30):
         absolute = fractions(RegionDrop(threshold=0.02, scene_cut=1.0))
         assert max(absolute[8:-1]) > 0.3  # an absolute threshold tuned for clean video recomputes the noise
+    if kind == "gauss" and level == 8:
+        # The default caps the threshold at max_threshold (0.1): on footage this noisy it recomputes
+        # more rather than hide changes below several times the noise.
+        assert min(fractions(RegionDrop(scene_cut=1.0))[8:-1]) > 0.5
 
 
 def test_a_scene_cut_is_not_learned_as_noise():
     level = torch.zeros(1)
     dark, bright = torch.zeros(1, 3, 64, 64), torch.ones(1, 3, 64, 64)
-    measured = noise.frame_noise(bright, dark, 16, 8)
-    assert float(noise.threshold(level, measured, 4.0, LSB)) == pytest.approx(4 * LSB)  # floor, not 4.0
+    measured, _ = noise.frame_noise(bright, dark, dark, 16, 8, LSB)
+    assert float(noise.threshold(level, measured, 4.0, LSB, 0.1)) == pytest.approx(4 * LSB)  # floor, not 4.0
+    assert float(noise.threshold(torch.full((1,), 0.1), measured, 4.0, LSB, 0.1)) == pytest.approx(0.1)  # capped
     assert float(noise.update_level(level, measured, torch.ones(1), torch.zeros(1))) == 0.0
     level = torch.full((1,), 2 * LSB)  # a learned level does not jump to a sudden change either
     assert float(noise.update_level(level, measured, torch.full((1,), 0.3), torch.zeros(1))) == pytest.approx(2 * LSB)
@@ -117,7 +122,8 @@ def test_a_slow_global_drift_is_detected_not_learned():
     for t in range(200):
         engine(_noisy(scene + t * 0.5 * LSB, 2 * LSB, g))
         recomputed.append(engine.stats()["input_active_fraction"])
-    assert max(recomputed[1:25]) < 0.1 and max(recomputed[25:90]) > 0.5  # caught, when it should be
+    # (frame 1 has no noise measurement yet: two previous frames are needed)
+    assert max(recomputed[2:25]) < 0.1 and max(recomputed[25:90]) > 0.5  # caught, when it should be
     assert engine.policy.frame_stats()["noise_level"] < 12 * LSB  # and not mistaken for noise
 
 
