@@ -76,7 +76,7 @@ def frame_noise(image: torch.Tensor, prev: torch.Tensor, prev2: torch.Tensor, bl
     ranked = torch.sort(torch.where(static, one, torch.full_like(one, float("inf")))).values
     index = torch.clamp((QUANTILE * count).long(), max=n - 1).reshape(1)
     fraction = (count / n).reshape(1)
-    measured = torch.where(fraction >= MIN_STATIC, ranked.gather(0, index), torch.zeros_like(fraction))
+    measured = torch.where(fraction >= MIN_STATIC, ranked.index_select(0, index), torch.zeros_like(fraction))
     return measured, fraction
 
 
