@@ -237,7 +237,8 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(result: dict, path: str) -> None:
+def pyplot():
+    """matplotlib's pyplot on the file-only backend, or a one-line error (it is an optional extra)."""
     try:
         import matplotlib
 
@@ -246,6 +247,11 @@ def plot(result: dict, path: str) -> None:
     except ImportError:
         from passrt.errors import PassrtError
         raise PassrtError("--plot needs matplotlib: pip install matplotlib") from None
+    return plt
+
+
+def plot(result: dict, path: str) -> None:
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     for label, e in result["policies"].items():
         ax1.plot(e["per_frame"]["latency_ms"], label=label, lw=1)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from passrt.errors import PassrtError
 from passrt.policies.noise import AUTO
 from passrt.policies.spec import PolicySpec
-from passrt.runtime.bench import run_benchmark
+from passrt.runtime.bench import pyplot, run_benchmark
 
 # The parameters each policy is searched over (the other parameters keep their defaults).
 GRID = {
@@ -108,13 +108,7 @@ def format_table(record: dict) -> str:
 
 
 def plot(record: dict, path: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise PassrtError("--plot needs matplotlib: pip install matplotlib") from None
+    plt = pyplot()
     cal = record["calibration"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rows = cal["search"]
