@@ -20,7 +20,7 @@ against ``multiple x level``, where ``level`` is the stream's noise, estimated l
   are then flagged as changes, and a scene cut refreshes). The first measurement after a reset
   is taken as it is unless it is above ``CEILING``, which no usable camera's noise reaches
   (48 8-bit steps at the 97th percentile of a block: a per-channel sigma near 12 steps); until
-  then the threshold is ``floor`` x ``multiple``.
+  then the threshold is the policy's ``max_threshold``.
 
 Everything is standard tensor ops on (1,)-shaped states with no host synchronisation, so the
 exported ONNX graph runs the same estimator (the level is one more explicit state; 0 means
@@ -95,9 +95,11 @@ def update_level(level: torch.Tensor, measured: torch.Tensor, changed_fraction: 
 def threshold(level: torch.Tensor, measured: torch.Tensor, multiple: float, floor: float,
               ceiling: float) -> torch.Tensor:
     """(1,): this frame's change threshold: the level before this frame's update (the first
-    measurement while the level is not set yet, if plausible), times ``multiple``, at least
-    ``floor`` x ``multiple`` and at most ``ceiling``: on very noisy footage (film grain, a
-    sensor at high gain) a threshold several times the noise would hide people walking, so the
-    test then stays at ``ceiling`` and recomputes more, rather than answer less accurately."""
-    first = torch.where(measured <= CEILING, measured, torch.zeros_like(measured))
-    return torch.clamp(multiple * torch.clamp(torch.where(level > 0, level, first), min=floor), max=ceiling)
+    measurement while the level is not set yet), times ``multiple``, at least ``floor`` x
+    ``multiple`` and at most ``ceiling``. On very noisy footage (film grain, a sensor at high
+    gain) a threshold several times the noise would hide people walking, so the test then stays
+    at ``ceiling`` and recomputes more, rather than answer less accurately. While nothing is
+    known of the noise (the first frames; no plausible measurement) it is ``ceiling`` too."""
+    known = (level > 0) | ((measured > 0) & (measured <= CEILING))
+    tau = torch.clamp(multiple * torch.clamp(torch.where(level > 0, level, measured), min=floor), max=ceiling)
+    return torch.where(known, tau, torch.full_like(tau, ceiling))

@@ -104,7 +104,7 @@ def test_a_scene_cut_is_not_learned_as_noise():
     level = torch.zeros(1)
     dark, bright = torch.zeros(1, 3, 64, 64), torch.ones(1, 3, 64, 64)
     measured, _ = noise.frame_noise(bright, dark, dark, 16, 8, LSB)
-    assert float(noise.threshold(level, measured, 4.0, LSB, 0.1)) == pytest.approx(4 * LSB)  # floor, not 4.0
+    assert float(noise.threshold(level, measured, 4.0, LSB, 0.1)) == pytest.approx(0.1)  # the cap, not 4.0
     assert float(noise.threshold(torch.full((1,), 0.1), measured, 4.0, LSB, 0.1)) == pytest.approx(0.1)  # capped
     assert float(noise.update_level(level, measured, torch.ones(1), torch.zeros(1))) == 0.0
     level = torch.full((1,), 2 * LSB)  # a learned level does not jump to a sudden change either
@@ -122,7 +122,7 @@ def test_a_slow_global_drift_is_detected_not_learned():
     for t in range(200):
         engine(_noisy(scene + t * 0.5 * LSB, 2 * LSB, g))
         recomputed.append(engine.stats()["input_active_fraction"])
-    # (frame 1 has no noise measurement yet: two previous frames are needed)
+    # (frame 1 has no noise measurement yet, two previous frames are needed: it tests at max_threshold)
     assert max(recomputed[2:25]) < 0.1 and max(recomputed[25:90]) > 0.5  # caught, when it should be
     assert engine.policy.frame_stats()["noise_level"] < 12 * LSB  # and not mistaken for noise
 
