@@ -39,7 +39,7 @@ class Guarded:
         self.knob = self.policy.operating_knob() if self.policy is not None else None
         self.start_value = getattr(self.policy, self.knob) if self.knob else None
         self.frames = self.checks = self.refreshes = self._good_streak = 0
-        self._recent: deque = deque(maxlen=WINDOW)  # (frame AP, boxes/scores, dense boxes, outputs error)
+        self._recent: deque = deque(maxlen=WINDOW)  # (boxes, scores, dense boxes, outputs, dense outputs)
         self._last_check: dict = {}
 
     def __call__(self, x):
@@ -54,10 +54,11 @@ class Guarded:
         hw = tuple(x.shape[2:])
         det = self.postprocess(out, hw, score_threshold=LOW_SCORE)
         truth = self.postprocess(reference, hw, score_threshold=self.score_threshold)
+        out, reference = _cpu(out), _cpu(reference)
         frame = Agreement(self.score_threshold)
         frame.add_detections(det.boxes, det.scores, truth.boxes)
-        frame.add_outputs(_cpu(out), _cpu(reference))
-        self._recent.append((det.boxes, det.scores, truth.boxes, _cpu(out), _cpu(reference)))
+        frame.add_outputs(out, reference)
+        self._recent.append((det.boxes, det.scores, truth.boxes, out, reference))
         self.checks += 1
         ap = frame.ap50()
         if ap < self.target:
