@@ -65,9 +65,7 @@ class Exact(Policy):
         return False
 
     def operating_knob(self):
-        if noise.is_auto(self.threshold):
-            return "noise_multiple"
-        return "threshold" if self.threshold > 0 else None
+        return noise.threshold_knob(self.threshold)
 
     def frame_stats(self) -> dict:
         return {"noise_level": float(self.level)} if noise.is_auto(self.threshold) else {}

@@ -49,6 +49,14 @@ def is_auto(threshold) -> bool:
     return isinstance(threshold, str) and threshold == AUTO
 
 
+def threshold_knob(threshold):
+    """The parameter that trades speed for accuracy in a threshold test (Policy.operating_knob):
+    the multiple of the noise for 'auto', the threshold itself when absolute, none at 0 (exact)."""
+    if is_auto(threshold):
+        return "noise_multiple"
+    return "threshold" if threshold > 0 else None
+
+
 def _block_statistic(image: torch.Tensor, other: torch.Tensor, block: int, rank: int) -> torch.Tensor:
     """(blocks,): each sampled block's ``rank``-th largest pixel change between two frames."""
     diff = masks.pixel_change(image, other)

@@ -68,9 +68,7 @@ class RegionDrop(Policy):
         return False
 
     def operating_knob(self):
-        if noise.is_auto(self.threshold):
-            return "noise_multiple"
-        return "threshold" if self.threshold > 0 else None
+        return noise.threshold_knob(self.threshold)
 
     def frame_stats(self) -> dict:
         if self.masks is None or not self.masks.adaptive or self.states is None:
