@@ -57,7 +57,7 @@ class RegionDrop(Policy):
             self.masks = self.mask_source(ctx.plan)
         source = self.masks
         if self.states is None or self.states[0].shape != x.shape:
-            self.states = [torch.zeros_like(t) for t in source.initial_states(x)]
+            self.states = source.initial_states(x)
             refresh = True
         self.states = source.begin(x, x.new_full((1,), float(refresh)), self.states)
         ctx.input_fraction = float(source.fraction)

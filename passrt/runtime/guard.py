@@ -41,6 +41,7 @@ class Guarded:
         self.frames = self.checks = self.refreshes = self._good_streak = 0
         self._recent: deque = deque(maxlen=WINDOW)  # (boxes, scores, dense boxes, outputs, dense outputs)
         self._last_check: dict = {}
+        self._window: dict = {}  # agreement over the recent checks, recomputed after each check
 
     def __call__(self, x):
         out = self.sparse(x)
@@ -72,6 +73,7 @@ class Guarded:
                 self._good_streak = 0
                 self._scale(RELAX)
         self._last_check = {"frame_ap50": ap, "output_error_max": max(frame.output_error()["max"], default=0.0)}
+        self._window = self._agreement()
 
     def _scale(self, factor: float) -> None:
         if not self.knob:
@@ -79,7 +81,7 @@ class Guarded:
         value = getattr(self.policy, self.knob) * factor
         setattr(self.policy, self.knob, min(self.start_value, max(FLOOR * self.start_value, value)))
 
-    def agreement(self) -> dict:
+    def _agreement(self) -> dict:
         """AP@0.5 and raw-output error over the last ``WINDOW`` checks."""
         window = Agreement(self.score_threshold)
         for boxes, scores, truth, out, ref in self._recent:
@@ -89,7 +91,7 @@ class Guarded:
 
     def stats(self) -> dict:
         guard = {"every": self.every, "target": self.target, "checks": self.checks, "refreshes": self.refreshes,
-                 **self._last_check, **self.agreement()}
+                 **self._last_check, **self._window}  # stats() runs every frame: no AP computed here
         if self.knob:
             guard[self.knob] = getattr(self.policy, self.knob)
         return {**self.sparse.stats(), "guard": guard}
