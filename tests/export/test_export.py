@@ -20,7 +20,8 @@ from passrt import contract
 from passrt.export import ExportedStream, export_model
 from passrt.engine.node import NodeAttributes, pass_sparse_conv2d
 from passrt.export.onnx_export import _export, _save
-from passrt.engine.program import SparseProgram, plugin_epilogue
+from passrt.engine.program import SparseProgram
+from passrt.plan.epilogue import kernel_epilogue
 from passrt.runtime.frames import read_frames
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
@@ -186,17 +187,17 @@ def test_node_reference_equals_kernel_reference(k, s, d, groups, pads, tile, act
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_plugin_epilogue_patterns():
+def test_kernel_epilogue_patterns():
     me, other = Ref("c"), Ref("r")
     relu6, add = Pointwise(nn.ReLU6(), [me], {}), Pointwise(operator.add, [other, me], {})
-    assert plugin_epilogue([], "c") == (0, 0.01, None, 0)
-    assert plugin_epilogue([relu6], "c") == (2, 0.01, None, 0)
-    assert plugin_epilogue([relu6, add], "c") == (2, 0.01, "r", 0)
-    assert plugin_epilogue([add, Pointwise(F.relu, [me], {"inplace": True})], "c") == (0, 0.01, "r", 1)
-    assert plugin_epilogue([Pointwise(F.leaky_relu, [me, 0.2], {})], "c") == (6, 0.2, None, 0)
-    assert plugin_epilogue([Pointwise(torch.tanh, [me], {})], "c") is None  # no tanh in the plugin
-    assert plugin_epilogue([add, add], "c") is None
-    assert plugin_epilogue([Pointwise(operator.mul, [me, other], {})], "c") is None
+    assert kernel_epilogue([], "c") == (0, 0.01, None, 0)
+    assert kernel_epilogue([relu6], "c") == (2, 0.01, None, 0)
+    assert kernel_epilogue([relu6, add], "c") == (2, 0.01, "r", 0)
+    assert kernel_epilogue([add, Pointwise(F.relu, [me], {"inplace": True})], "c") == (0, 0.01, "r", 1)
+    assert kernel_epilogue([Pointwise(F.leaky_relu, [me, 0.2], {})], "c") == (6, 0.2, None, 0)
+    assert kernel_epilogue([Pointwise(torch.tanh, [me], {})], "c") is None  # no tanh in the plugin
+    assert kernel_epilogue([add, add], "c") is None
+    assert kernel_epilogue([Pointwise(operator.mul, [me, other], {})], "c") is None
 
 
 def test_exact_policy_is_refused_with_a_clear_error(tmp_path):
