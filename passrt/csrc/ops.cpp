@@ -23,6 +23,14 @@ TORCH_LIBRARY(passrt, m) {
       "sparse_conv2d(Tensor input, Tensor weight, Tensor? bias, Tensor? residual, Tensor tile_mask, "
       "Tensor(a!) output, int[2] stride, int[2] padding, int[2] dilation, int groups, int tile, int act, "
       "float act_alpha, int post_act) -> ()");
+  // The native CPU executor's conv step (cpu/tiles_cpu.cpp): conv -> epilogue [-> fused 1x1 -> epilogue] on
+  // the cells of `tiles` (int64 tile ids), reading and writing NHWC row caches ([cells, C]). weight is
+  // [kh * kw * C_in, C_out] (groups 1) or [kh * kw, C] (depthwise, groups == C); follow_weight [C_mid, C_out].
+  m.def(
+      "conv_tiles(Tensor input, Tensor weight, Tensor? bias, Tensor? residual, Tensor tiles, Tensor(a!) output, "
+      "int[2] in_size, int[2] out_size, int[2] kernel, int[2] stride, int[2] padding, int[2] dilation, int groups, "
+      "int tile, int act, float act_alpha, int post_act, Tensor? follow_weight, Tensor? follow_bias, "
+      "Tensor? follow_residual, int follow_act, float follow_alpha, int follow_post_act) -> ()");
 }
 
 namespace passrt::op {

@@ -93,11 +93,15 @@ class ReferenceExecutor:
             step.run_dense(self.env)
             mode, n = "dense", total
         else:
-            step.run_sparse(self.env, active)
+            self.run_sparse(step, active)
             mode = "sparse"
         policy.step_done(step, ctx, tiles if n else None, mode == "dense")
         self.tiles[step.label] = tiles if mode == "sparse" else (mode if mode == "dense" else None)
         return mode, n
+
+    def run_sparse(self, step: SpatialStep, active: torch.Tensor) -> None:
+        """Recompute the ``active`` tiles of one step (the native executor overrides this)."""
+        step.run_sparse(self.env, active)
 
     def tile_masks(self) -> dict:
         """Per layer (by label), the (Ht, Wt) bool mask of tiles recomputed on the last frame."""

@@ -8,13 +8,14 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from passrt.engine.native import NativeExecutor
 from passrt.engine.program import ProgramExecutor
 from passrt.engine.reference import ReferenceExecutor
 from passrt.errors import PassrtError
 from passrt.plan import build_plan, trace
 from passrt.policies import Policy, make_policy
 
-EXECUTORS = ("auto", "reference", "op")
+EXECUTORS = ("auto", "reference", "native", "op")
 
 
 class SparseModel:
@@ -23,7 +24,8 @@ class SparseModel:
     Call it with one (1, C, H, W) frame at a time; it returns what ``model`` returns.
     Every layer keeps its output from earlier frames (dense storage, sparse compute).
     Planning happens on the first frame of each input size; the plan then runs on one of two
-    executors (:mod:`passrt.engine.reference`, :mod:`passrt.engine.program`).
+    executors (:mod:`passrt.engine.reference` and its :mod:`passrt.engine.native` variant with C++ conv
+    kernels, :mod:`passrt.engine.program`).
     """
 
     def __init__(self, model: nn.Module, policy: Policy | str = "exact", dense_ops=(), executor: str = "auto",
@@ -98,33 +100,38 @@ class SparseModel:
         return refresh
 
     def _choose_executor(self, x: torch.Tensor):
-        """The compiled op (through :class:`~passrt.engine.program.ProgramExecutor`) or the reference.
+        """The native executor (CPU), the compiled op through :class:`ProgramExecutor` (CUDA), or the reference.
 
-        'auto' takes the op for CUDA tensors and the reference for CPU tensors: on CPU the
-        reference's gathered GEMMs are faster than the op's direct loops (benchmarks/RESULTS.md).
+        'auto' takes the op for CUDA tensors and, for CPU tensors, the native executor, which is the
+        reference with its convs in C++ (faster: benchmarks/RESULTS.md); the reference when the op
+        cannot be built (``stats()['executor_note']`` says why).
         """
         from passrt.kernels import extension
 
         self._executor_note = None
+        choice, cuda = self.executor_choice, x.device.type == "cuda"
+        if choice == "auto":
+            choice = "op" if cuda else "native"
         reason = None
-        if self.executor_choice == "reference":
-            pass
-        elif not _has_mask_source(self.policy):
+        if choice == "op" and not _has_mask_source(self.policy):
             reason = (f"policy '{self.policy.name}' runs on the reference executor only; the op executor runs "
                       "the policies with a traceable mask source (regiondrop, pass)")
-        elif self.executor_choice == "auto" and x.device.type != "cuda":
-            reason = "CPU tensors: the reference executor is the faster CPU path"
-        elif not extension.load():
+        elif choice in ("op", "native") and not extension.load():
             reason = f"the passrt op is {extension.status()}"
-        elif x.device.type == "cuda" and not extension.status().endswith("CPU+CUDA op"):
+        elif choice == "op" and cuda and not extension.status().endswith("CPU+CUDA op"):
             reason = f"the passrt op has no CUDA kernels ({extension.status()})"
-        if reason is None and self.executor_choice != "reference":
+        elif choice == "native" and (cuda or x.dtype != torch.float32):
+            reason = "the native executor runs float32 CPU tensors"
+        if reason is None and choice == "op":
             return ProgramExecutor(self.plan, self.policy, x.device, x.dtype)
-        if reason is not None and self.executor_choice == "op":
-            raise PassrtError(f"executor 'op' is not available: {reason}")
-        if x.device.type != "cpu":
+        if reason is None and choice == "native":
+            return NativeExecutor(self.plan, self.policy, x.dtype)
+        if reason is not None and self.executor_choice != "auto":
+            raise PassrtError(f"executor '{choice}' is not available: {reason}")
+        if cuda:
             raise PassrtError(f"the reference executor runs on CPU tensors; for {x.device} tensors the compiled op "
                               f"is needed, and {reason or 'executor=reference was asked for'}")
+        self._executor_note = reason
         return ReferenceExecutor(self.plan, self.policy, x.dtype)
 
     def _record(self, record):
@@ -174,7 +181,8 @@ def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), exe
     ``policy`` is a name ('dense', 'exact', 'regiondrop', 'layerwise', 'pass') with its parameters
     as keyword arguments (e.g. ``threshold=0.08``), or a Policy object. ``dense_ops`` lists
     extra modules/functions/method names that are safe to run densely. ``executor``: 'reference'
-    (pure PyTorch, CPU), 'op' (passrt's compiled op, CPU or CUDA; regiondrop and pass), or 'auto'
-    (the op for CUDA tensors, the reference for CPU tensors); ``stats()['executor']`` says which ran.
+    (pure PyTorch, CPU), 'native' (the reference with passrt's C++ conv kernels, CPU float32), 'op'
+    (passrt's compiled op, CPU or CUDA; regiondrop and pass), or 'auto' (the op for CUDA tensors, native
+    for CPU tensors, the reference when the op cannot be built); ``stats()['executor']`` says which ran.
     """
     return SparseModel(model, policy, dense_ops, executor, **params)

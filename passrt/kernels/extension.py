@@ -51,7 +51,8 @@ def _why_no_cuda() -> Optional[str]:
 
 
 def _sources(cuda: bool) -> list[Path]:
-    cpu = [CSRC / "ops.cpp", CSRC / "cpu" / "ops_cpu.cpp", KERNELS / "cpu" / "sparse_conv2d_cpu.cpp"]
+    cpu = [CSRC / "ops.cpp", CSRC / "cpu" / "ops_cpu.cpp", KERNELS / "cpu" / "sparse_conv2d_cpu.cpp",
+           CSRC / "cpu" / "tiles_cpu.cpp", KERNELS / "cpu" / "tiles_nhwc_cpu.cpp"]
     gpu = [CSRC / "cuda" / "ops_cuda.cu", KERNELS / "sparse_conv2d.cu"]
     return cpu + (gpu if cuda else [])
 
@@ -134,12 +135,28 @@ def _compile(cpp_extension, cuda: bool, verbose: bool) -> None:
         name=name,
         sources=[str(s) for s in _sources(cuda)],
         extra_include_paths=[str(CSRC), str(KERNELS)],
-        extra_cflags=["-O3"],
+        # Built where it runs (on first use), so the CPU kernels may use every vector unit the machine has.
+        extra_cflags=["-O3"] + _native_arch(),
         extra_cuda_cflags=["-O3"],
         build_directory=str(build),
         verbose=verbose,
         is_python_module=False,  # a plain library: loading it runs TORCH_LIBRARY, no Python module needed
     )
+
+
+def _native_arch() -> list[str]:
+    """['-march=native'] when the C++ compiler accepts it (GCC and Clang on x86-64 and aarch64), else []."""
+    import subprocess
+
+    cxx = shutil.which("c++") or shutil.which("g++")
+    if cxx is None:
+        return []
+    try:
+        ok = subprocess.run([cxx, "-march=native", "-x", "c++", "-E", "-"], input=b"", capture_output=True,
+                            timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return ["-march=native"] if ok else []
 
 
 def status() -> str:
@@ -161,6 +178,12 @@ def _register_fakes() -> None:
     @register("passrt::sparse_conv2d")
     def _(input, weight, bias, residual, tile_mask, output, stride, padding, dilation, groups, tile, act,
           act_alpha, post_act):
+        return None  # writes into `output`, returns nothing
+
+    @register("passrt::conv_tiles")
+    def _(input, weight, bias, residual, tiles, output, in_size, out_size, kernel, stride, padding, dilation, groups,
+          tile, act, act_alpha, post_act, follow_weight, follow_bias, follow_residual, follow_act, follow_alpha,
+          follow_post_act):
         return None  # writes into `output`, returns nothing
 
 

@@ -1,5 +1,8 @@
-"""The engine's two executors: the pure-PyTorch reference and passrt's compiled op (through the
-same SparseProgram the exporter uses). Both must give the same outputs frame after frame."""
+"""The engine's executors: the pure-PyTorch reference, the native executor (the reference with its
+convs in passrt's C++ tile kernels) and passrt's compiled op (through the same SparseProgram the
+exporter uses). All must give the reference's outputs frame after frame."""
+
+import copy
 
 import pytest
 import torch
@@ -51,11 +54,86 @@ def test_cuda_op_executor_equals_reference_on_real_frames(ssdlite_frames):
     assert stats["executor"] == "passrt op (CUDA)"
 
 
-def test_auto_uses_the_reference_for_cpu_tensors(ssdlite_frames):
+def test_auto_uses_the_native_executor_for_cpu_tensors(ssdlite_frames):
+    _need_op()
     spec, frames = ssdlite_frames
     engine = passrt.sparsify(spec.module, "regiondrop")
     engine(frames[0])
-    assert engine.stats()["executor"] == "reference (pure PyTorch)" and "executor_note" not in engine.stats()
+    assert engine.stats()["executor"] == "native (C++ tile kernels, CPU)" and "executor_note" not in engine.stats()
+    assert engine.executor.native_fraction() == 1.0  # every SSDLite conv runs in the kernels
+
+
+def test_auto_falls_back_to_the_reference_when_the_op_cannot_build(ssdlite_frames, monkeypatch):
+    from passrt.kernels import extension
+
+    monkeypatch.setattr(extension, "load", lambda verbose=False: False)
+    spec, frames = ssdlite_frames
+    engine = passrt.sparsify(spec.module, "regiondrop")
+    engine(frames[0])
+    assert engine.stats()["executor"] == "reference (pure PyTorch)"
+    assert "the passrt op is" in engine.stats()["executor_note"]
+    with pytest.raises(PassrtError, match="executor 'native' is not available"):
+        passrt.sparsify(spec.module, "regiondrop", executor="native")(frames[0])
+
+
+NATIVE_FRAMES = 100
+# (policy, parameters, tolerance). layerwise tests a feature difference against a threshold, so a
+# rounding difference between the kernels' GEMMs and PyTorch's can flip a cell near it: the outputs
+# then differ by about that cell's contribution, never by a drift (test_no_drift.py bounds it).
+NATIVE_POLICIES = [("exact", {"threshold": 0.05}, 2e-4), ("exact", {"threshold": "auto"}, 2e-4),
+                   ("regiondrop", {}, 2e-4), ("layerwise", {}, 1e-2), ("pass", {}, 2e-4)]
+
+
+@pytest.fixture(scope="module")
+def long_clip():
+    spec = load_model("ssdlite-pedestrian")
+    return spec, read_frames("vtest", NATIVE_FRAMES, SIZE, preprocess=spec.preprocess).frames
+
+
+def _policy(spec, frames, name, params):
+    if name != "pass":
+        return name, params
+    from passrt.policies import PassGates
+    from passrt.policies.gate import GateConfig
+    from passrt.policies.gateset import GateSet
+    from passrt.training.train import TILES, plan_steps
+
+    torch.manual_seed(3)  # untrained gates: mixed decisions
+    gates = GateSet.for_steps(spec.name, plan_steps(spec.module, frames[0]), GateConfig(), TILES)
+    return PassGates.from_gates(gates), {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy,params,atol", NATIVE_POLICIES, ids=lambda v: str(v))
+def test_native_executor_equals_reference_on_real_frames(long_clip, policy, params, atol):
+    """100 vtest frames, every policy: the reference's outputs, tiles and refreshes."""
+    _need_op()
+    spec, frames = long_clip
+    policy, params = _policy(spec, frames, policy, params)
+    reference = passrt.sparsify(spec.module, policy, executor="reference", **params)
+    native = passrt.sparsify(spec.module, copy.deepcopy(policy) if params == {} and not isinstance(policy, str)
+                             else policy, executor="native", **params)
+    sparse_frames = 0
+    for x in frames:
+        for a, b in zip(reference(x), native(x)):
+            torch.testing.assert_close(b, a, rtol=0, atol=atol)
+        r, n = reference.stats(), native.stats()
+        assert n["refresh"] == r["refresh"]
+        assert n["active_fraction"] == pytest.approx(r["active_fraction"], abs=0 if atol < 1e-3 else 0.01)
+        sparse_frames += not r["refresh"] and r["active_fraction"] < 0.9
+    assert native.stats()["executor"] == "native (C++ tile kernels, CPU)"
+    assert sparse_frames >= NATIVE_FRAMES // 4, "the clip must exercise sparse frames"
+
+
+def test_native_exact_at_threshold_0_equals_dense(ssdlite_frames):
+    _need_op()
+    spec, frames = ssdlite_frames
+    native = passrt.sparsify(spec.module, "exact", executor="native")
+    with torch.no_grad():
+        for x in frames:
+            for a, b in zip(spec.module(x), native(x)):
+                torch.testing.assert_close(b, a, rtol=0, atol=2e-4)
+    assert native.stats()["executor"] == "native (C++ tile kernels, CPU)"
 
 
 def test_executor_errors(ssdlite_frames):

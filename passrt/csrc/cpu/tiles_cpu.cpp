@@ -1,0 +1,155 @@
+// passrt::conv_tiles on CPU: one step of the native executor (passrt/engine/native.py) in one call.
+//
+// A conv on the active tiles of NHWC row caches, its fused epilogue, and optionally a fused 1x1
+// conv after it (MobileNetV2's depthwise -> projection), written straight into the output cache:
+// cells of the active tiles -> windows gathered (or a depthwise conv computed) from the input
+// cache -> one GEMM (ATen: oneDNN/MKL, multi-threaded) -> epilogue -> [GEMM -> epilogue] -> the
+// output cache. The kernels are passrt_tiles.h's, split over threads here with at::parallel_for.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <optional>
+
+#include "passrt_tiles.h"
+
+namespace passrt::op {
+namespace {
+
+constexpr const char* kOp = "passrt::conv_tiles";
+constexpr int64_t kGrain = 16;  // cells per task: enough work to amortise the task, small enough to balance
+
+void checkRows(const char* name, const at::Tensor& t, int64_t cells, int64_t channels) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), kOp, ": ", name,
+              " must be a contiguous float32 CPU tensor");
+  TORCH_CHECK(t.dim() == 2 && t.size(0) >= cells && t.size(1) == channels, kOp, ": ", name, " must be [>= ", cells,
+              ", ", channels, "] (NHWC rows), got ", t.sizes());
+}
+
+void checkMatrix(const char* name, const at::Tensor& t, int64_t rows, int64_t cols) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), kOp, ": ", name,
+              " must be a contiguous float32 CPU tensor");
+  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows && t.size(1) == cols, kOp, ": ", name, " must be [", rows, ", ", cols,
+              "], got ", t.sizes());
+}
+
+void checkBias(const char* name, const std::optional<at::Tensor>& b, int64_t channels) {
+  if (!b) return;
+  TORCH_CHECK(b->device().is_cpu() && b->scalar_type() == at::kFloat && b->is_contiguous() && b->dim() == 1 &&
+                  b->size(0) == channels,
+              kOp, ": ", name, " must be a contiguous float32 CPU tensor [", channels, "], got ", b->sizes());
+}
+
+template <typename F>
+void inParallel(int64_t n, const F& f) {
+  at::parallel_for(0, n, kGrain, f);
+}
+
+void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                  const std::optional<at::Tensor>& residual, const at::Tensor& tiles, at::Tensor& output,
+                  at::IntArrayRef in_size, at::IntArrayRef out_size, at::IntArrayRef kernel, at::IntArrayRef stride,
+                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t tile, int64_t act,
+                  double act_alpha, int64_t post_act, const std::optional<at::Tensor>& follow_weight,
+                  const std::optional<at::Tensor>& follow_bias, const std::optional<at::Tensor>& follow_residual,
+                  int64_t follow_act, double follow_alpha, int64_t follow_post_act) {
+  for (const auto& [name, v] : {std::pair<const char*, at::IntArrayRef>{"in_size", in_size}, {"out_size", out_size},
+                                {"kernel", kernel}, {"stride", stride}, {"padding", padding}, {"dilation", dilation}}) {
+    TORCH_CHECK(v.size() == 2, kOp, ": ", name, " must have 2 values (height, width), got ", v.size());
+  }
+  SparseConvParams p{};
+  p.batch = 1;
+  p.in_channels = static_cast<int32_t>(input.size(1));
+  p.in_h = static_cast<int32_t>(in_size[0]);
+  p.in_w = static_cast<int32_t>(in_size[1]);
+  p.out_h = static_cast<int32_t>(out_size[0]);
+  p.out_w = static_cast<int32_t>(out_size[1]);
+  p.kernel_h = static_cast<int32_t>(kernel[0]);
+  p.kernel_w = static_cast<int32_t>(kernel[1]);
+  p.stride_h = static_cast<int32_t>(stride[0]);
+  p.stride_w = static_cast<int32_t>(stride[1]);
+  p.pad_top = static_cast<int32_t>(padding[0]);
+  p.pad_left = static_cast<int32_t>(padding[1]);
+  p.dilation_h = static_cast<int32_t>(dilation[0]);
+  p.dilation_w = static_cast<int32_t>(dilation[1]);
+  p.groups = static_cast<int32_t>(groups);
+  p.tile = static_cast<int32_t>(tile);
+  p.act = static_cast<Activation>(act);
+  p.act_alpha = static_cast<float>(act_alpha);
+  p.post_act = static_cast<Activation>(post_act);
+  const bool depthwise = groups > 1;
+  const int64_t taps = p.kernel_h * p.kernel_w;
+  TORCH_CHECK(input.dim() == 2, kOp, ": input must be [cells, C_in] (NHWC rows), got ", input.sizes());
+  p.out_channels = static_cast<int32_t>(depthwise ? p.in_channels : weight.size(1));
+  if (const char* error = checkSparseConv2d(p)) {
+    TORCH_CHECK(false, kOp, ": ", error, "; got in_size ", in_size, ", out_size ", out_size, ", kernel ", kernel,
+                ", stride ", stride, ", padding ", padding, ", dilation ", dilation, ", groups ", groups);
+  }
+  TORCH_CHECK(!depthwise || groups == p.in_channels, kOp, ": grouped convs other than depthwise (groups == C_in) ",
+              "are not supported, got groups ", groups, " for ", p.in_channels, " channels");
+  checkRows("input", input, (int64_t)p.in_h * p.in_w, p.in_channels);
+  checkMatrix("weight", weight, depthwise ? taps : taps * p.in_channels, p.out_channels);
+  checkBias("bias", bias, p.out_channels);
+  const int64_t cOut = follow_weight ? follow_weight->size(1) : p.out_channels;
+  const int64_t outCells = (int64_t)p.out_h * p.out_w;
+  checkRows("output", output, outCells, cOut);
+  if (residual) checkRows("residual", *residual, outCells, p.out_channels);
+  if (follow_weight) {
+    checkMatrix("follow_weight", *follow_weight, p.out_channels, cOut);
+    checkBias("follow_bias", follow_bias, cOut);
+    if (follow_residual) checkRows("follow_residual", *follow_residual, outCells, cOut);
+  }
+  TORCH_CHECK(tiles.dim() == 1 && tiles.scalar_type() == at::kLong && tiles.is_contiguous(), kOp,
+              ": tiles must be a contiguous 1-D int64 tensor of tile ids");
+  const int64_t nTiles = (int64_t)p.tilesH() * p.tilesW();
+  if (tiles.numel() > 0) {
+    const auto range = at::aminmax(tiles);
+    TORCH_CHECK(std::get<0>(range).item<int64_t>() >= 0 && std::get<1>(range).item<int64_t>() < nTiles, kOp,
+                ": tile ids must be in 0 .. ", nTiles - 1);
+  }
+
+  at::Tensor cellsT = at::empty({tiles.numel() * p.tile * p.tile}, at::kInt);
+  const int32_t* cells = cellsT.data_ptr<int32_t>();
+  const int64_t n = tileCells(p.out_h, p.out_w, p.tile, tiles.data_ptr<int64_t>(), tiles.numel(),
+                              cellsT.data_ptr<int32_t>());
+  if (n == 0) return;
+  float* out = output.data_ptr<float>();
+  const float* res = residual ? residual->data_ptr<float>() : nullptr;
+  float* first = follow_weight ? nullptr : out;  // where the first conv's epilogue writes (null: stays in mid)
+
+  at::Tensor mid;
+  if (depthwise) {
+    mid = at::empty({n, p.out_channels}, input.options());
+    const float* b = bias ? bias->data_ptr<float>() : nullptr;
+    inParallel(n, [&](int64_t begin, int64_t end) {
+      depthwiseNhwc(p, input.data_ptr<float>(), weight.data_ptr<float>(), b, cells, begin, end,
+                    mid.data_ptr<float>());
+      epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
+    });
+  } else {
+    at::Tensor cols = at::empty({n, taps * p.in_channels}, input.options());
+    inParallel(n, [&](int64_t begin, int64_t end) {
+      gatherWindowsNhwc(p, input.data_ptr<float>(), cells, begin, end, cols.data_ptr<float>());
+    });
+    mid = bias ? at::addmm(*bias, cols, weight) : at::mm(cols, weight);
+    inParallel(n, [&](int64_t begin, int64_t end) {
+      epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
+    });
+  }
+  if (!follow_weight) return;
+  SparseConvParams q = p;  // the fused 1x1: same cells, its own epilogue
+  q.act = static_cast<Activation>(follow_act);
+  q.act_alpha = static_cast<float>(follow_alpha);
+  q.post_act = static_cast<Activation>(follow_post_act);
+  TORCH_CHECK(isActivation(q.act) && isActivation(q.post_act), kOp, ": follow_act/follow_post_act is not an ",
+              "activation code");
+  at::Tensor y = follow_bias ? at::addmm(*follow_bias, mid, *follow_weight) : at::mm(mid, *follow_weight);
+  const float* fres = follow_residual ? follow_residual->data_ptr<float>() : nullptr;
+  inParallel(n, [&](int64_t begin, int64_t end) {
+    epilogueNhwc(q, static_cast<int32_t>(cOut), y.data_ptr<float>(), fres, cells, begin, end, out);
+  });
+}
+
+}  // namespace
+}  // namespace passrt::op
+
+TORCH_LIBRARY_IMPL(passrt, CPU, m) { m.impl("conv_tiles", &passrt::op::convTilesCpu); }

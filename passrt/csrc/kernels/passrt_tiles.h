@@ -1,0 +1,47 @@
+// passrt's NHWC tile kernels (CPU, float32): the building blocks of the native executor.
+//
+// Storage is the engine's: an activation of C channels on an H x W map is a row-major
+// [H*W, C] array, one row per cell (NHWC; what passrt's FeatureMap keeps as each layer's
+// cache). A frame's work is a list of output *cells* (tileCells: the cells of the active
+// tiles that lie inside the map, tile by tile), and every kernel works on a range
+// [begin, end) of that list. So the caller picks the threads (the PyTorch op splits ranges
+// with at::parallel_for) and the GEMM (the op uses ATen, i.e. oneDNN/MKL, on the compact
+// [cells, K] x [K, C_out] matrices), and these kernels stay framework-free, like
+// passrt_kernels.h. Memory traffic follows the active cells: nothing reads or writes a whole
+// map, windows are read straight from the input cache (no patch tensors), and the epilogue
+// writes its result straight into the output cache.
+//
+// Geometry and epilogue come in SparseConvParams (batch 1), the struct the CUDA kernels and
+// the TensorRT plugin take; bottom/right padding is implied by out_h/out_w.
+#pragma once
+
+#include <cstdint>
+
+#include "passrt_kernels.h"
+
+namespace passrt {
+
+// The output cells (row indices out_y * out_w + out_x) of tiles[0..count) on an out_h x out_w map
+// cut into tile x tile tiles (row-major tile ids), cells outside the map left out. `cells` must
+// hold count * tile * tile entries; returns how many were written.
+int64_t tileCells(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int64_t count, int32_t* cells);
+
+// im2col of the cells [begin, end) for a groups == 1 conv: cols[i] = the cell's window,
+// [kernel_h * kernel_w * in_channels] in (ky, kx, c) order, zeros where the window is padding.
+// The GEMM with weight [kernel_h * kernel_w * in_channels, out_channels] gives the conv.
+void gatherWindowsNhwc(const SparseConvParams& p, const float* input, const int32_t* cells, int64_t begin,
+                       int64_t end, float* cols);
+
+// Depthwise conv (groups == in_channels == out_channels) of the cells [begin, end):
+// out[i] = conv + bias, [out_channels] per cell; weight is [kernel_h * kernel_w, channels] (tap-major).
+void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* weight, const float* bias,
+                   const int32_t* cells, int64_t begin, int64_t end, float* out);
+
+// The epilogue of rows y[begin, end) ([channels] each, holding conv + bias):
+// act -> + residual[cells[i]] -> post_act (p.act, p.act_alpha, p.post_act). The result goes to
+// output[cells[i]] when output is given (the cache write-back), else back into y.
+// residual may be output itself (each cell is read before it is written).
+void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const float* residual,
+                  const int32_t* cells, int64_t begin, int64_t end, float* output);
+
+}  // namespace passrt

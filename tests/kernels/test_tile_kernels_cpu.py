@@ -1,0 +1,176 @@
+"""passrt's native NHWC tile kernels (torch.ops.passrt.conv_tiles, through passrt.kernels.native)
+against dense F.conv2d masked to the active tiles.
+
+Same matrix as the op's tests (test_op_cpu.py: kernel sizes, strides, dilations, paddings including
+TF-SAME's asymmetric ones, odd sizes, tile sizes, masks all-off / all-on / random / edge tiles, fused
+epilogues, residual aliased to the output), plus the fused 1x1 after a conv. The op must build here
+(a broken build fails, tests/conftest.py); only a machine without a C++ compiler skips.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+from passrt import contract
+from passrt.kernels import native
+from passrt.kernels.storage import FeatureMap
+from passrt.kernels.tables import Window, tile_grid
+from tests.kernels.test_op_cpu import ACT_FNS, CONV_CASES, case_id, conv_inputs, make_mask, pads_of, seed_of
+
+pytestmark = pytest.mark.usefixtures("passrt_op")
+
+SUPPORTED = [c for c in CONV_CASES if c[3] == 1 or (c[3] == c[5] == c[6])]  # groups 1 or depthwise
+ALPHA = 0.1
+
+
+def act_code(name):
+    return contract.ACTIVATION_CODES[name]
+
+
+def apply(name, v):
+    return v if name is None else (F.leaky_relu(v, ALPHA) if name == "leaky_relu" else ACT_FNS[name](v))
+
+
+def dense(x, weight, bias, pads, stride, dilation, groups):
+    top, bottom, left, right = pads
+    return F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, stride, 0, dilation, groups)
+
+
+def cells(mask, tile, shape):
+    return mask.repeat_interleave(tile, 0).repeat_interleave(tile, 1)[: shape[0], : shape[1]]
+
+
+def run(case, tile, mask_kind, *, act=None, post=None, residual=False, alias=False, follow=None, seed=0):
+    """Native kernels (float32) vs dense float64 convs masked to the active tiles."""
+    k, s, d, g, p, cin, cout = case[:7]
+    x, weight, bias, cache, mask, res = conv_inputs(case, tile, mask_kind, seed, residual)
+    f32 = lambda t: t.float().double() if t is not None else None  # noqa: E731 (inputs rounded to float32)
+    x, weight, bias, cache, mask = f32(x[:1]), f32(weight), f32(bias), f32(cache[:1]), mask[0]
+    res = f32(res[:1]) if res is not None else None
+    pads = pads_of(p)
+    y = apply(act, dense(x, weight, bias, pads, s, d, g))
+    if alias:
+        res = cache.clone()
+    y = apply(post, y + res if res is not None else y)
+    values = {}
+    epi = native.Epilogue(act_code(act), ALPHA, None, act_code(post))
+    if res is not None and not alias:
+        values["res"] = FeatureMap.from_nchw(res.float())
+        epi = native.Epilogue(epi.act, ALPHA, "res", epi.post)
+    conv = native.TileConv(native.kernel_weight(weight.float(), g), bias.float(), Window(
+        x.shape[2], x.shape[3], (k, k), (s, s), (d, d), pads), g, epi)
+    if follow is not None:  # a 1x1 after the conv: (channels, act, residual)
+        c2, act2, res2 = follow
+        gen = torch.Generator().manual_seed(seed + 1)
+        w2 = f32(torch.randn(c2, cout, 1, 1, generator=gen, dtype=torch.float64) / cout ** 0.5)
+        b2 = f32(torch.randn(c2, generator=gen, dtype=torch.float64))
+        y = apply(act2, F.conv2d(y, w2, b2))
+        conv.follow_weight, conv.follow_bias = w2.view(c2, cout).t().contiguous().float(), b2.float()
+        conv.follow_epilogue = native.Epilogue(act_code(act2), ALPHA, "res2" if res2 else None, 0)
+        if res2:
+            r2 = f32(torch.randn(1, c2, *y.shape[2:], generator=gen, dtype=torch.float64))
+            values["res2"] = FeatureMap.from_nchw(r2.float())
+            y = y + r2
+        cache = f32(torch.randn(1, c2, *y.shape[2:], generator=gen, dtype=torch.float64))
+    out = FeatureMap.from_nchw(cache.float())
+    if alias:
+        values["out"] = out
+        conv.epilogue = native.Epilogue(epi.act, ALPHA, "out", epi.post)
+    conv(FeatureMap.from_nchw(x.float()), out, tile, mask.reshape(-1).nonzero().reshape(-1), values)
+    active = cells(mask, tile, y.shape[2:])
+    want = torch.where(active, y, cache)
+    torch.testing.assert_close(out.nchw().double(), want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(out.nchw().double()[:, :, ~active], cache[:, :, ~active]), "inactive tiles keep the cache"
+    assert torch.all(out.rows[out.zero_row] == 0) and torch.all(out.rows[out.neg_inf_row] == float("-inf"))
+
+
+@pytest.mark.parametrize("case", SUPPORTED, ids=case_id)
+@pytest.mark.parametrize("tile", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("mask_kind", ["all-off", "all-on", "random", "edges"])
+def test_conv_tiles_matches_dense(case, tile, mask_kind):
+    run(case, tile, mask_kind, seed=seed_of(case, tile, mask_kind, "tiles"))
+
+
+@pytest.mark.parametrize("case", [SUPPORTED[0], SUPPORTED[3], SUPPORTED[5], SUPPORTED[6]], ids=case_id)
+@pytest.mark.parametrize("act", [a for a in ACT_FNS if a])
+@pytest.mark.parametrize("residual", [False, True])
+def test_fused_epilogue(case, act, residual):
+    run(case, 2, "random", act=act, residual=residual, seed=seed_of(case, act, residual))
+
+
+@pytest.mark.parametrize("post", ["relu", "relu6"])
+def test_post_activation_after_residual(post):
+    run(SUPPORTED[2], 4, "random", residual=True, post=post)
+
+
+def test_residual_may_be_the_output():
+    run(SUPPORTED[0], 4, "random", act="relu", alias=True)
+
+
+@pytest.mark.parametrize("case", [SUPPORTED[0], SUPPORTED[5], SUPPORTED[6]], ids=case_id)
+@pytest.mark.parametrize("follow", [(12, None, False), (5, "relu6", True), (3, "hardswish", False)])
+@pytest.mark.parametrize("tile", [1, 3])
+def test_fused_1x1_after_the_conv(case, follow, tile):
+    """MobileNetV2's depthwise -> projection (+ residual) in one call."""
+    run(case, tile, "random", act="relu6", follow=follow, seed=seed_of(case, follow, tile))
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.sampled_from([1, 2, 3, 5]), s=st.integers(1, 3), d=st.integers(1, 2), depthwise=st.booleans(),
+       cin=st.integers(1, 9), cout=st.integers(1, 9), h=st.integers(1, 19), w=st.integers(1, 19),
+       pads=st.tuples(*[st.integers(0, 2)] * 4), tile=st.integers(1, 5), seed=st.integers(0, 2 ** 16))
+def test_random_geometry(k, s, d, depthwise, cin, cout, h, w, pads, tile, seed):
+    extent = d * (k - 1) + 1
+    pads = tuple(min(v, extent - 1) for v in pads)  # bottom/right padding inside the window, as the kernels take it
+    if h + pads[0] + pads[1] < extent or w + pads[2] + pads[3] < extent:
+        return
+    g = cin if depthwise else 1
+    cout = cin if depthwise else cout
+    run((k, s, d, g, pads, cin, cout, h, w, 1), tile, "random", act="relu", seed=seed)
+
+
+def test_unsupported_convs_are_refused():
+    """Grouped convs that are not depthwise, and depthwise with a multiplier, stay with the reference."""
+    assert not native.supports(torch.zeros(6, 2, 3, 3), 3)
+    assert not native.supports(torch.zeros(6, 1, 3, 3), 3)  # multiplier 2
+    assert not native.supports(torch.zeros(4, 4, 3, 3, dtype=torch.float64), 1)
+    assert native.supports(torch.zeros(4, 1, 3, 3), 4) and native.supports(torch.zeros(4, 4, 1, 1), 1)
+
+
+def test_clear_errors():
+    x, out = FeatureMap(4, 8, 8), FeatureMap(6, 8, 8)
+    w = native.kernel_weight(torch.randn(6, 4, 3, 3), 1)
+    op = torch.ops.passrt.conv_tiles
+
+    def call(**kw):
+        a = dict(input=x.rows, weight=w, tiles=torch.tensor([0, 3]), output=out.rows, groups=1, act=0)
+        a.update(kw)
+        op(a["input"], a["weight"], None, None, a["tiles"], a["output"], [8, 8], [8, 8], [3, 3], [1, 1], [1, 1],
+           [1, 1], a["groups"], 4, a["act"], 0.0, 0, None, None, None, 0, 0.0, 0)
+
+    call()  # valid
+    with pytest.raises(RuntimeError, match="tile ids must be in 0 .. 3"):
+        call(tiles=torch.tensor([4]))
+    with pytest.raises(RuntimeError, match="tiles must be a contiguous 1-D int64"):
+        call(tiles=torch.tensor([0], dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="weight must be"):
+        call(weight=w[:-1])
+    with pytest.raises(RuntimeError, match="output must be"):
+        call(output=FeatureMap(5, 8, 8).rows)
+    with pytest.raises(RuntimeError, match="not an activation code"):
+        call(act=9)
+    with pytest.raises(RuntimeError, match="grouped convs other than depthwise"):
+        call(groups=2, weight=torch.zeros(9, 4))
+
+
+def test_fake_kernel_for_compile_and_export():
+    x, out = FeatureMap(4, 8, 8), FeatureMap(4, 8, 8)
+    w = native.kernel_weight(torch.randn(4, 1, 3, 3), 4)
+    args = (x.rows, w, torch.zeros(4), None, torch.tensor([1, 2]), out.rows, [8, 8], [8, 8], [3, 3], [1, 1], [1, 1],
+            [1, 1], 4, 4, 2, 0.0, 0, None, None, None, 0, 0.0, 0)
+    torch.library.opcheck(torch.ops.passrt.conv_tiles.default, args)
+
+
+def test_tile_grid_used_by_the_tests():
+    assert tile_grid(9, 13, 4) == (3, 4) and make_mask("edges", (2, 2), None)[0].sum() == 3
