@@ -33,7 +33,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from passrt.plan import masks
 
 DECAY = 0.98  # per frame: a key-frame burst is remembered for about 50 frames
 GROWTH = 4.0  # a measurement above this multiple of the level is an event, not noise
@@ -57,15 +56,22 @@ def threshold_knob(threshold):
     return "threshold" if threshold > 0 else None
 
 
+def _sampled_blocks(t: torch.Tensor, block: int) -> torch.Tensor:
+    """(1, C, H, W) -> (C, rows, block, cols, block): every second block row and column, a view
+    (sampled before any arithmetic, so the statistic costs a quarter of a full-frame pass)."""
+    step = 2 * block
+    h, w = t.shape[2:]
+    if h % step or w % step:
+        t = F.pad(t, (0, -w % step, 0, -h % step))
+    rows, cols = t.shape[2] // step, t.shape[3] // step
+    return t.reshape(t.shape[1], rows, 2, block, cols, 2, block)[:, :, 0, :, :, 0, :]
+
+
 def _block_statistic(image: torch.Tensor, other: torch.Tensor, block: int, rank: int) -> torch.Tensor:
     """(blocks,): each sampled block's ``rank``-th largest pixel change between two frames."""
-    diff = masks.pixel_change(image, other)
-    h, w = diff.shape[2:]
-    step = 2 * block  # every second block row and column
-    diff = F.pad(diff, (0, -w % step, 0, -h % step))
-    rows, cols = diff.shape[2] // step, diff.shape[3] // step
-    sampled = diff.reshape(rows, 2, block, cols, 2, block)[:, 0, :, :, 0, :]  # (rows, block, cols, block)
-    per_block = sampled.permute(0, 2, 1, 3).reshape(rows * cols, block * block)
+    diff = (_sampled_blocks(image, block) - _sampled_blocks(other, block)).abs().amax(0)  # (rows, block, cols, block)
+    rows, cols = diff.shape[0], diff.shape[2]
+    per_block = diff.permute(0, 2, 1, 3).reshape(rows * cols, block * block)
     return torch.topk(per_block, min(rank, block * block), dim=1).values[:, -1]
 
 

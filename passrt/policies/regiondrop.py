@@ -105,6 +105,9 @@ class RegionDropMasks(MaskSource):
 
     def begin(self, image, refresh, states):
         p, ref = self.p, states[0]
+        # One copy into the states' layout (a decoded frame is often channels-last): every full-frame op
+        # below then runs on contiguous operands, several times faster than on mixed layouts.
+        frame, image = image, image.contiguous()
         refresh = refresh.reshape(1)
         if self.adaptive:
             prev, prev2, level = states[1], states[2], states[3]
@@ -125,11 +128,14 @@ class RegionDropMasks(MaskSource):
         # slow change must keep adding up against the reference until it is found changed (else it
         # is absorbed frame by frame, and the outputs beyond the margin that read it drift).
         region = masks.cells_of(changed_blocks, p.block, self.frame_h, self.frame_w)
-        new_ref = torch.where(torch.maximum(region, self.full.reshape(1, 1, 1, 1)) > 0, image, ref)
+        # lerp with a 0/1 weight returns exactly ref or image (PyTorch's two-sided formula), and runs
+        # several times faster than torch.where on CPU.
+        new_ref = torch.lerp(ref, image, torch.maximum(region, self.full.reshape(1, 1, 1, 1)))
         if not self.adaptive:
             return [new_ref]
         self.level = noise.update_level(level, measured, self.fraction, refresh)
-        return [new_ref, image.clone(), prev, self.level]
+        # The caller owns its frame: keep a copy (contiguous() may have made one already).
+        return [new_ref, image.clone() if image is frame else image, prev, self.level]
 
     def step_mask(self, step, value):
         key = (step.shape[1], step.shape[2], step.tile)
