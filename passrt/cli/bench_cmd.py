@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--frames", type=int, default=200, help="frames to measure (default 200)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up frames per engine, not measured")
     p.add_argument("--no-onnxruntime", action="store_true", help="skip the dense ONNX Runtime engine")
+    p.add_argument("--dense-engine", choices=("ort", "none"), default="ort",
+                   help="what answers the sparse engines' dense frames (the first, scene cuts, a moving camera) on "
+                        "CPU: ONNX Runtime, or passrt itself (default: ort)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="run the PyTorch engines here: on cuda, dense is cuDNN and the sparse policies run passrt's "
                         "CUDA op (regiondrop, pass); ONNX Runtime (CPU) is then left out (default: cpu)")
@@ -47,7 +50,8 @@ def main(args) -> int:
     result = run_benchmark(SOURCE.parse(args), MODEL.parse(args), POLICIES.parse(args), frames=args.frames,
                            warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
                            progress=sys.stderr.isatty(), engines=args.engine, plugin=PLUGIN.parse(args),
-                           device=args.device, half=args.half)
+                           device=args.device, half=args.half,
+                           dense_engine=None if args.dense_engine == "none" else args.dense_engine)
     result["command"] = "passrt " + " ".join(sys.argv[1:])
     w, h = result["resolution"]
     where = (f"{result['machine']['gpu']} ({result['dtype']})" if args.device == "cuda" else

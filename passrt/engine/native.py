@@ -27,8 +27,8 @@ NAME = "native (C++ tile kernels, CPU)"
 class NativeExecutor(ReferenceExecutor):
     name = NAME
 
-    def __init__(self, plan, policy, dtype: torch.dtype):
-        super().__init__(plan, policy, dtype)
+    def __init__(self, plan, policy, dtype: torch.dtype, dense_engine=None, dense_above: float = 0.5):
+        super().__init__(plan, policy, dtype, dense_engine, dense_above)
         spatial = {s.name for s in plan.steps if isinstance(s, SpatialStep)} | {plan.input_name}
         self.convs = {s.name: c for s in plan.steps if isinstance(s, ConvStep)
                       for c in [tile_conv(s, spatial)] if c is not None}

@@ -30,24 +30,41 @@ class FrameRecord:
     macs_executed: float
     input_fraction: float | None = None
     layers: dict = field(default_factory=dict)  # label -> figures (reference executor only)
+    dense_engine: bool = False  # the outputs came from the dense engine (the caches were not touched)
 
 
 class ReferenceExecutor:
+    """Runs the plan eagerly. With a ``dense_engine`` (a callable frame -> the model's outputs, e.g. ONNX
+    Runtime), a frame that must be dense (a refresh, a scene cut) or that changed over more than
+    ``dense_above`` of the input is answered by that engine instead: faster than recomputing every
+    tile, but it leaves the caches out of date, so the next frame that runs sparse is first run dense
+    here (its caches filled). A camera that keeps moving then runs at the dense engine's speed, and
+    costs one dense frame of passrt's own when it comes to rest."""
+
     name = NAME
 
-    def __init__(self, plan, policy, dtype: torch.dtype):
+    def __init__(self, plan, policy, dtype: torch.dtype, dense_engine=None, dense_above: float = 0.5):
         self.plan, self.policy = plan, policy
+        self.dense_engine, self.dense_above = dense_engine, dense_above
+        self.stale = False  # the caches miss frames answered by the dense engine
+        self.macs_dense = sum(s.macs_per_cell * s.shape[1] * s.shape[2] for s in plan.steps
+                              if isinstance(s, SpatialStep))
         self.env: dict = {}
         for step in plan.steps:
             if isinstance(step, (SpatialStep, InputStep)):
                 self.env[step.name] = FeatureMap(*step.shape, dtype=dtype)
         self.tiles: dict[str, object] = {}  # label -> last tile mask, "dense", or None
+        self._last_tiles = (None, None)  # (a mask, its active tile ids): holding the mask keeps `is` sound
 
     def run(self, x: torch.Tensor, refresh: bool):
         plan, env, policy = self.plan, self.env, self.policy
         env[plan.input_name].write_nchw(x)
         ctx = FrameContext(plan, env)
         refresh = policy.begin_frame(ctx, x, refresh)
+        if self.dense_engine is not None and (refresh or ctx.input_fraction >= self.dense_above):
+            return self._by_dense_engine(x, ctx)
+        if self.stale:  # the policy measured the change against its reference; the caches still need this frame
+            refresh, self.stale = True, False
         if refresh:
             ctx.changed[plan.input_name] = FrameContext.FULL
         layers, macs_dense, macs_exec = {}, 0.0, 0.0
@@ -75,6 +92,13 @@ class ReferenceExecutor:
         record = FrameRecord(refresh, macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
         return fx.node.map_aggregate(plan.outputs, self._output_value), record
 
+    def _by_dense_engine(self, x: torch.Tensor, ctx: FrameContext):
+        outputs = self.dense_engine(x)
+        self.stale = True
+        self.tiles = {s.label: "dense" for s in self.plan.steps if isinstance(s, SpatialStep)}
+        macs = self.macs_dense + self.policy.overhead_macs()
+        return outputs, FrameRecord(True, self.macs_dense, macs, ctx.input_fraction, {}, dense_engine=True)
+
     def _run_spatial(self, step: SpatialStep, ctx: FrameContext, refresh: bool) -> tuple[str, int]:
         """Run one spatial step densely, sparsely or not at all; return (mode, tiles computed)."""
         total = step.grid[0] * step.grid[1]
@@ -85,7 +109,7 @@ class ReferenceExecutor:
             return "dense", total
         policy = self.policy
         tiles = policy.step_tiles(step, ctx)
-        active = tiles.reshape(-1).nonzero().reshape(-1) if tiles is not None else None
+        active = self._active_tiles(tiles)
         n = 0 if active is None else active.numel()
         if n == 0:
             mode = "skipped"
@@ -98,6 +122,15 @@ class ReferenceExecutor:
         policy.step_done(step, ctx, tiles if n else None, mode == "dense")
         self.tiles[step.label] = tiles if mode == "sparse" else (mode if mode == "dense" else None)
         return mode, n
+
+    def _active_tiles(self, tiles) -> torch.Tensor | None:
+        """The ids of the active tiles; steps that share one mask (regiondrop: every layer on one tile
+        grid) get the ids computed once."""
+        if tiles is None:
+            return None
+        if self._last_tiles[0] is not tiles:
+            self._last_tiles = (tiles, tiles.reshape(-1).nonzero().reshape(-1))
+        return self._last_tiles[1]
 
     def run_sparse(self, step: SpatialStep, active: torch.Tensor) -> None:
         """Recompute the ``active`` tiles of one step (the native executor overrides this)."""

@@ -29,11 +29,14 @@ class SparseModel:
     """
 
     def __init__(self, model: nn.Module, policy: Policy | str = "exact", dense_ops=(), executor: str = "auto",
-                 **params):
+                 dense_engine=None, dense_above: float = 0.5, **params):
         executor = params.pop("backend", executor)  # its name until the executors were split out
         if executor not in EXECUTORS:
             raise PassrtError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
         self.executor_choice = executor
+        if not 0.0 < dense_above <= 1.0:
+            raise PassrtError(f"dense_above must be in (0, 1], got {dense_above}")
+        self.dense_engine, self.dense_above = dense_engine, dense_above
         self.policy = make_policy(policy, **params)
         self.model = _with_policy_weights(model, self.policy).eval()
         self.dense_ops = tuple(dense_ops)
@@ -44,7 +47,7 @@ class SparseModel:
         self._force_refresh = True
         self.frames = 0
         self._last: dict = {}
-        self._totals = {"macs_executed": 0.0, "active_fraction": 0.0, "refreshes": 0}
+        self._totals = {"macs_executed": 0.0, "active_fraction": 0.0, "refreshes": 0, "dense_engine_frames": 0}
 
     # ---- public API -----------------------------------------------------------------
     def __call__(self, x: torch.Tensor):
@@ -78,6 +81,7 @@ class SparseModel:
             **self._last,
             "frames": self.frames,
             "refreshes": self._totals["refreshes"],
+            "dense_engine_frames": self._totals["dense_engine_frames"],
             "active_fraction_mean": self._totals["active_fraction"] / n,
             "macs_executed_mean": self._totals["macs_executed"] / n,
             "policy": self.policy.describe(),
@@ -123,22 +127,25 @@ class SparseModel:
         elif choice == "native" and (cuda or x.dtype != torch.float32):
             reason = "the native executor runs float32 CPU tensors"
         if reason is None and choice == "op":
+            if self.dense_engine is not None:
+                self._executor_note = "the op executor runs every frame itself (no dense engine)"
             return ProgramExecutor(self.plan, self.policy, x.device, x.dtype)
         if reason is None and choice == "native":
-            return NativeExecutor(self.plan, self.policy, x.dtype)
+            return NativeExecutor(self.plan, self.policy, x.dtype, self.dense_engine, self.dense_above)
         if reason is not None and self.executor_choice != "auto":
             raise PassrtError(f"executor '{choice}' is not available: {reason}")
         if cuda:
             raise PassrtError(f"the reference executor runs on CPU tensors; for {x.device} tensors the compiled op "
                               f"is needed, and {reason or 'executor=reference was asked for'}")
         self._executor_note = reason
-        return ReferenceExecutor(self.plan, self.policy, x.dtype)
+        return ReferenceExecutor(self.plan, self.policy, x.dtype, self.dense_engine, self.dense_above)
 
     def _record(self, record):
         active = record.macs_executed / record.macs_dense if record.macs_dense else 1.0
         conv_skips = [v["skip_rate"] for v in record.layers.values() if v["kind"].startswith("conv")]
         self._last = {
             "refresh": record.refresh,
+            "dense_engine": record.dense_engine,
             "input_active_fraction": 1.0 if record.refresh else record.input_fraction,
             "active_fraction": active,
             # PASS's metrics, for every policy: R_p, the share of each conv's output cells skipped,
@@ -153,6 +160,7 @@ class SparseModel:
         }
         self.frames += 1
         self._totals["refreshes"] += int(record.refresh)
+        self._totals["dense_engine_frames"] += int(record.dense_engine)
         self._totals["active_fraction"] += active
         self._totals["macs_executed"] += record.macs_executed
 
@@ -175,7 +183,7 @@ def _with_policy_weights(model: nn.Module, policy: Policy) -> nn.Module:
 
 
 def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), executor: str = "auto",
-             **params) -> SparseModel:
+             dense_engine=None, dense_above: float = 0.5, **params) -> SparseModel:
     """Wrap ``model`` for temporally sparse streaming inference.
 
     ``policy`` is a name ('dense', 'exact', 'regiondrop', 'layerwise', 'pass') with its parameters
@@ -184,5 +192,9 @@ def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), exe
     (pure PyTorch, CPU), 'native' (the reference with passrt's C++ conv kernels, CPU float32), 'op'
     (passrt's compiled op, CPU or CUDA; regiondrop and pass), or 'auto' (the op for CUDA tensors, native
     for CPU tensors, the reference when the op cannot be built); ``stats()['executor']`` says which ran.
+    ``dense_engine``: a callable frame -> the model's outputs (e.g. ONNX Runtime's session, which
+    ``passrt run``/``bench`` pass on CPU) that answers the frames that must be dense or changed over
+    more than ``dense_above`` of the input (reference and native executors; see
+    :class:`~passrt.engine.reference.ReferenceExecutor`).
     """
-    return SparseModel(model, policy, dense_ops, executor, **params)
+    return SparseModel(model, policy, dense_ops, executor, dense_engine, dense_above, **params)

@@ -60,10 +60,17 @@ class TileConv:
 
     def __call__(self, x: FeatureMap, out: FeatureMap, tile: int, active: torch.Tensor, values: dict) -> None:
         """Recompute the active tiles of ``out`` from ``x``; ``values`` resolves residual names."""
-        win, e, f = self.win, self.epilogue, self.follow_epilogue
+        e, f = self.epilogue, self.follow_epilogue
         rows = lambda name: values[name].rows if name is not None else None  # noqa: E731
         torch.ops.passrt.conv_tiles(
-            x.rows, self.weight, self.bias, rows(e.residual), active, out.rows, [win.in_h, win.in_w],
-            list(win.out_size), list(win.kernel), list(win.stride), [win.pads[0], win.pads[2]], list(win.dilation),
-            self.groups, tile, e.act, e.alpha, e.post, self.follow_weight, self.follow_bias, rows(f.residual),
-            f.act, f.alpha, f.post)
+            x.rows, self.weight, self.bias, rows(e.residual), active, out.rows, *self._geometry, self.groups, tile,
+            e.act, e.alpha, e.post, self.follow_weight, self.follow_bias, rows(f.residual), f.act, f.alpha, f.post)
+
+    @property
+    def _geometry(self) -> list:
+        """in_size, out_size, kernel, stride, padding (top, left), dilation: made once (called every frame)."""
+        if not hasattr(self, "_geometry_args"):
+            win = self.win
+            self._geometry_args = [[win.in_h, win.in_w], list(win.out_size), list(win.kernel), list(win.stride),
+                                   [win.pads[0], win.pads[2]], list(win.dilation)]
+        return self._geometry_args

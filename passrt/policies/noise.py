@@ -57,21 +57,18 @@ def threshold_knob(threshold):
 
 
 def _sampled_blocks(t: torch.Tensor, block: int) -> torch.Tensor:
-    """(1, C, H, W) -> (C, rows, block, cols, block): every second block row and column, a view
-    (sampled before any arithmetic, so the statistic costs a quarter of a full-frame pass)."""
-    step = 2 * block
-    h, w = t.shape[2:]
-    if h % step or w % step:
-        t = F.pad(t, (0, -w % step, 0, -h % step))
-    rows, cols = t.shape[2] // step, t.shape[3] // step
-    return t.reshape(t.shape[1], rows, 2, block, cols, 2, block)[:, :, 0, :, :, 0, :]
+    """(1, C, H, W) -> (C, rows, cols, block, block): every second block row and column that lies
+    wholly inside the frame, a view (sampled before any arithmetic, so the statistic costs a
+    quarter of a full-frame pass, and no padded copy is made)."""
+    if t.shape[2] < block or t.shape[3] < block:  # a frame smaller than a block: the frame is the block
+        t = F.pad(t, (0, max(block - t.shape[3], 0), 0, max(block - t.shape[2], 0)))
+    return t[0].unfold(1, block, 2 * block).unfold(2, block, 2 * block)
 
 
 def _block_statistic(image: torch.Tensor, other: torch.Tensor, block: int, rank: int) -> torch.Tensor:
     """(blocks,): each sampled block's ``rank``-th largest pixel change between two frames."""
-    diff = (_sampled_blocks(image, block) - _sampled_blocks(other, block)).abs().amax(0)  # (rows, block, cols, block)
-    rows, cols = diff.shape[0], diff.shape[2]
-    per_block = diff.permute(0, 2, 1, 3).reshape(rows * cols, block * block)
+    diff = (_sampled_blocks(image, block) - _sampled_blocks(other, block)).abs().amax(0)  # (rows, cols, block, block)
+    per_block = diff.reshape(-1, block * block)
     return torch.topk(per_block, min(rank, block * block), dim=1).values[:, -1]
 
 

@@ -40,6 +40,7 @@ class RegionDrop(Policy):
     def __post_init__(self):
         self.states: Optional[list] = None  # the mask source's states: [ref] (+ [prev, prev2, level] if auto)
         self.masks: Optional[RegionDropMasks] = None  # the mask source of the current plan
+        self._last_mask = (None, None)  # (a step's mask, the same if it has a tile, else None)
 
     def reset(self):
         self.states = None
@@ -78,7 +79,10 @@ class RegionDrop(Policy):
     def step_tiles(self, step, ctx):
         if ctx.changed.get(ctx.input_name) is None:
             return None
-        tiles = nonempty(self.masks.step_mask(step, ctx.value))
+        tiles = self.masks.step_mask(step, ctx.value)
+        if tiles is not self._last_mask[0]:  # layers on one tile grid share a mask: test it once
+            self._last_mask = (tiles, nonempty(tiles))
+        tiles = self._last_mask[1]
         ctx.changed[step.name] = FrameContext.FULL if tiles is not None else None
         return tiles
 

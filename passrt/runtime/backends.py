@@ -66,13 +66,22 @@ class TorchDense:
 
 
 class TorchSparse:
-    """passrt's sparse engine (:class:`passrt.SparseModel`) under one policy."""
+    """passrt's sparse engine (:class:`passrt.SparseModel`) under one policy.
 
-    def __init__(self, module: nn.Module, policy, label: str):
+    ``dense_engine="ort"``: frames that must be dense (the first, scene cuts, a moving camera) are
+    answered by ONNX Runtime, the faster dense engine on CPU (see
+    :class:`~passrt.engine.reference.ReferenceExecutor`); ``None``: passrt computes them itself."""
+
+    def __init__(self, module: nn.Module, policy, label: str, dense_engine: str | None = None,
+                 model_name: str = "model"):
         from passrt.engine import SparseModel
 
         self.label = label
         self.model = SparseModel(module, policy.build())
+        if dense_engine == "ort":  # the module the engine runs (fine-tuned weights included)
+            self.model.dense_engine = DenseOnnxRuntime(self.model.model, model_name)
+        elif dense_engine is not None:
+            raise PassrtError(f"unknown dense engine '{dense_engine}'; choose ort or none")
 
     def __call__(self, x):
         return self.model(x)
@@ -90,7 +99,8 @@ class TorchSparse:
     def describe(self) -> dict:
         stats = self.model.stats()
         return {"backend": "torch", "policy": self.model.policy.describe(), "refreshes": stats["refreshes"],
-                "executor": stats["executor"]}
+                "executor": stats["executor"], "dense_engine": "onnxruntime" if self.model.dense_engine else None,
+                "dense_engine_frames": stats["dense_engine_frames"]}
 
     def tile_masks(self) -> dict:
         return self.model.tile_masks()
@@ -130,14 +140,27 @@ class OnnxRuntimeDense:
         return {"backend": "onnxruntime", "onnxruntime": onnxruntime.__version__, "policy": {"name": "dense"}}
 
 
+class DenseOnnxRuntime:
+    """ONNX Runtime as a sparse engine's dense engine: the module exported on the first frame of each size."""
+
+    def __init__(self, module: nn.Module, model_name: str):
+        self.module, self.model_name, self.session = module, model_name, None
+
+    def __call__(self, x: torch.Tensor):
+        if self.session is None or self.session.shape != tuple(x.shape):
+            self.session = OnnxRuntimeDense(self.module, x, self.model_name)
+        return self.session(x)
+
+
 def open_backend(spec, model=None, example: torch.Tensor | None = None, common: dict | None = None,
-                 plugin: str | None = None, label: str | None = None) -> Backend:
+                 plugin: str | None = None, label: str | None = None, dense_engine: str | None = "ort") -> Backend:
     """The backend for ``spec``: a string (see the module docstring) or a :class:`~passrt.policies.PolicySpec`.
 
     ``model``: the :class:`~passrt.models.ModelSpec` (its module runs under torch/ort; for trt it
     must be the model the engine was exported from, if given). ``example``: a frame, needed by
     ``ort`` (the export's input size). ``common``: parameters applied to every policy that takes
     them (``--threshold``, ``--gates``). ``plugin``: the TensorRT plugin library for ``trt``.
+    ``dense_engine``: what answers a sparse engine's dense frames on CPU ('ort', or None: passrt itself).
     """
     from passrt.policies import PolicySpec
 
@@ -162,7 +185,9 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
         policy = PolicySpec.parse(rest if kind == "torch" else spec, common)
     if policy.name == "dense":
         return TorchDense(model.module, label or policy.label)
-    return TorchSparse(model.module, policy, label or policy.label)
+    weight = next(model.module.parameters(), None)
+    on_cpu = weight is None or weight.device.type == "cpu"
+    return TorchSparse(model.module, policy, label or policy.label, dense_engine if on_cpu else None, model.name)
 
 
 def open_with_model(spec, model: str | None, default_model: str, plugin: str | None = None):

@@ -162,3 +162,47 @@ def test_op_executor_runs_pass_gates_like_the_reference(ssdlite_frames):
             torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
         assert op.stats()["active_fraction"] == pytest.approx(reference.stats()["active_fraction"], abs=1e-5)
     assert op.stats()["executor"] == "passrt op (CPU)"
+
+
+class CountingDense:
+    """A dense engine that is the model itself, counting its calls."""
+
+    def __init__(self, module):
+        self.module, self.calls = module, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return self.module(x)
+
+
+@pytest.mark.parametrize("executor", ["reference", "native"])
+def test_dense_engine_answers_dense_frames_and_the_caches_catch_up(ssdlite_frames, executor):
+    """The first frame and scene cuts go to the dense engine (its outputs as they are); the next frame
+    that changed little is computed dense by passrt (its caches filled), then frames run sparse."""
+    if executor == "native":
+        _need_op()
+    spec, frames = ssdlite_frames
+    cut = torch.flip(frames[0], dims=[2, 3])  # another picture: most blocks change
+    clip = [frames[0], frames[1], frames[2], cut, cut, frames[3]]
+    dense = CountingDense(spec.module)
+    engine = passrt.sparsify(spec.module, "regiondrop", executor=executor, dense_engine=dense)
+    seen = []
+    with torch.no_grad():
+        for x in clip:
+            out = engine(x)
+            st = engine.stats()
+            seen.append((st["dense_engine"], st["refresh"]))
+            if st["refresh"]:  # answered densely, by the engine or by passrt's refresh
+                for a, b in zip(spec.module(x), out):
+                    torch.testing.assert_close(b, a, rtol=0, atol=2e-4)
+            else:
+                assert st["active_fraction"] < 0.9  # a sparse frame on filled caches
+    # engine, fill, sparse, engine (cut), fill (same picture again), engine (cut back)
+    assert seen == [(True, True), (False, True), (False, False), (True, True), (False, True), (True, True)]
+    assert engine.stats()["dense_engine_frames"] == dense.calls == 3
+
+
+def test_dense_above_is_validated(ssdlite_frames):
+    spec, _ = ssdlite_frames
+    with pytest.raises(PassrtError, match="dense_above must be in"):
+        passrt.sparsify(spec.module, "regiondrop", dense_above=0)

@@ -39,3 +39,18 @@ def test_bad_specs(model):
         open_backend("trt:", model)
     with pytest.raises(PassrtError, match="needs an example frame"):
         open_backend("ort", model)
+
+
+def test_sparse_backends_answer_dense_frames_with_onnxruntime_on_cpu(model):
+    """By default ONNX Runtime answers the dense frames (first frame, scene cuts); --dense-engine none: passrt."""
+    x = torch.rand(1, 3, 96, 128)
+    ort, own = open_backend("regiondrop", model), open_backend("regiondrop", model, dense_engine=None)
+    reference = open_backend("ort", model, x)
+    out = ort(x)
+    assert ort.stats()["dense_engine"] and ort.describe()["dense_engine"] == "onnxruntime"
+    for a, b in zip(reference(x), out):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)  # the first frame is ONNX Runtime's answer
+    own(x)
+    assert not own.stats()["dense_engine"] and own.describe()["dense_engine"] is None
+    with pytest.raises(PassrtError, match="unknown dense engine 'tensorrt'"):
+        open_backend("regiondrop", model, dense_engine="tensorrt")

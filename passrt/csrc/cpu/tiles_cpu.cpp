@@ -100,17 +100,11 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
   }
   TORCH_CHECK(tiles.dim() == 1 && tiles.scalar_type() == at::kLong && tiles.is_contiguous(), kOp,
               ": tiles must be a contiguous 1-D int64 tensor of tile ids");
-  const int64_t nTiles = (int64_t)p.tilesH() * p.tilesW();
-  if (tiles.numel() > 0) {
-    const auto range = at::aminmax(tiles);
-    TORCH_CHECK(std::get<0>(range).item<int64_t>() >= 0 && std::get<1>(range).item<int64_t>() < nTiles, kOp,
-                ": tile ids must be in 0 .. ", nTiles - 1);
-  }
-
   at::Tensor cellsT = at::empty({tiles.numel() * p.tile * p.tile}, at::kInt);
   const int32_t* cells = cellsT.data_ptr<int32_t>();
   const int64_t n = tileCells(p.out_h, p.out_w, p.tile, tiles.data_ptr<int64_t>(), tiles.numel(),
                               cellsT.data_ptr<int32_t>());
+  TORCH_CHECK(n >= 0, kOp, ": tile ids must be in 0 .. ", (int64_t)p.tilesH() * p.tilesW() - 1);
   if (n == 0) return;
   float* out = output.data_ptr<float>();
   const float* res = residual ? residual->data_ptr<float>() : nullptr;

@@ -23,7 +23,7 @@ namespace passrt {
 
 // The output cells (row indices out_y * out_w + out_x) of tiles[0..count) on an out_h x out_w map
 // cut into tile x tile tiles (row-major tile ids), cells outside the map left out. `cells` must
-// hold count * tile * tile entries; returns how many were written.
+// hold count * tile * tile entries; returns how many were written, or -1 if a tile id is outside the grid.
 int64_t tileCells(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int64_t count, int32_t* cells);
 
 // im2col of the cells [begin, end) for a groups == 1 conv: cols[i] = the cell's window,

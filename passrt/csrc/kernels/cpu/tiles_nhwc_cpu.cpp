@@ -40,9 +40,10 @@ void activateRow(Activation act, float alpha, float* __restrict v, int32_t n) {
 }  // namespace
 
 int64_t tileCells(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int64_t count, int32_t* cells) {
-  const int64_t tilesW = (out_w + tile - 1) / tile;
+  const int64_t tilesW = (out_w + tile - 1) / tile, tilesAll = tilesW * ((out_h + tile - 1) / tile);
   int64_t n = 0;
   for (int64_t i = 0; i < count; ++i) {
+    if (tiles[i] < 0 || tiles[i] >= tilesAll) return -1;
     const int32_t y0 = (int32_t)(tiles[i] / tilesW) * tile, x0 = (int32_t)(tiles[i] % tilesW) * tile;
     const int32_t y1 = std::min(y0 + tile, out_h), x1 = std::min(x0 + tile, out_w);  // edge tiles overhang
     for (int32_t y = y0; y < y1; ++y)
