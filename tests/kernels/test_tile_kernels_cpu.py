@@ -174,3 +174,15 @@ def test_fake_kernel_for_compile_and_export():
 
 def test_tile_grid_used_by_the_tests():
     assert tile_grid(9, 13, 4) == (3, 4) and make_mask("edges", (2, 2), None)[0].sum() == 3
+
+
+@pytest.mark.parametrize("case", [(3, 1, 1, 64, 1, 64, 64, 48, 40, 1), (1, 1, 1, 1, 0, 48, 96, 40, 48, 1),
+                                  (3, 2, 1, 1, 1, 24, 32, 61, 47, 1)], ids=case_id)
+def test_large_maps_split_across_threads(case):
+    """Maps large enough that every stage is split into several tasks (one per thread or more)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    try:
+        run(case, 2, "random", act="relu6", residual=True, follow=(16, None, True), seed=seed_of(case, "threads"))
+    finally:
+        torch.set_num_threads(threads)

@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "passrt_tiles.h"
@@ -17,7 +18,9 @@ namespace passrt::op {
 namespace {
 
 constexpr const char* kOp = "passrt::conv_tiles";
-constexpr int64_t kGrain = 16;  // cells per task: enough work to amortise the task, small enough to balance
+// Values (cells x channels) per task: a parallel region costs microseconds (more on a busy
+// machine, where a thread may wait for a descheduled peer), so small layers run on one thread.
+constexpr int64_t kGrainValues = 1 << 14;
 
 void checkRows(const char* name, const at::Tensor& t, int64_t cells, int64_t channels) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), kOp, ": ", name,
@@ -41,8 +44,8 @@ void checkBias(const char* name, const std::optional<at::Tensor>& b, int64_t cha
 }
 
 template <typename F>
-void inParallel(int64_t n, const F& f) {
-  at::parallel_for(0, n, kGrain, f);
+void inParallel(int64_t n, int64_t channels, const F& f) {
+  at::parallel_for(0, n, std::max<int64_t>(1, kGrainValues / std::max<int64_t>(1, channels)), f);
 }
 
 void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -114,18 +117,18 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
   if (depthwise) {
     mid = at::empty({n, p.out_channels}, input.options());
     const float* b = bias ? bias->data_ptr<float>() : nullptr;
-    inParallel(n, [&](int64_t begin, int64_t end) {
+    inParallel(n, p.out_channels * taps, [&](int64_t begin, int64_t end) {
       depthwiseNhwc(p, input.data_ptr<float>(), weight.data_ptr<float>(), b, cells, begin, end,
                     mid.data_ptr<float>());
       epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
     });
   } else {
     at::Tensor cols = at::empty({n, taps * p.in_channels}, input.options());
-    inParallel(n, [&](int64_t begin, int64_t end) {
+    inParallel(n, taps * p.in_channels, [&](int64_t begin, int64_t end) {
       gatherWindowsNhwc(p, input.data_ptr<float>(), cells, begin, end, cols.data_ptr<float>());
     });
     mid = bias ? at::addmm(*bias, cols, weight) : at::mm(cols, weight);
-    inParallel(n, [&](int64_t begin, int64_t end) {
+    inParallel(n, p.out_channels, [&](int64_t begin, int64_t end) {
       epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
     });
   }
@@ -138,7 +141,7 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
               "activation code");
   at::Tensor y = follow_bias ? at::addmm(*follow_bias, mid, *follow_weight) : at::mm(mid, *follow_weight);
   const float* fres = follow_residual ? follow_residual->data_ptr<float>() : nullptr;
-  inParallel(n, [&](int64_t begin, int64_t end) {
+  inParallel(n, cOut, [&](int64_t begin, int64_t end) {
     epilogueNhwc(q, static_cast<int32_t>(cOut), y.data_ptr<float>(), fres, cells, begin, end, out);
   });
 }
