@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--dense-engine", choices=("ort", "none"), default="ort",
                    help="what answers the sparse engines' dense frames (the first, scene cuts, a moving camera) on "
                         "CPU: ONNX Runtime, or passrt itself (default: ort)")
+    p.add_argument("--executors", default="auto",
+                   help="run every policy on each of these executors, separated by commas (auto, native, reference, "
+                        "op), labelled policy@executor when there are several (default: auto)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="run the PyTorch engines here: on cuda, dense is cuDNN and the sparse policies run passrt's "
                         "CUDA op (regiondrop, pass); ONNX Runtime (CPU) is then left out (default: cpu)")
@@ -51,7 +54,8 @@ def main(args) -> int:
                            warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
                            progress=sys.stderr.isatty(), engines=args.engine, plugin=PLUGIN.parse(args),
                            device=args.device, half=args.half,
-                           dense_engine=None if args.dense_engine == "none" else args.dense_engine)
+                           dense_engine=None if args.dense_engine == "none" else args.dense_engine,
+                           executors=_executors(args.executors))
     result["command"] = "passrt " + " ".join(sys.argv[1:])
     w, h = result["resolution"]
     where = (f"{result['machine']['gpu']} ({result['dtype']})" if args.device == "cuda" else
@@ -72,3 +76,14 @@ def main(args) -> int:
     if args.plot:
         plot(result, args.plot)
     return 0
+
+
+def _executors(text: str) -> list[str]:
+    from passrt.engine.sparse_model import EXECUTORS
+    from passrt.errors import PassrtError
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in EXECUTORS]
+    if unknown or not names:
+        raise PassrtError(f"--executors: unknown executor '{(unknown or [text])[0]}'; choose from {', '.join(EXECUTORS)}")
+    return names

@@ -73,11 +73,11 @@ class TorchSparse:
     :class:`~passrt.engine.reference.ReferenceExecutor`); ``None``: passrt computes them itself."""
 
     def __init__(self, module: nn.Module, policy, label: str, dense_engine: str | None = None,
-                 model_name: str = "model"):
+                 model_name: str = "model", executor: str = "auto"):
         from passrt.engine import SparseModel
 
         self.label = label
-        self.model = SparseModel(module, policy.build())
+        self.model = SparseModel(module, policy.build(), executor=executor)
         if dense_engine == "ort":  # the module the engine runs (fine-tuned weights included)
             self.model.dense_engine = DenseOnnxRuntime(self.model.model, model_name)
         elif dense_engine is not None:
@@ -153,7 +153,8 @@ class DenseOnnxRuntime:
 
 
 def open_backend(spec, model=None, example: torch.Tensor | None = None, common: dict | None = None,
-                 plugin: str | None = None, label: str | None = None, dense_engine: str | None = "ort") -> Backend:
+                 plugin: str | None = None, label: str | None = None, dense_engine: str | None = "ort",
+                 executor: str = "auto") -> Backend:
     """The backend for ``spec``: a string (see the module docstring) or a :class:`~passrt.policies.PolicySpec`.
 
     ``model``: the :class:`~passrt.models.ModelSpec` (its module runs under torch/ort; for trt it
@@ -161,6 +162,7 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
     ``ort`` (the export's input size). ``common``: parameters applied to every policy that takes
     them (``--threshold``, ``--gates``). ``plugin``: the TensorRT plugin library for ``trt``.
     ``dense_engine``: what answers a sparse engine's dense frames on CPU ('ort', or None: passrt itself).
+    ``executor``: the sparse engine's executor (:func:`passrt.sparsify`).
     """
     from passrt.policies import PolicySpec
 
@@ -187,7 +189,8 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
         return TorchDense(model.module, label or policy.label)
     weight = next(model.module.parameters(), None)
     on_cpu = weight is None or weight.device.type == "cpu"
-    return TorchSparse(model.module, policy, label or policy.label, dense_engine if on_cpu else None, model.name)
+    return TorchSparse(model.module, policy, label or policy.label, dense_engine if on_cpu else None, model.name,
+                       executor)
 
 
 def open_with_model(spec, model: str | None, default_model: str, plugin: str | None = None):

@@ -86,11 +86,12 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                   warmup: int = 5, onnxruntime: bool = True, progress: bool = True, block: int = 10,
                   engines: list[str] = (), plugin: str | None = None, device: str = "cpu",
                   half: bool = False, score_threshold: float = 0.3, start: int = 0,
-                  desc: str = "bench", dense_engine: str | None = "ort") -> dict:
+                  desc: str = "bench", dense_engine: str | None = "ort", executors: list[str] = ("auto",)) -> dict:
     """Measure dense PyTorch, (optionally) dense ONNX Runtime, each policy (:class:`~passrt.policies.PolicySpec`)
     and each TensorRT engine file in ``engines`` (labelled by its file name). ``device``/``half``: where and in
     which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's op); ``start``: the
-    first frame; ``dense_engine``: what answers the sparse engines' dense frames on CPU ('ort' or None). Agreement
+    first frame; ``dense_engine``: what answers the sparse engines' dense frames on CPU ('ort' or None);
+    ``executors``: each policy runs on each (labelled ``policy@executor`` when there are several). Agreement
     (:class:`~passrt.metrics.Agreement`) is against the dense PyTorch engine, whose detections at
     ``score_threshold`` are the ground truth."""
     from dataclasses import replace
@@ -107,7 +108,9 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     backends = [open_backend("torch:dense", on_device, label="dense")]
     if onnxruntime and device == "cpu":
         backends.append(open_backend("ort", spec, tensors[0]))
-    backends += [open_backend(p, on_device, dense_engine=dense_engine) for p in policies if p.name != "dense"]
+    backends += [open_backend(p, on_device, dense_engine=dense_engine, executor=ex,
+                              label=f"{p.label}@{ex}" if len(executors) > 1 else None)
+                 for p in policies if p.name != "dense" for ex in executors]
     for b in trt:
         b.check_input(tensors[0].shape)
         if any(o.label == b.label for o in backends):  # two engines called alike, or one called like a policy

@@ -73,6 +73,9 @@ def test_bench_json(tmp_path):
         assert max(entry["output_error"]["max"]) > 0, name  # sparse and approximate: not bit-equal
         assert 0 < entry["active_fraction"] < active, (name, entry["active_fraction"])
         assert 0 < entry["macs_executed"] < entry["macs_dense"] == dense["macs_dense"], name
+        # CPU: the native executor, and ONNX Runtime answering the dense frames (the first after reset, at least)
+        assert entry["executor"] == "native (C++ tile kernels, CPU)", (name, entry["executor"])
+        assert entry["dense_engine"] == "onnxruntime" and entry["dense_engine_frames"] >= 1, name
     assert result["machine"]["cores"] >= 1 and "torch" in result["machine"]
     assert "x dense" in out.stdout
 
@@ -101,6 +104,7 @@ def test_resolution_the_tiles_do_not_divide(tmp_path):
     (["run", "--input", "carphone"], "--headless"),  # no display here
     (["run", "--camera", "9", "--headless"], "cannot open camera 9"),
     (["bench", "--input", "carphone", "--half"], "--half needs --device cuda"),
+    (["bench", "--input", "carphone", "--executors", "native,gpu"], "unknown executor 'gpu'"),
     (["bench", "--input", "carphone", "--device", "cuda"], "sees no CUDA GPU"),
 ])
 def test_bad_input_one_line_no_traceback(args, message, tmp_path, monkeypatch):
