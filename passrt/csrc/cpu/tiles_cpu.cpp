@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <optional>
 
 #include "passrt_tiles.h"
@@ -41,6 +42,21 @@ void checkBias(const char* name, const std::optional<at::Tensor>& b, int64_t cha
   TORCH_CHECK(b->device().is_cpu() && b->scalar_type() == at::kFloat && b->is_contiguous() && b->dim() == 1 &&
                   b->size(0) == channels,
               kOp, ": ", name, " must be a contiguous float32 CPU tensor [", channels, "], got ", b->sizes());
+}
+
+// Per-call buffers (cells, windows, the intermediate and the 1x1's result) reused across calls and
+// frames: allocating them anew would return several MB to the system and fault them back in on every
+// layer of every frame (glibc serves large blocks with mmap), a cost that grows with the active area.
+enum Slot { kCells, kCols, kMid, kOut, kSlots };
+
+at::Tensor scratch(Slot slot, int64_t rows, int64_t cols, at::ScalarType dtype) {
+  static thread_local std::array<at::Tensor, kSlots> buffers;
+  at::Tensor& b = buffers[slot];
+  const int64_t need = std::max<int64_t>(rows * cols, 1);
+  if (!b.defined() || b.numel() < need || b.scalar_type() != dtype) {
+    b = at::empty({need + need / 4}, at::TensorOptions().dtype(dtype));  // headroom: fewer regrowths
+  }
+  return b.narrow(0, 0, rows * cols).view({rows, cols});
 }
 
 template <typename F>
@@ -103,7 +119,7 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
   }
   TORCH_CHECK(tiles.dim() == 1 && tiles.scalar_type() == at::kLong && tiles.is_contiguous(), kOp,
               ": tiles must be a contiguous 1-D int64 tensor of tile ids");
-  at::Tensor cellsT = at::empty({tiles.numel() * p.tile * p.tile}, at::kInt);
+  at::Tensor cellsT = scratch(kCells, tiles.numel() * p.tile * p.tile, 1, at::kInt);
   const int32_t* cells = cellsT.data_ptr<int32_t>();
   const int64_t n = tileCells(p.out_h, p.out_w, p.tile, tiles.data_ptr<int64_t>(), tiles.numel(),
                               cellsT.data_ptr<int32_t>());
@@ -115,7 +131,7 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
 
   at::Tensor mid;
   if (depthwise) {
-    mid = at::empty({n, p.out_channels}, input.options());
+    mid = scratch(kMid, n, p.out_channels, at::kFloat);
     const float* b = bias ? bias->data_ptr<float>() : nullptr;
     inParallel(n, p.out_channels * taps, [&](int64_t begin, int64_t end) {
       depthwiseNhwc(p, input.data_ptr<float>(), weight.data_ptr<float>(), b, cells, begin, end,
@@ -123,11 +139,12 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
       epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
     });
   } else {
-    at::Tensor cols = at::empty({n, taps * p.in_channels}, input.options());
+    at::Tensor cols = scratch(kCols, n, taps * p.in_channels, at::kFloat);
     inParallel(n, taps * p.in_channels, [&](int64_t begin, int64_t end) {
       gatherWindowsNhwc(p, input.data_ptr<float>(), cells, begin, end, cols.data_ptr<float>());
     });
-    mid = bias ? at::addmm(*bias, cols, weight) : at::mm(cols, weight);
+    mid = scratch(kMid, n, p.out_channels, at::kFloat);
+    bias ? at::addmm_out(mid, *bias, cols, weight) : at::mm_out(mid, cols, weight);
     inParallel(n, p.out_channels, [&](int64_t begin, int64_t end) {
       epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
     });
@@ -139,7 +156,8 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
   q.post_act = static_cast<Activation>(follow_post_act);
   TORCH_CHECK(isActivation(q.act) && isActivation(q.post_act), kOp, ": follow_act/follow_post_act is not an ",
               "activation code");
-  at::Tensor y = follow_bias ? at::addmm(*follow_bias, mid, *follow_weight) : at::mm(mid, *follow_weight);
+  at::Tensor y = scratch(kOut, n, cOut, at::kFloat);
+  follow_bias ? at::addmm_out(y, *follow_bias, mid, *follow_weight) : at::mm_out(y, mid, *follow_weight);
   const float* fres = follow_residual ? follow_residual->data_ptr<float>() : nullptr;
   inParallel(n, cOut, [&](int64_t begin, int64_t end) {
     epilogueNhwc(q, static_cast<int32_t>(cOut), y.data_ptr<float>(), fres, cells, begin, end, out);
