@@ -131,6 +131,10 @@ def _compile(cpp_extension, cuda: bool, verbose: bool) -> None:
     name = "passrt_ops_cuda" if cuda else "passrt_ops_cpu"
     build = cache_dir() / "build" / name
     build.mkdir(parents=True, exist_ok=True)
+    if not (build / f"{name}.so").exists():  # the first use on this machine: say why it pauses
+        import sys
+
+        print(f"passrt: building its C++ kernels in {build} (once per machine, about a minute)", file=sys.stderr)
     cpp_extension.load(
         name=name,
         sources=[str(s) for s in _sources(cuda)],
