@@ -7,7 +7,8 @@ intermediate tensors are as large as the patches. Here each conv step is one cal
 input cache, one GEMM, epilogue and write-back fused. Everything else (masks, pooling,
 upsampling, other elementwise steps, convs whose epilogue the kernels do not compute, dense
 frames) is the reference executor's, so the two agree step by step and the reference stays
-the oracle of every test.
+the oracle of every test. RegionDrop's per-frame rule also runs its full-frame operations in
+C++ here (one pass each instead of several tensor ops).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ NAME = "native (C++ tile kernels, CPU)"
 
 class NativeExecutor(ReferenceExecutor):
     name = NAME
+    native_kernels = True  # RegionDrop's frame-level rule runs in C++ too (policies/regiondrop.py)
 
     def __init__(self, plan, policy, dtype: torch.dtype, dense_engine=None, dense_above: float = 0.5):
         super().__init__(plan, policy, dtype, dense_engine, dense_above)

@@ -42,6 +42,7 @@ class ReferenceExecutor:
     costs one dense frame of passrt's own when it comes to rest."""
 
     name = NAME
+    native_kernels = False  # the policies' frame-level rules run as tensor ops
 
     def __init__(self, plan, policy, dtype: torch.dtype, dense_engine=None, dense_above: float = 0.5):
         self.plan, self.policy = plan, policy
@@ -59,7 +60,7 @@ class ReferenceExecutor:
     def run(self, x: torch.Tensor, refresh: bool):
         plan, env, policy = self.plan, self.env, self.policy
         env[plan.input_name].write_nchw(x)
-        ctx = FrameContext(plan, env)
+        ctx = FrameContext(plan, env, native=self.native_kernels)
         refresh = policy.begin_frame(ctx, x, refresh)
         if self.dense_engine is not None and (refresh or ctx.input_fraction >= self.dense_above):
             return self._by_dense_engine(x, ctx)

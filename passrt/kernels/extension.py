@@ -52,7 +52,8 @@ def _why_no_cuda() -> Optional[str]:
 
 def _sources(cuda: bool) -> list[Path]:
     cpu = [CSRC / "ops.cpp", CSRC / "cpu" / "ops_cpu.cpp", KERNELS / "cpu" / "sparse_conv2d_cpu.cpp",
-           CSRC / "cpu" / "tiles_cpu.cpp", KERNELS / "cpu" / "tiles_nhwc_cpu.cpp"]
+           CSRC / "cpu" / "tiles_cpu.cpp", KERNELS / "cpu" / "tiles_nhwc_cpu.cpp",
+           CSRC / "cpu" / "frame_cpu.cpp", KERNELS / "cpu" / "frame_change_cpu.cpp"]
     gpu = [CSRC / "cuda" / "ops_cuda.cu", KERNELS / "sparse_conv2d.cu"]
     return cpu + (gpu if cuda else [])
 
@@ -183,6 +184,19 @@ def _register_fakes() -> None:
     def _(input, weight, bias, residual, tile_mask, output, stride, padding, dilation, groups, tile, act,
           act_alpha, post_act):
         return None  # writes into `output`, returns nothing
+
+    @register("passrt::frame_block_rank_change")
+    def _(a, b, block, rank):
+        h, w = a.shape[2:]
+        return a.new_empty(((h - block) // (2 * block) + 1) * ((w - block) // (2 * block) + 1))
+
+    @register("passrt::frame_block_counts")
+    def _(a, b, limit, block):
+        return a.new_empty(1, 1, -(-a.shape[2] // block), -(-a.shape[3] // block))
+
+    @register("passrt::frame_copy_blocks_")
+    def _(dst, src, mask, block):
+        return None
 
     @register("passrt::conv_tiles")
     def _(input, weight, bias, residual, tiles, output, in_size, out_size, kernel, stride, padding, dilation, groups,

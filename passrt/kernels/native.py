@@ -1,9 +1,11 @@
-"""The native CPU tile kernels (``torch.ops.passrt.conv_tiles``, C++ in passrt/csrc) on FeatureMaps.
+"""The native CPU kernels (C++ in passrt/csrc, passrt/csrc/kernels/passrt_tiles.h) for the engine.
 
-One call per conv step: the conv of the active tiles read straight from the input cache, its
-fused epilogue, optionally a fused 1x1 conv after it, written straight into the output cache
-(see passrt/csrc/kernels/passrt_tiles.h). :class:`TileConv` holds a conv's weights in the
-layout the kernels take, made once per plan.
+- ``torch.ops.passrt.conv_tiles``, one call per conv step: the conv of the active tiles read
+  straight from the input cache, its fused epilogue, optionally a fused 1x1 conv after it,
+  written straight into the output cache. :class:`TileConv` holds a conv's weights in the
+  layout the kernels take, made once per plan.
+- Frame-level change operations (RegionDrop's per-frame rule), each equal to the tensor ops
+  named in its docstring, in one pass over the pixels.
 """
 
 from __future__ import annotations
@@ -74,3 +76,19 @@ class TileConv:
             self._geometry_args = [[win.in_h, win.in_w], list(win.out_size), list(win.kernel), list(win.stride),
                                    [win.pads[0], win.pads[2]], list(win.dilation)]
         return self._geometry_args
+
+
+def block_rank_change(a: torch.Tensor, b: torch.Tensor, block: int, rank: int) -> torch.Tensor:
+    """= ``passrt.policies.noise._block_statistic(a, b, block, rank)`` (frames at least a block in size)."""
+    return torch.ops.passrt.frame_block_rank_change(a, b, block, rank)
+
+
+def block_change_counts(a: torch.Tensor, b: torch.Tensor, limit: float, block: int) -> torch.Tensor:
+    """= ``F.avg_pool2d((pixel_change(a, b) > limit).float(), block, block, ceil_mode=True) * block ** 2``."""
+    return torch.ops.passrt.frame_block_counts(a, b, float(limit), block)
+
+
+def copy_blocks_(dst: torch.Tensor, src: torch.Tensor, mask: torch.Tensor, block: int) -> torch.Tensor:
+    """In place, = ``torch.lerp(dst, src, cells_of(mask, block, H, W))`` for a 0/1 block ``mask``."""
+    torch.ops.passrt.frame_copy_blocks_(dst, src, mask.reshape(-1).contiguous().float(), block)
+    return dst

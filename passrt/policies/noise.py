@@ -73,14 +73,16 @@ def _block_statistic(image: torch.Tensor, other: torch.Tensor, block: int, rank:
 
 
 def frame_noise(image: torch.Tensor, prev: torch.Tensor, prev2: torch.Tensor, block: int, rank: int,
-                floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+                floor: float, statistic=None) -> tuple[torch.Tensor, torch.Tensor]:
     """((1,) measurement, (1,) fraction of sampled blocks found static) for one frame.
 
     A block is static when its change over two frames is not larger than over one (noise does
     not add up, motion does); the measurement is the ``QUANTILE`` of the statistic over the
-    static blocks (0 when fewer than ``MIN_STATIC`` of the blocks are)."""
-    one = _block_statistic(image, prev, block, rank)
-    two = _block_statistic(image, prev2, block, rank)
+    static blocks (0 when fewer than ``MIN_STATIC`` of the blocks are). ``statistic``: another
+    implementation of the block statistic (the native kernel, passrt.kernels.native)."""
+    statistic = statistic or _block_statistic
+    one = statistic(image, prev, block, rank)
+    two = statistic(image, prev2, block, rank)
     static = two <= COHERENCE * one + floor
     n = one.numel()
     count = static.float().sum()

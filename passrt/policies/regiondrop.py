@@ -41,6 +41,7 @@ class RegionDrop(Policy):
         self.states: Optional[list] = None  # the mask source's states: [ref] (+ [prev, prev2, level] if auto)
         self.masks: Optional[RegionDropMasks] = None  # the mask source of the current plan
         self._last_mask = (None, None)  # (a step's mask, the same if it has a tile, else None)
+        self._in_place = False  # the states are updated in place by the native kernels
 
     def reset(self):
         self.states = None
@@ -57,10 +58,12 @@ class RegionDrop(Policy):
         if self.masks is None or self.masks.plan is not ctx.plan:
             self.masks = self.mask_source(ctx.plan)
         source = self.masks
-        if self.states is None or self.states[0].shape != x.shape:
-            self.states = source.initial_states(x)
+        in_place = ctx.native and source.in_place_ok(x)
+        if self.states is None or self.states[0].shape != x.shape or self._in_place != in_place:
+            self.states = source.initial_states(x, like_image=in_place)
+            self._in_place = in_place
             refresh = True
-        self.states = source.begin(x, x.new_full((1,), float(refresh)), self.states)
+        self.states = source.begin(x, x.new_full((1,), float(refresh)), self.states, in_place)
         ctx.input_fraction = float(source.fraction)
         if bool(source.full):
             return True
@@ -104,23 +107,44 @@ class RegionDropMasks(MaskSource):
             if isinstance(step, SpatialStep):
                 self.tiles(*step.shape[1:], step.tile)  # registers the step's rescale matrices
 
-    def initial_states(self, image) -> list:
-        return [image.new_zeros(shape) for shape in self.state_shapes]
+    def initial_states(self, image, like_image: bool = False) -> list:
+        """Zeros; ``like_image``: frame-shaped states in the frame's memory layout (the native path)."""
+        return [torch.zeros_like(image) if like_image and tuple(shape) == tuple(image.shape)
+                else image.new_zeros(shape) for shape in self.state_shapes]
 
-    def begin(self, image, refresh, states):
+    def in_place_ok(self, image) -> bool:
+        """Whether the native kernels can run this frame's rule (a float32 CPU frame at least a block
+        in size, and the op loaded)."""
+        from passrt.kernels import extension
+
+        return (image.device.type == "cpu" and image.dtype == torch.float32 and min(image.shape[2:]) >= self.p.block
+                and extension.load())
+
+    def begin(self, image, refresh, states, in_place: bool = False):
+        """The new states. ``in_place``: the eager CPU path, where the policy owns its states: the three
+        full-frame operations run in passrt's kernels (one pass each, equal to the tensor ops below),
+        the reference is updated in place in the changed blocks and the previous frames rotate through
+        the same buffers. Otherwise standard tensor ops only (the exported graph, the op executor)."""
         p, ref = self.p, states[0]
-        # One copy into the states' layout (a decoded frame is often channels-last): every full-frame op
-        # below then runs on contiguous operands, several times faster than on mixed layouts.
-        frame, image = image, image.contiguous()
+        if in_place:
+            from passrt.kernels import native
+        else:
+            # One copy into the states' layout (a decoded frame is often channels-last): every full-frame
+            # op below then runs on contiguous operands, several times faster than on mixed layouts.
+            frame, image = image, image.contiguous()
         refresh = refresh.reshape(1)
         if self.adaptive:
             prev, prev2, level = states[1], states[2], states[3]
-            measured, _ = noise.frame_noise(image, prev, prev2, p.block, p.min_pixels, p.noise_floor)
+            measured, _ = noise.frame_noise(image, prev, prev2, p.block, p.min_pixels, p.noise_floor,
+                                            native.block_rank_change if in_place else None)
             limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor, p.max_threshold).reshape(1, 1, 1, 1)
         else:
             limit = p.threshold
-        changed = (masks.pixel_change(image, ref) > limit).float()
-        counts = F.avg_pool2d(changed, p.block, p.block, ceil_mode=True) * (p.block ** 2)
+        if in_place:
+            counts = native.block_change_counts(image, ref, float(limit), p.block)
+        else:
+            changed = (masks.pixel_change(image, ref) > limit).float()
+            counts = F.avg_pool2d(changed, p.block, p.block, ceil_mode=True) * (p.block ** 2)
         changed_blocks = (counts >= p.min_pixels).float()
         blocks = masks.dilate(changed_blocks, p.margin)
         self.fraction = blocks.mean().reshape(1)
@@ -131,13 +155,18 @@ class RegionDropMasks(MaskSource):
         # The reference moves only inside the changed blocks, not the margin: a margin block's own
         # slow change must keep adding up against the reference until it is found changed (else it
         # is absorbed frame by frame, and the outputs beyond the margin that read it drift).
-        region = masks.cells_of(changed_blocks, p.block, self.frame_h, self.frame_w)
-        # lerp with a 0/1 weight returns exactly ref or image (PyTorch's two-sided formula), and runs
-        # several times faster than torch.where on CPU.
-        new_ref = torch.lerp(ref, image, torch.maximum(region, self.full.reshape(1, 1, 1, 1)))
+        moved = torch.maximum(changed_blocks, self.full.reshape(1, 1, 1, 1))
+        if in_place:
+            new_ref = native.copy_blocks_(ref, image, moved, p.block)
+        else:
+            # lerp with a 0/1 weight returns exactly ref or image (PyTorch's two-sided formula), and runs
+            # several times faster than torch.where on CPU.
+            new_ref = torch.lerp(ref, image, masks.cells_of(moved, p.block, self.frame_h, self.frame_w))
         if not self.adaptive:
             return [new_ref]
         self.level = noise.update_level(level, measured, self.fraction, refresh)
+        if in_place:  # the oldest frame's buffer takes this frame
+            return [new_ref, prev2.copy_(image), prev, self.level]
         # The caller owns its frame: keep a copy (contiguous() may have made one already).
         return [new_ref, image.clone() if image is frame else image, prev, self.level]
 

@@ -186,3 +186,64 @@ def test_large_maps_split_across_threads(case):
         run(case, 2, "random", act="relu6", residual=True, follow=(16, None, True), seed=seed_of(case, "threads"))
     finally:
         torch.set_num_threads(threads)
+
+
+# ---- frame-level change kernels: each equal to the tensor ops of the rule it speeds up -------------
+
+def frames(shape, seed, channels_last):
+    gen = torch.Generator().manual_seed(seed)
+    a, b = (torch.rand(*shape, generator=gen) for _ in range(2))
+    b = torch.where(torch.rand(*shape, generator=gen) < 0.5, a + 0.01 * torch.randn(*shape, generator=gen), b)
+    if channels_last:
+        a, b = (t.contiguous(memory_format=torch.channels_last) for t in (a, b))
+    return a, b
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 16, 16), (1, 4, 33, 80)])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("block,rank", [(16, 8), (8, 3), (16, 300)])
+def test_block_rank_change_equals_the_noise_statistic(shape, channels_last, block, rank):
+    from passrt.policies.noise import _block_statistic
+
+    if min(shape[2:]) < block:
+        return
+    a, b = frames(shape, seed_of(shape, block, rank), channels_last and shape[1] in (3, 4))
+    assert torch.equal(native.block_rank_change(a, b, block, rank), _block_statistic(a, b, block, rank))
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 7, 5), (1, 4, 33, 80)])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("block", [16, 5])
+@pytest.mark.parametrize("limit", [0.0, 0.004, 0.3])
+def test_block_change_counts_equal_the_pooled_change_test(shape, channels_last, block, limit):
+    from passrt.plan.masks import pixel_change
+
+    a, b = frames(shape, seed_of(shape, block, limit), channels_last and shape[1] in (3, 4))
+    want = F.avg_pool2d((pixel_change(a, b) > limit).float(), block, block, ceil_mode=True) * block ** 2
+    assert torch.equal(native.block_change_counts(a, b, limit, block), want)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 7, 5)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_copy_blocks_equals_lerp_on_block_cells(shape, channels_last):
+    from passrt.plan.masks import cells_of
+
+    block = 16
+    a, b = frames(shape, seed_of(shape, "copy"), channels_last and shape[1] == 3)
+    mask = (torch.rand(1, 1, -(-shape[2] // block), -(-shape[3] // block), generator=torch.Generator().manual_seed(1))
+            > 0.5).float()
+    want = torch.lerp(b, a, cells_of(mask, block, *shape[2:]))
+    got = native.copy_blocks_(b.clone(), a, mask, block)
+    assert torch.equal(got, want)
+
+
+def test_frame_ops_clear_errors():
+    a = torch.rand(1, 3, 32, 32)
+    with pytest.raises(RuntimeError, match="smaller than a block"):
+        native.block_rank_change(a, a, 64, 8)
+    with pytest.raises(RuntimeError, match="has shape"):
+        native.block_change_counts(a, torch.rand(1, 3, 32, 31), 0.1, 16)
+    with pytest.raises(RuntimeError, match="float32 CPU tensor"):
+        native.block_change_counts(a.double(), a.double(), 0.1, 16)
+    with pytest.raises(RuntimeError, match="mask must be"):
+        native.copy_blocks_(a.clone(), a, torch.ones(3), 16)

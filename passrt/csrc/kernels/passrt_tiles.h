@@ -44,4 +44,28 @@ void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* w
 void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const float* residual,
                   const int32_t* cells, int64_t begin, int64_t end, float* output);
 
+// ---- Frame-level change kernels (RegionDrop's per-frame rule, eager CPU) -----------------------
+// The rule itself is written once, as traceable tensor ops (passrt/policies/regiondrop.py, noise.py);
+// these are its three full-frame operations in one pass each, tested equal to those ops. A frame is
+// (C, H, W) float32 with any strides (a decoded frame is often channels-last).
+struct FrameView {
+  float* data;
+  int64_t c_stride, y_stride, x_stride;
+};
+
+// For the sampled blocks (every second block row and column lying wholly inside the frame, row-major,
+// `cols` per row), the rank-th largest over the block of max over channels |a - b|; blocks [begin, end).
+void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols, FrameView a, FrameView b,
+                     int64_t begin, int64_t end, float* out);
+
+// For the blocks of block rows [begin, end) (ceil(H / block) x ceil(W / block) blocks, edge blocks
+// clipped), the number of pixels with max over channels |a - b| > limit, scaled as average pooling with
+// ceil_mode scales it: count / (pixels inside the block) * block * block.
+void blockChangeCounts(int32_t channels, int32_t h, int32_t w, int32_t block, float limit, FrameView a, FrameView b,
+                       int64_t begin, int64_t end, float* counts);
+
+// dst = src inside the blocks with mask > 0.5 (mask [ceil(H / block), ceil(W / block)]), block rows [begin, end).
+void copyBlocks(int32_t channels, int32_t h, int32_t w, int32_t block, const float* mask, FrameView src, FrameView dst,
+                int64_t begin, int64_t end);
+
 }  // namespace passrt

@@ -1,0 +1,71 @@
+// passrt's frame-level change ops on CPU (RegionDrop's per-frame rule, eager path): the kernels of
+// passrt_tiles.h over (1, C, H, W) float32 tensors of any strides, split over threads.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "passrt_tiles.h"
+
+namespace passrt::op {
+namespace {
+
+constexpr const char* kOp = "passrt frame ops";
+
+FrameView view(const char* name, const at::Tensor& t, const at::Tensor& like) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.dim() == 4 && t.size(0) == 1, kOp, ": ",
+              name, " must be a float32 CPU tensor (1, C, H, W), got ", t.scalar_type(), " ", t.sizes());
+  TORCH_CHECK(t.sizes() == like.sizes(), kOp, ": ", name, " has shape ", t.sizes(), ", expected ", like.sizes());
+  return FrameView{t.data_ptr<float>(), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+void checkBlock(int64_t block) { TORCH_CHECK(block >= 1, kOp, ": block must be >= 1, got ", block); }
+
+at::Tensor blockRankChangeCpu(const at::Tensor& a, const at::Tensor& b, int64_t block, int64_t rank) {
+  checkBlock(block);
+  TORCH_CHECK(rank >= 1, kOp, ": rank must be >= 1, got ", rank);
+  const FrameView va = view("a", a, a), vb = view("b", b, a);
+  const int64_t h = a.size(2), w = a.size(3);
+  TORCH_CHECK(h >= block && w >= block, kOp, ": the frame (", h, "x", w, ") is smaller than a block (", block, ")");
+  const int64_t rows = (h - block) / (2 * block) + 1, cols = (w - block) / (2 * block) + 1;
+  at::Tensor out = at::empty({rows * cols}, a.options());
+  at::parallel_for(0, rows * cols, 16, [&](int64_t begin, int64_t end) {
+    blockRankChange(static_cast<int32_t>(a.size(1)), static_cast<int32_t>(block), static_cast<int32_t>(rank), cols,
+                    va, vb, begin, end, out.data_ptr<float>());
+  });
+  return out;
+}
+
+at::Tensor blockChangeCountsCpu(const at::Tensor& a, const at::Tensor& b, double limit, int64_t block) {
+  checkBlock(block);
+  const FrameView va = view("a", a, a), vb = view("b", b, a);
+  const int64_t h = a.size(2), w = a.size(3), bh = (h + block - 1) / block, bw = (w + block - 1) / block;
+  at::Tensor counts = at::empty({1, 1, bh, bw}, a.options());
+  at::parallel_for(0, bh, 1, [&](int64_t begin, int64_t end) {
+    blockChangeCounts(static_cast<int32_t>(a.size(1)), static_cast<int32_t>(h), static_cast<int32_t>(w),
+                      static_cast<int32_t>(block), static_cast<float>(limit), va, vb, begin, end,
+                      counts.data_ptr<float>());
+  });
+  return counts;
+}
+
+void copyBlocksCpu(at::Tensor& dst, const at::Tensor& src, const at::Tensor& mask, int64_t block) {
+  checkBlock(block);
+  const FrameView vs = view("src", src, src), vd = view("dst", dst, src);
+  const int64_t h = src.size(2), w = src.size(3), bh = (h + block - 1) / block, bw = (w + block - 1) / block;
+  TORCH_CHECK(mask.device().is_cpu() && mask.scalar_type() == at::kFloat && mask.is_contiguous() &&
+                  mask.numel() == bh * bw,
+              kOp, ": mask must be a contiguous float32 CPU tensor of ", bh, "x", bw, " blocks, got ", mask.sizes());
+  at::parallel_for(0, bh, 1, [&](int64_t begin, int64_t end) {
+    copyBlocks(static_cast<int32_t>(src.size(1)), static_cast<int32_t>(h), static_cast<int32_t>(w),
+               static_cast<int32_t>(block), mask.data_ptr<float>(), vs, vd, begin, end);
+  });
+}
+
+}  // namespace
+}  // namespace passrt::op
+
+TORCH_LIBRARY_IMPL(passrt, CPU, m) {
+  m.impl("frame_block_rank_change", &passrt::op::blockRankChangeCpu);
+  m.impl("frame_block_counts", &passrt::op::blockChangeCountsCpu);
+  m.impl("frame_copy_blocks_", &passrt::op::copyBlocksCpu);
+}
