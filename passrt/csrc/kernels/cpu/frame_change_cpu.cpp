@@ -9,12 +9,20 @@
 namespace passrt {
 namespace {
 
-inline float pixelChange(int32_t channels, const FrameView& a, const FrameView& b, int64_t y, int64_t x) {
-  const float* pa = a.data + y * a.y_stride + x * a.x_stride;
-  const float* pb = b.data + y * b.y_stride + x * b.x_stride;
-  float m = std::fabs(pa[0] - pb[0]);
-  for (int32_t c = 1; c < channels; ++c) m = std::max(m, std::fabs(pa[c * a.c_stride] - pb[c * b.c_stride]));
-  return m;
+// out[x - x0] = max over channels |a - b| at (y, x), x in [x0, x1): channel by channel, so that
+// the loops over x vectorise when the frame is NCHW (x stride 1) and stay simple when it is not.
+void changeRow(int32_t channels, const FrameView& a, const FrameView& b, int64_t y, int64_t x0, int64_t x1,
+               float* __restrict out) {
+  const int64_t n = x1 - x0, sa = a.x_stride, sb = b.x_stride;
+  for (int32_t c = 0; c < channels; ++c) {
+    const float* __restrict pa = a.data + c * a.c_stride + y * a.y_stride + x0 * sa;
+    const float* __restrict pb = b.data + c * b.c_stride + y * b.y_stride + x0 * sb;
+    if (c == 0) {
+      for (int64_t x = 0; x < n; ++x) out[x] = std::fabs(pa[x * sa] - pb[x * sb]);
+    } else {
+      for (int64_t x = 0; x < n; ++x) out[x] = std::max(out[x], std::fabs(pa[x * sa] - pb[x * sb]));
+    }
+  }
 }
 
 }  // namespace
@@ -26,9 +34,7 @@ void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols
   std::vector<float> values(n);
   for (int64_t i = begin; i < end; ++i) {
     const int64_t y0 = (i / cols) * 2 * block, x0 = (i % cols) * 2 * block;
-    float* v = values.data();
-    for (int64_t y = y0; y < y0 + block; ++y)
-      for (int64_t x = x0; x < x0 + block; ++x) *v++ = pixelChange(channels, a, b, y, x);
+    for (int64_t y = y0; y < y0 + block; ++y) changeRow(channels, a, b, y, x0, x0 + block, values.data() + (y - y0) * block);
     // The k-th largest: what topk(k).values[-1] gives, in linear time.
     std::nth_element(values.begin(), values.begin() + (k - 1), values.end(), std::greater<float>());
     out[i] = values[k - 1];
@@ -39,14 +45,16 @@ void blockChangeCounts(int32_t channels, int32_t h, int32_t w, int32_t block, fl
                        int64_t begin, int64_t end, float* counts) {
   const int64_t blocksW = (w + block - 1) / block;
   std::vector<int32_t> row(blocksW);
+  std::vector<float> change(w);
   for (int64_t by = begin; by < end; ++by) {
     std::fill(row.begin(), row.end(), 0);
     const int64_t y1 = std::min<int64_t>((by + 1) * block, h);
     for (int64_t y = by * block; y < y1; ++y) {
+      changeRow(channels, a, b, y, 0, w, change.data());
       for (int64_t bx = 0; bx < blocksW; ++bx) {
         const int64_t x1 = std::min<int64_t>((bx + 1) * block, w);
         int32_t n = 0;
-        for (int64_t x = bx * block; x < x1; ++x) n += pixelChange(channels, a, b, y, x) > limit;
+        for (int64_t x = bx * block; x < x1; ++x) n += change[x] > limit;
         row[bx] += n;
       }
     }
