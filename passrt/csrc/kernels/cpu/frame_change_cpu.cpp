@@ -1,7 +1,6 @@
 // Frame-level change kernels (passrt_tiles.h), CPU float32: one pass over the pixels each.
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <vector>
 
 #include "../passrt_tiles.h"
@@ -31,13 +30,21 @@ void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols
                      int64_t begin, int64_t end, float* out) {
   const int64_t n = (int64_t)block * block;
   const int64_t k = std::max<int64_t>(1, std::min<int64_t>(rank, n));
-  std::vector<float> values(n);
+  std::vector<float> values(n), top(k);
   for (int64_t i = begin; i < end; ++i) {
     const int64_t y0 = (i / cols) * 2 * block, x0 = (i % cols) * 2 * block;
     for (int64_t y = y0; y < y0 + block; ++y) changeRow(channels, a, b, y, x0, x0 + block, values.data() + (y - y0) * block);
-    // The k-th largest: what topk(k).values[-1] gives, in linear time.
-    std::nth_element(values.begin(), values.begin() + (k - 1), values.end(), std::greater<float>());
-    out[i] = values[k - 1];
+    // The k-th largest (what topk(k).values[-1] gives): the k largest so far, sorted descending, in
+    // `top`; changes are >= 0, so the -1 fill is displaced by any value, and once `top` is full most
+    // values fail the first comparison.
+    std::fill(top.begin(), top.end(), -1.f);
+    for (const float v : values) {
+      if (v <= top[k - 1]) continue;
+      int64_t j = k - 1;
+      for (; j > 0 && top[j - 1] < v; --j) top[j] = top[j - 1];
+      top[j] = v;
+    }
+    out[i] = top[k - 1];
   }
 }
 
