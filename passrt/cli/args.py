@@ -29,7 +29,12 @@ class SourceArgs:
         src.add_argument("--input", "-i", metavar="URI", help=SOURCE_HELP)
         src.add_argument("--camera", type=int, metavar="N", help="camera index (same as --input N)")
 
+    def check(self, args) -> None:
+        if args.camera is not None and args.camera < 0:
+            raise PassrtError(f"--camera must be a camera index, 0 or more, got {args.camera}")
+
     def parse(self, args) -> str:
+        self.check(args)
         return str(args.camera) if args.camera is not None else args.input
 
 
@@ -147,6 +152,17 @@ def options_from(args, cls, **given: Any):
         elif hasattr(args, f.name):
             values[f.name] = getattr(args, f.name)
     return cls(**values, **given)
+
+
+def unit_interval(name: str, value: float | None) -> None:
+    """A score or fraction the user gave must be in [0, 1]."""
+    if value is not None and not 0 <= value <= 1:
+        raise PassrtError(f"{name} must be between 0 and 1, got {value:g}")
+
+
+def non_negative(name: str, value: int | None) -> None:
+    if value is not None and value < 0:
+        raise PassrtError(f"{name} must be 0 or more, got {value}")
 
 
 def positive(name: str, value: int | None, allow_none: bool = True) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs, positive
+from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs, positive, unit_interval
 from passrt.errors import PassrtError
 
 SOURCE, MODEL, POLICY, PLUGIN = SourceArgs(), ModelArgs(default=None), PolicyArgs("regiondrop"), \
@@ -35,17 +35,36 @@ def register(sub) -> None:
     out.add_argument("--headless", action="store_true", help="do not open a window")
     out.add_argument("--show-tiles", action="store_true", help="tint the tiles recomputed on each frame")
     out.add_argument("--json", metavar="PATH", help="write a summary (timings, active fraction) here")
-    out.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    out.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (at least 1; default: the "
+                                                                 "whole file, or until stopped for a live source)")
     out.add_argument("--score-threshold", type=float, default=0.3, help="detection score threshold (default 0.3)")
+    src = p.add_argument_group("live sources")
+    src.add_argument("--reconnect-timeout", type=float, metavar="S",
+                     help="a live source that stops is reopened with backoff (0.5 s doubling to 10 s); give up after "
+                          "S seconds without a frame (default: keep trying)")
+    p.epilog = ("SIGTERM (docker stop, systemd) and SIGINT (Ctrl-C) end the run after the current frame: the video "
+                "is closed playable and --json is written; exit status 0 after SIGTERM, 130 after SIGINT, a second "
+                "signal aborts. A write error (full disk) ends the run with one line and status 2, the video "
+                "written so far kept playable.")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
-    from passrt.runtime.pipeline import Pipeline
+    from passrt.runtime.outputs import check_outputs, check_video_name
 
+    # Everything the user typed is checked before the model loads: a bad number or an unwritable
+    # output must not cost a model load and a first frame, let alone a whole run.
+    SOURCE.check(args)
+    positive("--max-frames", args.max_frames)
     positive("--guard", args.guard)
     if not 0 < args.guard_target <= 1:
         raise PassrtError(f"--guard-target must be in (0, 1], got {args.guard_target}")
+    unit_interval("--score-threshold", args.score_threshold)
+    if args.reconnect_timeout is not None and args.reconnect_timeout <= 0:
+        raise PassrtError(f"--reconnect-timeout must be a positive number of seconds, got {args.reconnect_timeout:g}")
+    check_video_name("--output", args.output)
+    uri = SOURCE.parse(args)
+    check_outputs([uri], {"--output": args.output, "--json": args.json})
     if args.engine:
         given = POLICY.given(args)
         if given:
@@ -58,13 +77,25 @@ def main(args) -> int:
         if args.plugin:
             raise PassrtError("--plugin goes with --engine (a TensorRT engine)")
         backend = POLICY.parse(args)
-    pipeline = Pipeline(SOURCE.parse(args), backend, MODEL.parse(args), output=args.output,
-                        display=not args.headless, show_tiles=args.show_tiles,
-                        score_threshold=args.score_threshold, max_frames=args.max_frames, plugin=PLUGIN.parse(args),
-                        guard=args.guard, guard_target=args.guard_target)
-    summary = pipeline.run(live=sys.stderr)
+
+    from passrt.runtime.pipeline import Pipeline
+    from passrt.runtime.shutdown import StopOnSignal
+
+    with StopOnSignal() as stop:  # from here on SIGTERM/SIGINT stop the run cleanly
+        pipeline = Pipeline(uri, backend, MODEL.parse(args), output=args.output,
+                            display=not args.headless, show_tiles=args.show_tiles,
+                            score_threshold=args.score_threshold, max_frames=args.max_frames,
+                            plugin=PLUGIN.parse(args), guard=args.guard, guard_target=args.guard_target,
+                            reconnect_timeout=args.reconnect_timeout)
+        if stop.is_set():  # stopped while the model loaded: nothing ran, nothing to write
+            return 130 if stop.signal_name == "SIGINT" else 0
+        summary = pipeline.run(live=sys.stderr, stop=stop)
     if args.json:
         from passrt.runtime.sinks import JsonSink
 
         JsonSink(args.json).write(summary)
-    return 0
+    if "error" in summary:
+        raise PassrtError(summary["error"])
+    if summary["stopped_by"]:
+        print(f"passrt: stopped by {summary['stopped_by']} after {summary['frames']} frames", file=sys.stderr)
+    return 130 if summary["stopped_by"] == "SIGINT" else 0

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from passrt.errors import redact
 from passrt.metrics import LOW_SCORE, Agreement
 from passrt.models import load_model
 from passrt.runtime.backends import open_backend
@@ -153,7 +154,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     bar.close()
 
     sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
-    result = {"machine": machine(device), "input": uri, "model": model_name, "frames": len(tensors), "start": start,
+    result = {"machine": machine(device), "input": redact(uri), "model": model_name, "frames": len(tensors), "start": start,
               "device": device, "dtype": str(dtype).removeprefix("torch."),
               "resolution": [w, h], "clip_fps": clip.fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
     for e in entries:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from passrt.errors import PassrtError
+from passrt.errors import PassrtError, redact
 from passrt.runtime.sources import open_source
 
 
@@ -36,5 +36,5 @@ def read_frames(uri: str, count: int | None = None, size: tuple[int, int] | None
             frames.append(preprocess(image) if preprocess is not None else image)
         fps = source.fps
     if not frames:
-        raise PassrtError(f"{uri}: no frames could be decoded" + (f" from frame {start} on" if start else ""))
+        raise PassrtError(f"{redact(uri)}: no frames could be decoded" + (f" from frame {start} on" if start else ""))
     return Clip(frames, fps, start)

@@ -1,7 +1,10 @@
 """`passrt run`'s pipeline: source -> preprocess -> engine -> postprocess -> sinks.
 
 Capture runs in its own thread behind a bounded queue (drops the oldest frame for live
-sources, never for files); every stage is timed per frame.
+sources, never for files); every stage is timed per frame. A stop request (``stop``, set by
+SIGTERM/SIGINT in the CLI) ends the loop after the current frame; a write error ends it too.
+Either way the video is closed (playable) and a summary is returned, with ``stopped_by`` or
+``error`` saying why it ended early.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import sys
 import time
 from typing import TextIO
 
+from passrt.errors import PassrtError, redact
 from passrt.runtime.backends import open_with_model, policy_name
 from passrt.runtime.capture import CaptureThread
 from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask
@@ -30,7 +34,7 @@ class Pipeline:
     def __init__(self, uri: str, backend="regiondrop", model: str | None = None, output: str | None = None,
                  display: bool = True, show_tiles: bool = False, score_threshold: float = 0.3,
                  max_frames: int | None = None, plugin: str | None = None, guard: int | None = None,
-                 guard_target: float = 0.98):
+                 guard_target: float = 0.98, reconnect_timeout: float | None = None):
         """``guard``: hold the sparse engine to the dense model every ``guard`` frames
         (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement."""
         # Open the window first: a missing display should fail before any work is done.
@@ -41,15 +45,19 @@ class Pipeline:
         self.policy = policy_name(self.backend)
         self.uri, self.output, self.show_tiles = uri, output, show_tiles
         self.score_threshold, self.max_frames = score_threshold, max_frames
+        self.reconnect_timeout = reconnect_timeout
 
-    def run(self, live: TextIO | None = sys.stderr) -> dict:
+    def run(self, live: TextIO | None = sys.stderr, stop=None) -> dict:
+        """``stop``: a threading.Event; once set, the run ends after the current frame (the CLI sets it on
+        SIGTERM/SIGINT). The summary's ``error`` holds a write or source error that ended the run."""
         timer, fps = StageTimer(), RollingFps()
         writer, frames, active_sum, start = None, 0, 0.0, time.perf_counter()
-        source = open_source(self.uri)
+        stats, error = {}, None
+        source = open_source(self.uri, reconnect_timeout=self.reconnect_timeout)
         capture = CaptureThread(source)
         last_print = 0.0
         try:
-            for frame in capture:
+            for frame in capture.frames(until=stop.is_set if stop is not None else None):
                 h, w = frame.image.shape[:2]
                 with timer.stage("preprocess"):
                     x = self.spec.preprocess(frame.image)
@@ -84,25 +92,34 @@ class Pipeline:
                     live.flush()
                 if self.max_frames and frames >= self.max_frames:
                     break
+        except PassrtError as e:  # a full disk, a source gone for good: end like a stop, then report it
+            error = e
         finally:
             # A camera stuck inside read() may outlive stop(); closing it under that read
             # could crash OpenCV, so it is then left to the process exit.
             if capture.stop():
                 source.close()
             if writer is not None:
-                writer.close()
+                try:
+                    writer.close()
+                except PassrtError as e:
+                    error = error or e
             if self.display is not None:
                 self.display.close()
         elapsed = time.perf_counter() - start
         summary = {
-            "input": self.uri, "model": self.spec.name, "policy": self.policy, "frames": frames,
+            "input": source.name, "model": self.spec.name, "policy": self.policy, "frames": frames,
             "fps": frames / elapsed if elapsed > 0 else 0.0,
             "stages_ms": timer.summary(),
             "active_fraction_mean": active_sum / max(frames, 1),
             "dropped_frames": capture.dropped,
-            "corrupt_frames": getattr(source, "corrupt_frames", 0),
+            "corrupt_frames": source.corrupt_frames,
+            "lost_frames": source.lost_frames, "reconnects": source.reconnects,
+            "stopped_by": getattr(stop, "signal_name", None) if stop is not None and stop.is_set() else None,
             "engine": {k: v for k, v in stats.items() if k != "layers"} if frames else {},
         }
+        if error is not None:
+            summary["error"] = redact(str(error))
         if live is not None:
             stages = summary["stages_ms"]
             live.write(f"\n{frames} frames, {summary['fps']:.1f} FPS overall, engine p50 "
