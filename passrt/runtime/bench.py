@@ -1,6 +1,9 @@
 """`passrt bench`: every engine on the same decoded frames, side by side, in one process.
 
-Frames are decoded and preprocessed once. Engines take turns in blocks of ``block`` frames
+Frames are decoded and preprocessed once, a block at a time: only the current block of
+``block`` frames is held (as the model's input tensors), so memory does not grow with
+``--frames`` (10,000 frames of 768x576 held as float tensors would be 53 GB).
+Engines take turns in blocks of ``block`` frames
 (frames 0-9 through every engine, then 10-19, ...): each engine keeps its own state and
 sees every frame in order, a noisy neighbour on a shared machine slows all engines alike
 instead of whichever ran last, and blocks (rather than single frames) keep one engine's
@@ -23,7 +26,7 @@ from passrt.errors import redact
 from passrt.metrics import LOW_SCORE, Agreement
 from passrt.models import load_model
 from passrt.runtime.backends import open_backend
-from passrt.runtime.frames import read_frames
+from passrt.runtime.frames import stream_frames
 from passrt.runtime.timing import percentiles
 
 
@@ -101,33 +104,36 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     spec = load_model(model_name)
     trt = [open_backend(f"trt:{path}", spec, plugin=plugin, label=Path(path).name)
            for path in engines]  # before decoding: fail fast without TensorRT
-    clip = read_frames(uri, frames, start=start, preprocess=spec.preprocess)
-    tensors = [t.to(device, dtype) for t in clip.frames]
-    h, w = tensors[0].shape[2:]
+    clip = stream_frames(uri, frames, start=start, block=block)
+    first = [spec.preprocess(image).to(device, dtype) for image in clip.warmup(warmup)]
+    h, w = first[0].shape[2:]
     on_device = replace(spec, module=spec.module.to(device, dtype))
     backends = [open_backend("torch:dense", on_device, label="dense")]
     if onnxruntime and device == "cpu":
-        backends.append(open_backend("ort", spec, tensors[0]))
+        backends.append(open_backend("ort", spec, first[0]))
     backends += [open_backend(p, on_device) for p in policies if p.name != "dense"]
     for b in trt:
-        b.check_input(tensors[0].shape)
+        b.check_input(first[0].shape)
         if any(o.label == b.label for o in backends):  # two engines called alike, or one called like a policy
             b.label = str(b.path)
         backends.append(b)
     entries = [Entry(b, agreement=Agreement(score_threshold)) for b in backends]
 
     for e in entries:  # warm-up: allocators, oneDNN primitives, plans; then forget the state
-        for x in tensors[:warmup]:
+        for x in first[:warmup]:
             e.backend(x)
         e.backend.reset()
 
     clock = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    bar = tqdm(total=len(tensors) * len(entries), desc=desc, unit="frame", disable=not progress,
+    bar = tqdm(total=clip.expected * len(entries), desc=desc, unit="frame", disable=not progress,
                file=sys.stderr)
-    for start in range(0, len(tensors), block):
+    measured = 0
+    for images in clip.blocks():
+        tensors = [spec.preprocess(image).to(device, dtype) for image in images]
+        done, measured = measured, measured + len(tensors)
         dense_out = []  # the dense engine runs first in every block: its outputs are the reference
         for e in entries:
-            for i, x in enumerate(tensors[start:start + block]):
+            for i, x in enumerate(tensors):
                 clock()
                 t0 = _now()
                 out = e.backend(x)
@@ -139,7 +145,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                 e.detections.append((det.boxes[shown], det.scores[shown]))
                 if e is entries[0]:
                     dense_out.append(out)
-                e.agreement.add_detections(det.boxes, det.scores, entries[0].detections[start + i][0])
+                e.agreement.add_detections(det.boxes, det.scores, entries[0].detections[done + i][0])
                 e.agreement.add_outputs(out, dense_out[i])
                 st = e.backend.stats()
                 e.active.append(st.get("active_fraction", 1.0))
@@ -154,7 +160,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     bar.close()
 
     sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
-    result = {"machine": machine(device), "input": redact(uri), "model": model_name, "frames": len(tensors), "start": start,
+    result = {"machine": machine(device), "input": redact(uri), "model": model_name, "frames": measured, "start": start,
               "device": device, "dtype": str(dtype).removeprefix("torch."),
               "resolution": [w, h], "clip_fps": clip.fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
     for e in entries:

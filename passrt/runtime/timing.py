@@ -14,10 +14,55 @@ def percentiles(values, qs=(50, 95, 99)) -> dict:
     return {q: float(np.percentile(arr, q)) if arr.size else float("nan") for q in qs}
 
 
+SUMMARY_QUANTILES = (50, 90, 95, 99)  # trtexec's latency figures (with min, mean and max)
+
+
+class LatencyStats:
+    """Count, min, max, mean and quantiles of a stream of positive values, in constant memory.
+
+    Values go into a histogram with logarithmic buckets (HdrHistogram's idea): bucket ``i`` holds
+    [LOW * GROWTH**i, LOW * GROWTH**(i+1)), so a quantile is known to within GROWTH - 1 = 1 %
+    relative, from 1 microsecond to 10^4 s, in 2,300 counters (18 KB) however long the run:
+    keeping every sample costs 333 MB a day at 30 FPS. Min, max and mean are exact. Our own code
+    rather than a package: this is 30 lines, and the HdrHistogram port is integer-only.
+    """
+
+    LOW, GROWTH = 1e-3, 1.01  # ms
+
+    def __init__(self):
+        self.buckets = np.zeros(int(np.ceil(np.log(1e7 / self.LOW) / np.log(self.GROWTH))) + 1, np.int64)
+        self.count, self.total, self.min, self.max = 0, 0.0, float("inf"), float("-inf")
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.min, self.max = min(self.min, value), max(self.max, value)
+        i = int(np.log(max(value, self.LOW) / self.LOW) / np.log(self.GROWTH))
+        self.buckets[min(i, len(self.buckets) - 1)] += 1
+
+    def quantile(self, q: float) -> float:
+        """The ``q``-th percentile (0-100): the geometric middle of its bucket, within [min, max]."""
+        if not self.count:
+            return float("nan")
+        rank = q / 100 * (self.count - 1)  # numpy's 'linear' convention, to the bucket holding that rank
+        i = int(np.searchsorted(np.cumsum(self.buckets), rank, side="right"))
+        middle = self.LOW * self.GROWTH ** (i + 0.5)
+        return float(min(max(middle, self.min), self.max))
+
+    def summary(self, qs=SUMMARY_QUANTILES) -> dict:
+        out = {"count": self.count, "min": self.min if self.count else float("nan"),
+               "mean": self.total / self.count if self.count else float("nan"),
+               "max": self.max if self.count else float("nan")}
+        out.update({f"p{q}": self.quantile(q) for q in qs})
+        return out
+
+
 class StageTimer:
+    """Per-stage timing, frame by frame; memory does not grow with the number of frames."""
+
     def __init__(self, cuda: bool = False):
         self.cuda = cuda
-        self.samples: dict[str, list[float]] = defaultdict(list)  # stage -> ms per frame
+        self.stats: dict[str, LatencyStats] = defaultdict(LatencyStats)  # stage -> ms per frame
         self._frame: dict[str, float] = defaultdict(float)
         self._events: list = []
 
@@ -48,16 +93,15 @@ class StageTimer:
             for name, start, end in self._events:
                 self._frame[name] += start.elapsed_time(end)
             self._events.clear()
+        if self._frame:
+            self.stats["total"].add(sum(self._frame.values()))
         for name, ms in self._frame.items():
-            self.samples[name].append(ms)
+            self.stats[name].add(ms)
         self._frame = defaultdict(float)
 
     def summary(self) -> dict:
-        out = {}
-        for name, values in self.samples.items():
-            p = percentiles(values)
-            out[name] = {"p50": p[50], "p95": p[95], "p99": p[99], "mean": float(np.mean(values))}
-        return out
+        """stage -> count, min, mean, max, p50, p90, p95, p99 (ms); 'total' is the sum of the stages."""
+        return {name: stats.summary() for name, stats in self.stats.items()}
 
 
 class RollingFps:
