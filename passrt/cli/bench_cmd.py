@@ -31,6 +31,9 @@ def register(sub) -> None:
                    help="also run this TensorRT engine (from `passrt build`, for this model and the clip's frame "
                         "size), labelled by its file name; repeat for several")
     PLUGIN.add_to(p)
+    p.add_argument("--track", choices=("bytetrack", "ocsort", "sort"),
+                   help="also track each engine's detections and report MOTA, IDF1 and ID switches of its tracks "
+                        "against the dense engine's tracks as ground truth (needs the 'track' extra)")
     p.add_argument("--json", metavar="PATH", help="write all results (and per-frame series) here")
     p.add_argument("--plot", metavar="PNG", help="plot latency and active fraction per frame (needs matplotlib)")
     p.set_defaults(func=main)
@@ -54,7 +57,7 @@ def main(args) -> int:
     result = run_benchmark(uri, MODEL.parse(args), POLICIES.parse(args), frames=args.frames,
                            warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
                            progress=sys.stderr.isatty(), engines=args.engine, plugin=PLUGIN.parse(args),
-                           device=args.device, half=args.half)
+                           device=args.device, half=args.half, track=args.track)
     result["command"] = redact("passrt " + " ".join(sys.argv[1:]))
     w, h = result["resolution"]
     where = (f"{result['machine']['gpu']} ({result['dtype']})" if args.device == "cuda" else

@@ -35,6 +35,10 @@ def register(sub) -> None:
     out.add_argument("--headless", action="store_true", help="do not open a window")
     out.add_argument("--show-tiles", action="store_true", help="tint the tiles recomputed on each frame")
     out.add_argument("--json", metavar="PATH", help="write a summary (timings, active fraction) here")
+    out.add_argument("--track", choices=("bytetrack", "ocsort", "sort"),
+                     help="track the detections (Roboflow trackers; needs the 'track' extra) and draw track IDs")
+    out.add_argument("--tracks", metavar="TXT", help="with --track: write the tracks here, MOTChallenge text format "
+                                                     "(frame,id,x,y,w,h,score,-1,-1,-1; frames from 1)")
     out.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (at least 1; default: the "
                                                                  "whole file, or until stopped for a live source)")
     out.add_argument("--score-threshold", type=float, default=0.3, help="detection score threshold (default 0.3)")
@@ -64,7 +68,9 @@ def main(args) -> int:
         raise PassrtError(f"--reconnect-timeout must be a positive number of seconds, got {args.reconnect_timeout:g}")
     check_video_name("--output", args.output)
     uri = SOURCE.parse(args)
-    check_outputs([uri], {"--output": args.output, "--json": args.json})
+    if args.tracks and not args.track:
+        raise PassrtError("--tracks needs --track (e.g. --track bytetrack)")
+    check_outputs([uri], {"--output": args.output, "--json": args.json, "--tracks": args.tracks})
     if args.engine:
         given = POLICY.given(args)
         if given:
@@ -86,7 +92,7 @@ def main(args) -> int:
                             display=not args.headless, show_tiles=args.show_tiles,
                             score_threshold=args.score_threshold, max_frames=args.max_frames,
                             plugin=PLUGIN.parse(args), guard=args.guard, guard_target=args.guard_target,
-                            reconnect_timeout=args.reconnect_timeout)
+                            reconnect_timeout=args.reconnect_timeout, track=args.track, tracks=args.tracks)
         if stop.is_set():  # stopped while the model loaded: nothing ran, nothing to write
             return 130 if stop.signal_name == "SIGINT" else 0
         summary = pipeline.run(live=sys.stderr, stop=stop)

@@ -90,17 +90,22 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                   warmup: int = 5, onnxruntime: bool = True, progress: bool = True, block: int = 10,
                   engines: list[str] = (), plugin: str | None = None, device: str = "cpu",
                   half: bool = False, score_threshold: float = 0.3, start: int = 0,
-                  desc: str = "bench") -> dict:
+                  desc: str = "bench", track: str | None = None) -> dict:
     """Measure dense PyTorch, (optionally) dense ONNX Runtime, each policy (:class:`~passrt.policies.PolicySpec`)
     and each TensorRT engine file in ``engines`` (labelled by its file name). ``device``/``half``: where and in
     which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's op); ``start``: the
-    first frame. Agreement
+    first frame; ``track``: also track every engine's detections with this tracker and score its tracks
+    against the dense engine's (MOTA, IDF1, ID switches: :func:`~passrt.runtime.mot.tracking_agreement`). Agreement
     (:class:`~passrt.metrics.Agreement`) is against the dense PyTorch engine, whose detections at
     ``score_threshold`` are the ground truth."""
     from dataclasses import replace
     from pathlib import Path
 
     dtype = _check_device(device, half)
+    if track:
+        from passrt.runtime.tracking import Tracker
+
+        Tracker(track)  # before any work: an unknown tracker or a missing extra fails at once
     spec = load_model(model_name)
     trt = [open_backend(f"trt:{path}", spec, plugin=plugin, label=Path(path).name)
            for path in engines]  # before decoding: fail fast without TensorRT
@@ -187,6 +192,8 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         if e.stage_ms:
             entry["stages_ms"] = {k.removesuffix("_ms"): statistics.median(v) for k, v in e.stage_ms.items()}
         result["policies"][e.backend.label] = entry
+    if track:
+        _add_tracking(result, entries, track, clip.fps or 30.0)
     if trt:
         from passrt.runtime.tensorrt_backend import tensorrt_machine
 
@@ -198,6 +205,19 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         if ort_fps:
             entry["speedup_vs_onnxruntime"] = entry["fps_median"] / ort_fps
     return result
+
+
+def _add_tracking(result: dict, entries: list, track: str, fps: float) -> None:
+    """Each engine's detections (at the display threshold) through a fresh tracker; the dense engine's
+    tracks are the ground truth of everyone's MOTA / IDF1 / ID switches."""
+    from passrt.runtime.mot import tracking_agreement
+    from passrt.runtime.tracking import track_sequence
+
+    truth = track_sequence(track, entries[0].detections, fps)
+    result["tracker"] = track
+    for e in entries:
+        tracks = truth if e is entries[0] else track_sequence(track, e.detections, fps)
+        result["policies"][e.backend.label]["tracking"] = tracking_agreement(truth, tracks)
 
 
 def _check_device(device: str, half: bool):
@@ -230,6 +250,9 @@ def _now() -> float:
 def format_table(result: dict) -> str:
     rows = [("engine", "FPS", "p50 ms", "p95 ms", "x dense", "x ORT", "active", "R_p", "R_m", "MACs/exec",
              "AP50", "AP50@thr", "max|err|", "mean|err|")]
+    tracking = "tracker" in result
+    if tracking:
+        rows[0] += ("MOTA", "IDF1", "IDsw")
     for label, e in result["policies"].items():
         ratio = e["macs_dense"] / e["macs_executed"] if e.get("macs_executed") else float("nan")
         rows.append((label, f"{e['fps_median']:.1f}", f"{e['latency_ms']['p50']:.1f}",
@@ -238,6 +261,9 @@ def format_table(result: dict) -> str:
                      f"{e['active_fraction']:.3f}", f"{e['skip_rate']:.3f}", f"{e['mac_reduction']:.3f}",
                      f"{ratio:.2f}", f"{e['agreement_ap50']:.3f}", f"{e['agreement_ap50_display']:.3f}",
                      f"{max(e['output_error']['max']):.3g}", f"{max(e['output_error']['mean']):.3g}"))
+        if tracking:
+            t = e["tracking"]
+            rows[-1] += (f"{t['mota']:.3f}", f"{t['idf1']:.3f}", str(t["num_switches"]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

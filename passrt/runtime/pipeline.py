@@ -16,7 +16,7 @@ from typing import TextIO
 from passrt.errors import PassrtError, redact
 from passrt.runtime.backends import open_with_model, policy_name
 from passrt.runtime.capture import CaptureThread
-from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask
+from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask, draw_tracks
 from passrt.runtime.sinks import DisplaySink, VideoFileSink
 from passrt.runtime.sources import open_source
 from passrt.runtime.timing import RollingFps, StageTimer
@@ -34,9 +34,11 @@ class Pipeline:
     def __init__(self, uri: str, backend="regiondrop", model: str | None = None, output: str | None = None,
                  display: bool = True, show_tiles: bool = False, score_threshold: float = 0.3,
                  max_frames: int | None = None, plugin: str | None = None, guard: int | None = None,
-                 guard_target: float = 0.98, reconnect_timeout: float | None = None):
+                 guard_target: float = 0.98, reconnect_timeout: float | None = None,
+                 track: str | None = None, tracks: str | None = None):
         """``guard``: hold the sparse engine to the dense model every ``guard`` frames
-        (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement."""
+        (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement. ``track``: a tracker name
+        (:mod:`passrt.runtime.tracking`); ``tracks``: write its tracks here (MOTChallenge text)."""
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
         self.backend, self.spec = open_with_model(backend, model, DEFAULT_MODEL, plugin)
@@ -46,6 +48,11 @@ class Pipeline:
         self.uri, self.output, self.show_tiles = uri, output, show_tiles
         self.score_threshold, self.max_frames = score_threshold, max_frames
         self.reconnect_timeout = reconnect_timeout
+        self.track, self.tracks_path = track, tracks
+        if track:
+            from passrt.runtime.tracking import Tracker
+
+            Tracker(track)  # fail now (unknown name, extra not installed), not at the first frame
 
     def run(self, live: TextIO | None = sys.stderr, stop=None) -> dict:
         """``stop``: a threading.Event; once set, the run ends after the current frame (the CLI sets it on
@@ -54,6 +61,15 @@ class Pipeline:
         writer, frames, active_sum, start = None, 0, 0.0, time.perf_counter()
         stats, error = {}, None
         source = open_source(self.uri, reconnect_timeout=self.reconnect_timeout)
+        tracker = track_writer = None
+        if self.track:
+            from passrt.runtime.mot import MotWriter
+            from passrt.runtime.tracking import Tracker
+
+            tracker = Tracker(self.track, frame_rate=source.fps or 30.0)
+            track_ids: set = set()
+            if self.tracks_path:
+                track_writer = MotWriter(self.tracks_path)
         capture = CaptureThread(source)
         last_print = 0.0
         try:
@@ -65,6 +81,12 @@ class Pipeline:
                     out = self.backend(x)
                 with timer.stage("postprocess"):
                     det = self.spec.postprocess(out, (h, w), score_threshold=self.score_threshold)
+                    tracked = None
+                    if tracker is not None:
+                        tracked = tracker.update(det.boxes, det.scores)
+                        track_ids.update(tracked[0].tolist())
+                        if track_writer is not None:
+                            track_writer.write(frames, *tracked)
                 stats = self.backend.stats()
                 active = stats.get("active_fraction", 1.0)
                 active_sum += active
@@ -72,7 +94,7 @@ class Pipeline:
                 engine_ms = timer.last("engine")
                 with timer.stage("sinks"):
                     if self.output or self.display:
-                        image = self._render(frame.image, det, rate, engine_ms, active)
+                        image = self._render(frame.image, det, rate, engine_ms, active, tracked)
                         if self.output:
                             if writer is None:
                                 writer = VideoFileSink(self.output, source.fps or 25.0, (w, h))
@@ -99,11 +121,12 @@ class Pipeline:
             # could crash OpenCV, so it is then left to the process exit.
             if capture.stop():
                 source.close()
-            if writer is not None:
-                try:
-                    writer.close()
-                except PassrtError as e:
-                    error = error or e
+            for sink in (writer, track_writer):
+                if sink is not None:
+                    try:
+                        sink.close()
+                    except PassrtError as e:
+                        error = error or e
             if self.display is not None:
                 self.display.close()
         elapsed = time.perf_counter() - start
@@ -118,6 +141,8 @@ class Pipeline:
             "stopped_by": getattr(stop, "signal_name", None) if stop is not None and stop.is_set() else None,
             "engine": {k: v for k, v in stats.items() if k != "layers"} if frames else {},
         }
+        if tracker is not None:
+            summary["tracking"] = {"tracker": self.track, "tracks": len(track_ids), "file": self.tracks_path}
         if error is not None:
             summary["error"] = redact(str(error))
         if live is not None:
@@ -127,13 +152,16 @@ class Pipeline:
                        f"{summary['active_fraction_mean']:.1%}\n" if frames else "\nno frames\n")
         return summary
 
-    def _render(self, image, det, rate, engine_ms, active):
+    def _render(self, image, det, rate, engine_ms, active, tracked=None):
         tile_masks = getattr(self.backend, "tile_masks", None)  # optional in the backend protocol
         if self.show_tiles and tile_masks is not None:
             masks = [m for m in tile_masks().values() if m is not None]
             if masks:
                 image = draw_tile_mask(image, masks[0].numpy())
-        image = draw_detections(image, det.boxes, det.scores)
+        if tracked is not None:
+            image = draw_tracks(image, tracked[1], tracked[0])
+        else:
+            image = draw_detections(image, det.boxes, det.scores)
         return draw_overlay(image, [f"{self.policy}  {rate:.1f} FPS  engine {engine_ms:.1f} ms",
                                     f"active {active:.1%}  people {len(det.scores)}"])
 
