@@ -173,7 +173,10 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         macs_exec = [m for m in e.macs_exec if m is not None]
         entry = {
             "fps_median": 1000.0 / statistics.median(lat),
-            "latency_ms": {f"p{q}": v for q, v in percentiles(lat, (50, 95, 99)).items()},
+            # trtexec's figures: throughput over the measured frames, latency min/mean/median/p90/p95/p99/max
+            "throughput_fps": 1000.0 * len(lat) / sum(lat),
+            "latency_ms": {"min": min(lat), "mean": statistics.fmean(lat), "max": max(lat),
+                           **{f"p{q}": v for q, v in percentiles(lat, (50, 90, 95, 99)).items()}},
             "active_fraction": float(np.mean(e.active)),
             "macs_dense": sparse_macs_dense,
             # engines that report only their active fraction (TensorRT): the MAC-weighted fraction of dense

@@ -19,7 +19,8 @@ from passrt.runtime.capture import CaptureThread
 from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask, draw_tracks
 from passrt.runtime.sinks import DisplaySink, VideoFileSink
 from passrt.runtime.sources import open_source
-from passrt.runtime.timing import RollingFps, StageTimer
+from passrt.runtime.tegrastats import PowerMonitor
+from passrt.runtime.timing import RollingFps, StageTimer, trtexec_summary
 
 
 DEFAULT_MODEL = "ssdlite-pedestrian"
@@ -72,6 +73,7 @@ class Pipeline:
                 track_writer = MotWriter(self.tracks_path)
         capture = CaptureThread(source)
         last_print = 0.0
+        power = PowerMonitor().__enter__()  # tegrastats on a Jetson; nothing elsewhere
         try:
             for frame in capture.frames(until=stop.is_set if stop is not None else None):
                 h, w = frame.image.shape[:2]
@@ -88,6 +90,9 @@ class Pipeline:
                         if track_writer is not None:
                             track_writer.write(frames, *tracked)
                 stats = self.backend.stats()
+                for key in ("upload_ms", "infer_ms", "download_ms"):  # a TensorRT engine's own stages (GPU time)
+                    if key in stats:
+                        timer.record(key.removesuffix("_ms"), stats[key])
                 active = stats.get("active_fraction", 1.0)
                 active_sum += active
                 rate = fps.tick()
@@ -117,6 +122,7 @@ class Pipeline:
         except PassrtError as e:  # a full disk, a source gone for good: end like a stop, then report it
             error = e
         finally:
+            power.__exit__(None, None, None)
             # A camera stuck inside read() may outlive stop(); closing it under that read
             # could crash OpenCV, so it is then left to the process exit.
             if capture.stop():
@@ -141,6 +147,8 @@ class Pipeline:
             "stopped_by": getattr(stop, "signal_name", None) if stop is not None and stop.is_set() else None,
             "engine": {k: v for k, v in stats.items() if k != "layers"} if frames else {},
         }
+        if (energy := power.summary(frames)) is not None:
+            summary["power"] = energy
         if tracker is not None:
             summary["tracking"] = {"tracker": self.track, "tracks": len(track_ids), "file": self.tracks_path}
         if error is not None:
@@ -150,6 +158,12 @@ class Pipeline:
             live.write(f"\n{frames} frames, {summary['fps']:.1f} FPS overall, engine p50 "
                        f"{stages['engine']['p50']:.1f} ms, mean active fraction "
                        f"{summary['active_fraction_mean']:.1%}\n" if frames else "\nno frames\n")
+            if frames:
+                live.write("\n".join(trtexec_summary(summary["fps"], stages)) + "\n")
+                if "power" in summary:
+                    p = summary["power"]
+                    live.write(f"Power: {p['power_mean_w']:.2f} W mean, {p['energy_per_frame_j']:.3f} J/frame "
+                               f"(mode {p['power_mode']})\n")
         return summary
 
     def _render(self, image, det, rate, engine_ms, active, tracked=None):

@@ -41,13 +41,24 @@ class LatencyStats:
         self.buckets[min(i, len(self.buckets) - 1)] += 1
 
     def quantile(self, q: float) -> float:
-        """The ``q``-th percentile (0-100): the geometric middle of its bucket, within [min, max]."""
+        """The ``q``-th percentile (0-100), interpolated between neighbouring ranks as NumPy's default
+        does; each rank's value is its bucket's geometric middle (exactly min and max at the ends)."""
         if not self.count:
             return float("nan")
-        rank = q / 100 * (self.count - 1)  # numpy's 'linear' convention, to the bucket holding that rank
-        i = int(np.searchsorted(np.cumsum(self.buckets), rank, side="right"))
-        middle = self.LOW * self.GROWTH ** (i + 0.5)
-        return float(min(max(middle, self.min), self.max))
+        rank = q / 100 * (self.count - 1)
+        lo, hi = int(np.floor(rank)), int(np.ceil(rank))
+        cumulative = np.cumsum(self.buckets)
+        a, b = self._value_at(lo, cumulative), self._value_at(hi, cumulative)
+        return float(a + (rank - lo) * (b - a))
+
+    def _value_at(self, k: int, cumulative) -> float:
+        """The k-th smallest value (0-based), to within its bucket."""
+        if k == 0:
+            return self.min
+        if k == self.count - 1:
+            return self.max
+        i = int(np.searchsorted(cumulative, k, side="right"))
+        return min(max(self.LOW * self.GROWTH ** (i + 0.5), self.min), self.max)
 
     def summary(self, qs=SUMMARY_QUANTILES) -> dict:
         out = {"count": self.count, "min": self.min if self.count else float("nan"),
@@ -64,6 +75,7 @@ class StageTimer:
         self.cuda = cuda
         self.stats: dict[str, LatencyStats] = defaultdict(LatencyStats)  # stage -> ms per frame
         self._frame: dict[str, float] = defaultdict(float)
+        self._recorded: dict[str, float] = {}
         self._events: list = []
 
     @contextmanager
@@ -81,6 +93,11 @@ class StageTimer:
         yield
         self._frame[name] += (time.perf_counter() - t0) * 1e3
 
+    def record(self, name: str, ms: float) -> None:
+        """Add a time measured elsewhere (a TensorRT engine's GPU stages) to this frame's ``name``;
+        not counted in 'total', which the host-side stages already cover."""
+        self._recorded[name] = self._recorded.get(name, 0.0) + ms
+
     def last(self, name: str) -> float:
         """This frame's time so far in ``name`` (CPU timing), in ms."""
         return self._frame.get(name, 0.0)
@@ -95,13 +112,27 @@ class StageTimer:
             self._events.clear()
         if self._frame:
             self.stats["total"].add(sum(self._frame.values()))
-        for name, ms in self._frame.items():
+        for name, ms in [*self._frame.items(), *self._recorded.items()]:
             self.stats[name].add(ms)
-        self._frame = defaultdict(float)
+        self._frame, self._recorded = defaultdict(float), {}
 
     def summary(self) -> dict:
         """stage -> count, min, mean, max, p50, p90, p95, p99 (ms); 'total' is the sum of the stages."""
         return {name: stats.summary() for name, stats in self.stats.items()}
+
+
+def trtexec_summary(throughput: float, stages: dict) -> list[str]:
+    """Lines in trtexec's terms ("Throughput: N qps", "Latency: min = ..., percentile(99%) = ..."),
+    one per stage (``stages``: stage -> :meth:`LatencyStats.summary`), 'total' first as "Latency"."""
+    def line(label, s):
+        return (f"{label}: min = {s['min']:.3f} ms, max = {s['max']:.3f} ms, mean = {s['mean']:.3f} ms, "
+                f"median = {s['p50']:.3f} ms, percentile(90%) = {s['p90']:.3f} ms, "
+                f"percentile(95%) = {s['p95']:.3f} ms, percentile(99%) = {s['p99']:.3f} ms")
+    out = [f"Throughput: {throughput:.2f} qps"]
+    if "total" in stages:
+        out.append(line("Latency", stages["total"]))
+    out += [line(f"  {name}", s) for name, s in stages.items() if name != "total"]
+    return out
 
 
 class RollingFps:

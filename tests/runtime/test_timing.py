@@ -34,3 +34,12 @@ def test_memory_does_not_grow_with_frames():
             sizes.append(sum(s.buckets.nbytes for s in timer.stats.values()))
     assert sizes[0] == sizes[1] and timer.stats["engine"].count == 3000
     assert set(timer.summary()) == {"engine", "total"}
+
+
+def test_few_samples_interpolate_like_numpy():
+    values = [32.3, 3951.9, 71.6, 384.9, 50.0, 60.0, 66.0, 70.0, 45.0, 40.0]
+    stats = LatencyStats()
+    for v in values:
+        stats.add(v)
+    for q in (50, 90, 95, 99):  # within a bucket (1 %) of the neighbours NumPy interpolates between
+        assert stats.quantile(q) == pytest.approx(np.percentile(values, q), rel=0.011), q
