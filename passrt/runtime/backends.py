@@ -55,6 +55,9 @@ class TorchDense:
         with torch.inference_mode():
             return self.module(x.contiguous(memory_format=torch.channels_last))
 
+    def new_stream(self) -> "TorchDense":
+        return self  # no state from frame to frame: every stream can share it
+
     def stats(self) -> dict:
         return {"active_fraction": 1.0}
 
@@ -71,8 +74,15 @@ class TorchSparse:
     def __init__(self, module: nn.Module, policy, label: str):
         from passrt.engine import SparseModel
 
-        self.label = label
+        self.label, self.spec = label, policy
         self.model = SparseModel(module, policy.build())
+
+    def new_stream(self) -> "TorchSparse":
+        """The same engine for another stream: shared weights and plans, its own caches and policy state."""
+        other = object.__new__(TorchSparse)
+        other.label, other.spec = self.label, self.spec
+        other.model = self.model.new_stream(self.spec.build())
+        return other
 
     def __call__(self, x):
         return self.model(x)
