@@ -20,22 +20,30 @@ POLICY_HELP = ("dense, exact, regiondrop, layerwise or pass (learned gates: --ga
 class SourceArgs:
     """--input / --camera -> a source URI."""
 
-    def __init__(self, required: bool = True):
-        self.required = required
+    def __init__(self, required: bool = True, many: bool = False):
+        self.required, self.many = required, many
 
     def add_to(self, parser) -> None:
         g = parser.add_argument_group("input")
         src = g.add_mutually_exclusive_group(required=self.required)
-        src.add_argument("--input", "-i", metavar="URI", help=SOURCE_HELP)
+        if self.many:
+            src.add_argument("--input", "-i", metavar="URI", action="append",
+                             help=SOURCE_HELP + "; repeat for several streams in one process (one copy of the "
+                                                "model, tiled output)")
+        else:
+            src.add_argument("--input", "-i", metavar="URI", help=SOURCE_HELP)
         src.add_argument("--camera", type=int, metavar="N", help="camera index (same as --input N)")
 
     def check(self, args) -> None:
         if args.camera is not None and args.camera < 0:
             raise PassrtError(f"--camera must be a camera index, 0 or more, got {args.camera}")
 
-    def parse(self, args) -> str:
+    def parse(self, args):
+        """The source URI; with ``many``, the list of them."""
         self.check(args)
-        return str(args.camera) if args.camera is not None else args.input
+        if args.camera is not None:
+            return [str(args.camera)] if self.many else str(args.camera)
+        return args.input
 
 
 class ModelArgs:

@@ -7,7 +7,7 @@ import sys
 from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs, positive, unit_interval
 from passrt.errors import PassrtError
 
-SOURCE, MODEL, POLICY, PLUGIN = SourceArgs(), ModelArgs(default=None), PolicyArgs("regiondrop"), \
+SOURCE, MODEL, POLICY, PLUGIN = SourceArgs(many=True), ModelArgs(default=None), PolicyArgs("regiondrop"), \
     PluginArgs("the library the engine was built with, ")
 
 
@@ -15,7 +15,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "run", help="run a detector on a camera or video with the sparse engine",
         description="Stream frames through the sparse engine (or a TensorRT engine: --engine): draw detections, "
-                    "show them in a window and/or write a video, and print live FPS, latency and active fraction.")
+                    "show them in a window and/or write a video, and print live FPS, latency and active fraction. "
+                    "Several --input run in one process on one copy of the model, each stream with its own caches "
+                    "and policy state, taking turns frame by frame; the window and video show them tiled.")
     SOURCE.add_to(p)
     MODEL.add_to(p)  # None: ssdlite-pedestrian, or the model an --engine was exported from
     POLICY.add_to(p)
@@ -67,10 +69,14 @@ def main(args) -> int:
     if args.reconnect_timeout is not None and args.reconnect_timeout <= 0:
         raise PassrtError(f"--reconnect-timeout must be a positive number of seconds, got {args.reconnect_timeout:g}")
     check_video_name("--output", args.output)
-    uri = SOURCE.parse(args)
+    uris = SOURCE.parse(args)
     if args.tracks and not args.track:
         raise PassrtError("--tracks needs --track (e.g. --track bytetrack)")
-    check_outputs([uri], {"--output": args.output, "--json": args.json, "--tracks": args.tracks})
+    from passrt.runtime.pipeline import tracks_path
+
+    tracks = {f"--tracks (stream {i + 1})" if len(uris) > 1 else "--tracks":
+              tracks_path(args.tracks, i, len(uris)) if args.tracks else None for i in range(len(uris))}
+    check_outputs(uris, {"--output": args.output, "--json": args.json, **tracks})
     if args.engine:
         given = POLICY.given(args)
         if given:
@@ -88,7 +94,7 @@ def main(args) -> int:
     from passrt.runtime.shutdown import StopOnSignal
 
     with StopOnSignal() as stop:  # from here on SIGTERM/SIGINT stop the run cleanly
-        pipeline = Pipeline(uri, backend, MODEL.parse(args), output=args.output,
+        pipeline = Pipeline(uris, backend, MODEL.parse(args), output=args.output,
                             display=not args.headless, show_tiles=args.show_tiles,
                             score_threshold=args.score_threshold, max_frames=args.max_frames,
                             plugin=PLUGIN.parse(args), guard=args.guard, guard_target=args.guard_target,
