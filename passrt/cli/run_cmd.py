@@ -35,8 +35,15 @@ def register(sub) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--output", "-o", metavar="VIDEO", help="write the annotated video here (.mp4 or .avi)")
     out.add_argument("--headless", action="store_true", help="do not open a window")
-    out.add_argument("--show-tiles", action="store_true", help="tint the tiles recomputed on each frame")
+    out.add_argument("--show-tiles", action="store_true",
+                     help="overlay the tiles recomputed on each frame as a heatmap (the paper's Figure 1)")
+    out.add_argument("--tiles-layer", metavar="LAYER", default="0",
+                     help="with --show-tiles: the layer whose tiles are shown, by position among the sparse layers "
+                          "(0: the first, -1: the last) or by name (default 0)")
     out.add_argument("--json", metavar="PATH", help="write a summary (timings, active fraction) here")
+    out.add_argument("--snapshot", metavar="DIR", help="save the annotated frame as a PNG here every "
+                                                        "--snapshot-every frames, and the last one")
+    out.add_argument("--snapshot-every", type=int, default=100, metavar="N", help="(default 100)")
     out.add_argument("--track", choices=("bytetrack", "ocsort", "sort"),
                      help="track the detections (Roboflow trackers; needs the 'track' extra) and draw track IDs")
     out.add_argument("--tracks", metavar="TXT", help="with --track: write the tracks here, MOTChallenge text format "
@@ -44,7 +51,9 @@ def register(sub) -> None:
     out.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (at least 1; default: the "
                                                                  "whole file, or until stopped for a live source)")
     out.add_argument("--score-threshold", type=float, default=0.3, help="detection score threshold (default 0.3)")
-    src = p.add_argument_group("live sources")
+    src = p.add_argument_group("sources")
+    src.add_argument("--input-loop", type=int, default=0, metavar="N",
+                     help="play a file input N more times, -1 forever (jetson-utils' --input-loop; default 0)")
     src.add_argument("--reconnect-timeout", type=float, metavar="S",
                      help="a live source that stops is reopened with backoff (0.5 s doubling to 10 s); give up after "
                           "S seconds without a frame (default: keep trying)")
@@ -76,7 +85,10 @@ def main(args) -> int:
 
     tracks = {f"--tracks (stream {i + 1})" if len(uris) > 1 else "--tracks":
               tracks_path(args.tracks, i, len(uris)) if args.tracks else None for i in range(len(uris))}
-    check_outputs(uris, {"--output": args.output, "--json": args.json, **tracks})
+    positive("--snapshot-every", args.snapshot_every)
+    if args.input_loop < -1:
+        raise PassrtError(f"--input-loop must be -1 (forever), 0 or more, got {args.input_loop}")
+    check_outputs(uris, {"--output": args.output, "--json": args.json, **tracks}, {"--snapshot": args.snapshot})
     if args.engine:
         given = POLICY.given(args)
         if given:
@@ -98,7 +110,9 @@ def main(args) -> int:
                             display=not args.headless, show_tiles=args.show_tiles,
                             score_threshold=args.score_threshold, max_frames=args.max_frames,
                             plugin=PLUGIN.parse(args), guard=args.guard, guard_target=args.guard_target,
-                            reconnect_timeout=args.reconnect_timeout, track=args.track, tracks=args.tracks)
+                            reconnect_timeout=args.reconnect_timeout, track=args.track, tracks=args.tracks,
+                            loop=args.input_loop, snapshot=args.snapshot, snapshot_every=args.snapshot_every,
+                            tiles_layer=args.tiles_layer)
         if stop.is_set():  # stopped while the model loaded: nothing ran, nothing to write
             return 130 if stop.signal_name == "SIGINT" else 0
         summary = pipeline.run(live=sys.stderr, stop=stop)

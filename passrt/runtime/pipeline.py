@@ -46,11 +46,14 @@ class Pipeline:
                  display: bool = True, show_tiles: bool = False, score_threshold: float = 0.3,
                  max_frames: int | None = None, plugin: str | None = None, guard: int | None = None,
                  guard_target: float = 0.98, reconnect_timeout: float | None = None,
-                 track: str | None = None, tracks: str | None = None):
+                 track: str | None = None, tracks: str | None = None, loop: int = 0,
+                 snapshot: str | None = None, snapshot_every: int = 100, tiles_layer: str = "0"):
         """``guard``: hold the sparse engine to the dense model every ``guard`` frames
         (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement. ``track``: a tracker name
         (:mod:`passrt.runtime.tracking`); ``tracks``: write its tracks here (MOTChallenge text; with
-        several streams one file each, :func:`tracks_path`). ``max_frames``: per stream."""
+        several streams one file each, :func:`tracks_path`). ``max_frames``: per stream. ``loop``: replay
+        file inputs (:func:`~passrt.runtime.sources.open_source`). ``snapshot``: a directory for a PNG of
+        the annotated (tiled) frame every ``snapshot_every`` frames and of the last one."""
         self.uris = [uris] if isinstance(uris, (str, int)) else list(uris)
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
@@ -68,6 +71,9 @@ class Pipeline:
         self.score_threshold, self.max_frames = score_threshold, max_frames
         self.reconnect_timeout = reconnect_timeout
         self.track, self.tracks_path = track, tracks
+        self.loop, self.snapshot, self.snapshot_every = loop, snapshot, snapshot_every
+        self.tiles_layer = tiles_layer
+        self.render = bool(output or display or snapshot)
         if track:
             from passrt.runtime.tracking import Tracker
 
@@ -83,11 +89,17 @@ class Pipeline:
         ended the run. One stream: the summary of that stream; several: ``streams`` holds each one's."""
         streams: list[_Stream] = []
         writer, error, start, last_print = None, None, time.perf_counter(), 0.0
+        shown, last_image = 0, None
         power = PowerMonitor()  # tegrastats on a Jetson; nothing elsewhere
         until = stop.is_set if stop is not None else None
-        try:
+        try:  # a source that cannot be opened is the user's error: report it, nothing ran
             for i, (uri, backend) in enumerate(zip(self.uris, self.backends)):
                 streams.append(self._open(i, uri, backend, until))
+        except BaseException:
+            for st in streams:
+                st.close()
+            raise
+        try:
             power.__enter__()
             while not all(st.done for st in streams):
                 for st in streams:
@@ -95,8 +107,12 @@ class Pipeline:
                         self._step(st)
                 if not any(st.new for st in streams):
                     continue
-                if self.output or self.display:
+                if self.render:
                     image = _tile([st.image for st in streams])
+                    shown += 1
+                    if self.snapshot and (shown == 1 or shown % self.snapshot_every == 0):
+                        _snapshot(self.snapshot, shown, image)
+                    last_image = image
                     if self.output:
                         if writer is None:
                             h, w = image.shape[:2]
@@ -113,6 +129,11 @@ class Pipeline:
             error = e
         finally:
             power.__exit__(None, None, None)
+            if self.snapshot and last_image is not None and shown % self.snapshot_every and error is None:
+                try:
+                    _snapshot(self.snapshot, shown, last_image)  # the last frame, whatever ended the run
+                except PassrtError as e:
+                    error = e
             for st in streams:
                 error = st.close() or error
             if writer is not None:
@@ -141,7 +162,7 @@ class Pipeline:
 
     # ---- one stream -----------------------------------------------------------------
     def _open(self, index: int, uri, backend, until) -> "_Stream":
-        source = open_source(uri, reconnect_timeout=self.reconnect_timeout)
+        source = open_source(uri, reconnect_timeout=self.reconnect_timeout, loop=self.loop)
         st = _Stream(index, source, backend)
         if self.track:
             from passrt.runtime.mot import MotWriter
@@ -185,7 +206,7 @@ class Pipeline:
         st.engine_ms = timer.last("engine")
         st.people = len(det.scores)
         st.index = frame.index
-        if self.output or self.display:
+        if self.render:
             with timer.stage("sinks"):  # drawing; the tiled write is shared by the streams
                 st.image = self._render(st, frame.image, det, tracked)
         timer.end_frame()
@@ -222,9 +243,9 @@ class Pipeline:
     def _render(self, st, image, det, tracked=None):
         tile_masks = getattr(st.backend, "tile_masks", None)  # optional in the backend protocol
         if self.show_tiles and tile_masks is not None:
-            masks = [m for m in tile_masks().values() if m is not None]
-            if masks:
-                image = draw_tile_mask(image, masks[0].numpy())
+            mask = _pick_layer({k: m for k, m in tile_masks().items() if m is not None}, self.tiles_layer)
+            if mask is not None:
+                image = draw_tile_mask(image, mask.numpy())
         if tracked is not None:
             image = draw_tracks(image, tracked[1], tracked[0])
         else:
@@ -303,6 +324,27 @@ def tracks_path(path: str, index: int, streams: int) -> str:
 
     p = Path(path)
     return str(p.with_name(f"{p.stem}.{index + 1}{p.suffix}"))
+
+
+def _pick_layer(masks: dict, layer: str):
+    """The tile mask of ``layer``: a position among the layers with masks (negative from the end) or a name."""
+    if not masks:
+        return None
+    if layer in masks:
+        return masks[layer]
+    try:
+        return list(masks.values())[int(layer)]
+    except (ValueError, IndexError):
+        raise PassrtError(f"--tiles-layer {layer}: no such layer; positions 0..{len(masks) - 1} or a name, e.g. "
+                          f"{', '.join(list(masks)[:3])}") from None
+
+
+def _snapshot(directory: str, frame: int, image: np.ndarray) -> None:
+    from pathlib import Path
+
+    path = Path(directory) / f"frame{frame:06d}.png"
+    if not cv2.imwrite(str(path), image):
+        raise PassrtError(f"cannot write snapshot {path} (disk full?)")
 
 
 def _tile(images: list) -> np.ndarray:

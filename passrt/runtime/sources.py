@@ -45,10 +45,12 @@ class FrameSource:
     """Iterates :class:`Frame`s; ``corrupt_frames`` counts frames skipped because they did not decode."""
 
     def __init__(self, uri: str, capture: cv2.VideoCapture, is_live: bool, max_frames: int | None = None,
-                 reopen=None, reconnect_timeout: float | None = None):
-        """``reopen``: a callable giving a fresh capture of the same live source (None: no reconnect);
-        ``reconnect_timeout``: give up after this many seconds without a frame (None: keep trying)."""
+                 reopen=None, reconnect_timeout: float | None = None, loop: int = 0):
+        """``reopen``: a callable giving a fresh capture of the same source (live: reconnect; file: loop);
+        ``reconnect_timeout``: give up after this many seconds without a frame (None: keep trying);
+        ``loop``: a file plays 1 + ``loop`` times (-1: forever), jetson-utils' ``--input-loop``."""
         self.uri, self.cap, self.is_live, self.max_frames = uri, capture, is_live, max_frames
+        self.loops_left = loop
         self.name = redact(uri)  # what every message and summary shows
         self.reopen, self.reconnect_timeout = reopen, reconnect_timeout
         fps = capture.get(cv2.CAP_PROP_FPS)
@@ -73,6 +75,7 @@ class FrameSource:
         # consumes its frame, but OpenCV's CAP_PROP_POS_FRAMES does not move on failures.
         index, image, position, delivered = 0, self._first, 1, 0
         failures, last_ok = 0, time.monotonic()
+        base = 0  # index of the file's frame 0 in this pass (a looped file restarts at a later index)
         while image is not None:
             yield Frame(index, image, time.monotonic())
             delivered += 1
@@ -93,12 +96,18 @@ class FrameSource:
                         last_ok = time.monotonic()
                     else:
                         time.sleep(0.01)
-                elif self.frame_count is not None and position < self.frame_count \
+                elif self.frame_count is not None and position - base < self.frame_count \
                         and failures < MAX_CONSECUTIVE_FAILURES:
                     failures += 1
                     self.corrupt_frames += 1
                     print(f"passrt: warning: {self.name}: frame {index} could not be decoded, skipped",
                           file=sys.stderr)
+                elif self.loops_left != 0 and self.reopen is not None and failures == 0:
+                    # the end of a file played in a loop: from the top again, frame indices carry on
+                    self.loops_left -= 1 if self.loops_left > 0 else 0
+                    self.cap.release()
+                    self.cap = self.reopen()
+                    base = position = index  # the failed read at the end consumed no frame
                 else:
                     if failures:
                         print(f"passrt: warning: {self.name}: stopped after {failures} undecodable frames",
@@ -158,9 +167,10 @@ def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 3
 
 
 def open_source(uri: str | int, max_frames: int | None = None,
-                reconnect_timeout: float | None = None) -> FrameSource:
+                reconnect_timeout: float | None = None, loop: int = 0) -> FrameSource:
     """Open a camera, stream or file by URI (see the module docstring). ``reconnect_timeout``: how
-    long a live source may stay silent, reopening, before the run ends (None: forever)."""
+    long a live source may stay silent, reopening, before the run ends (None: forever). ``loop``: play
+    a file 1 + ``loop`` times (-1: forever; jetson-utils' ``--input-loop``); no effect on live sources."""
     text = str(uri).strip()
     live = {"max_frames": max_frames, "reconnect_timeout": reconnect_timeout}
     if text.isdigit():
@@ -189,7 +199,7 @@ def open_source(uri: str | int, max_frames: int | None = None,
         # What the source is, not its scheme: a container with a frame count is a file (served over
         # HTTP, say), read in full; a stream has none (FFmpeg reports 0 or less).
         if cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0:
-            return FrameSource(text, cap, is_live=False, max_frames=max_frames)
+            return FrameSource(text, cap, is_live=False, max_frames=max_frames, loop=loop, reopen=reopen)
         return FrameSource(text, cap, is_live=True, reopen=reopen, **live)
     if text.startswith("file://"):
         text = text[len("file://"):]
@@ -201,7 +211,8 @@ def open_source(uri: str | int, max_frames: int | None = None,
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise PassrtError(f"{path}: OpenCV cannot open this file (unsupported or corrupt video?)")
-    return FrameSource(str(path), cap, is_live=False, max_frames=max_frames)
+    return FrameSource(str(path), cap, is_live=False, max_frames=max_frames, loop=loop,
+                       reopen=lambda: cv2.VideoCapture(str(path)))
 
 
 def _camera(uri: str, opener, live: dict) -> FrameSource:

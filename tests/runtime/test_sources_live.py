@@ -75,3 +75,14 @@ def test_credentials_never_in_a_source_error():
     with pytest.raises(PassrtError) as info:
         open_source("rtsp://admin:s3cret@127.0.0.1:9/live")  # nothing listens on port 9
     assert "s3cret" not in str(info.value) and "rtsp://***@127.0.0.1:9/live" in str(info.value)
+
+
+def test_input_loop_replays_a_file_with_indices_carrying_on(tmp_path):
+    write_clip(tmp_path / "clip.avi", frames=5)
+    with open_source(str(tmp_path / "clip.avi"), loop=2) as source:
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(15))  # three passes
+    levels = [int(f.image[2, 60, 0]) for f in frames]
+    assert levels[:5] == levels[5:10] == levels[10:]  # the same pictures each pass
+    with open_source(str(tmp_path / "clip.avi"), loop=-1, max_frames=23) as source:
+        assert len(list(source)) == 23  # forever, until something else stops it
