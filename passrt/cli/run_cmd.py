@@ -52,6 +52,11 @@ def register(sub) -> None:
                                                                  "whole file, or until stopped for a live source)")
     out.add_argument("--score-threshold", type=float, default=0.3, help="detection score threshold (default 0.3)")
     src = p.add_argument_group("sources")
+    src.add_argument("--input-width", type=int, metavar="W", help="ask the camera for this width; frames of "
+                                                                  "any source are scaled to it (jetson-utils' option)")
+    src.add_argument("--input-height", type=int, metavar="H", help="the same for the height")
+    src.add_argument("--input-rate", type=float, metavar="FPS", help="ask the camera for this frame rate")
+    src.add_argument("--input-codec", metavar="FOURCC", help="ask a V4L2 camera for this format, e.g. MJPG, YUYV")
     src.add_argument("--input-loop", type=int, default=0, metavar="N",
                      help="play a file input N more times, -1 forever (jetson-utils' --input-loop; default 0)")
     src.add_argument("--reconnect-timeout", type=float, metavar="S",
@@ -86,6 +91,15 @@ def main(args) -> int:
     tracks = {f"--tracks (stream {i + 1})" if len(uris) > 1 else "--tracks":
               tracks_path(args.tracks, i, len(uris)) if args.tracks else None for i in range(len(uris))}
     positive("--snapshot-every", args.snapshot_every)
+    positive("--input-width", args.input_width)
+    positive("--input-height", args.input_height)
+    if args.input_rate is not None and args.input_rate <= 0:
+        raise PassrtError(f"--input-rate must be a positive frame rate, got {args.input_rate:g}")
+    if args.input_codec is not None and not 1 <= len(args.input_codec) <= 4:
+        raise PassrtError(f"--input-codec must be a FOURCC such as MJPG or YUYV, got '{args.input_codec}'")
+    from passrt.runtime.sources import CaptureOptions
+
+    capture = CaptureOptions(args.input_width, args.input_height, args.input_rate, args.input_codec)
     if args.input_loop < -1:
         raise PassrtError(f"--input-loop must be -1 (forever), 0 or more, got {args.input_loop}")
     check_outputs(uris, {"--output": args.output, "--json": args.json, **tracks}, {"--snapshot": args.snapshot})
@@ -112,7 +126,7 @@ def main(args) -> int:
                             plugin=PLUGIN.parse(args), guard=args.guard, guard_target=args.guard_target,
                             reconnect_timeout=args.reconnect_timeout, track=args.track, tracks=args.tracks,
                             loop=args.input_loop, snapshot=args.snapshot, snapshot_every=args.snapshot_every,
-                            tiles_layer=args.tiles_layer)
+                            tiles_layer=args.tiles_layer, capture=capture)
         if stop.is_set():  # stopped while the model loaded: nothing ran, nothing to write
             return 130 if stop.signal_name == "SIGINT" else 0
         summary = pipeline.run(live=sys.stderr, stop=stop)

@@ -47,7 +47,8 @@ class Pipeline:
                  max_frames: int | None = None, plugin: str | None = None, guard: int | None = None,
                  guard_target: float = 0.98, reconnect_timeout: float | None = None,
                  track: str | None = None, tracks: str | None = None, loop: int = 0,
-                 snapshot: str | None = None, snapshot_every: int = 100, tiles_layer: str = "0"):
+                 snapshot: str | None = None, snapshot_every: int = 100, tiles_layer: str = "0",
+                 capture=None):
         """``guard``: hold the sparse engine to the dense model every ``guard`` frames
         (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement. ``track``: a tracker name
         (:mod:`passrt.runtime.tracking`); ``tracks``: write its tracks here (MOTChallenge text; with
@@ -72,7 +73,7 @@ class Pipeline:
         self.reconnect_timeout = reconnect_timeout
         self.track, self.tracks_path = track, tracks
         self.loop, self.snapshot, self.snapshot_every = loop, snapshot, snapshot_every
-        self.tiles_layer = tiles_layer
+        self.tiles_layer, self.capture_options = tiles_layer, capture
         self.render = bool(output or display or snapshot)
         if track:
             from passrt.runtime.tracking import Tracker
@@ -162,7 +163,8 @@ class Pipeline:
 
     # ---- one stream -----------------------------------------------------------------
     def _open(self, index: int, uri, backend, until) -> "_Stream":
-        source = open_source(uri, reconnect_timeout=self.reconnect_timeout, loop=self.loop)
+        source = open_source(uri, reconnect_timeout=self.reconnect_timeout, loop=self.loop,
+                             options=self.capture_options)
         st = _Stream(index, source, backend)
         if self.track:
             from passrt.runtime.mot import MotWriter

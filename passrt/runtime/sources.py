@@ -59,6 +59,7 @@ class FrameSource:
         self.frame_count = count if count > 0 else None
         self.size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         self.corrupt_frames = self.lost_frames = self.reconnects = 0
+        self.options = CaptureOptions()
         self._pending = None
         self._first = self._read_first()
 
@@ -77,7 +78,7 @@ class FrameSource:
         failures, last_ok = 0, time.monotonic()
         base = 0  # index of the file's frame 0 in this pass (a looped file restarts at a later index)
         while image is not None:
-            yield Frame(index, image, time.monotonic())
+            yield Frame(index, self.options.resize(image), time.monotonic())
             delivered += 1
             if self.max_frames and delivered >= self.max_frames:
                 return
@@ -166,21 +167,61 @@ def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 3
             "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1")
 
 
+@dataclass
+class CaptureOptions:
+    """jetson-utils' ``--input-width/--input-height/--input-rate/--input-codec``: what a camera is asked
+    for (V4L2 / a camera index / CSI); ``width``/``height`` also rescale every source's frames, so a
+    file or stream arrives at the same size. None: the source's own."""
+
+    width: int | None = None
+    height: int | None = None
+    rate: float | None = None
+    codec: str | None = None  # a V4L2 FOURCC such as MJPG, YUYV, H264
+
+    def apply(self, cap: cv2.VideoCapture) -> cv2.VideoCapture:
+        if self.codec:
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.codec.upper().ljust(4)[:4]))
+        if self.width:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+        if self.height:
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        if self.rate:
+            cap.set(cv2.CAP_PROP_FPS, self.rate)
+        return cap
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        if not (self.width or self.height):
+            return image
+        h, w = image.shape[:2]
+        size = (self.width or round(w * self.height / h), self.height or round(h * self.width / w))
+        return image if size == (w, h) else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def open_source(uri: str | int, max_frames: int | None = None,
-                reconnect_timeout: float | None = None, loop: int = 0) -> FrameSource:
+                reconnect_timeout: float | None = None, loop: int = 0,
+                options: CaptureOptions | None = None) -> FrameSource:
     """Open a camera, stream or file by URI (see the module docstring). ``reconnect_timeout``: how
     long a live source may stay silent, reopening, before the run ends (None: forever). ``loop``: play
-    a file 1 + ``loop`` times (-1: forever; jetson-utils' ``--input-loop``); no effect on live sources."""
-    text = str(uri).strip()
+    a file 1 + ``loop`` times (-1: forever; jetson-utils' ``--input-loop``); no effect on live sources.
+    ``options``: :class:`CaptureOptions` (size, rate, codec)."""
+    opts = options or CaptureOptions()
+    source = _open(str(uri).strip(), max_frames, reconnect_timeout, loop, opts)
+    source.options = opts
+    h, w = opts.resize(source._first).shape[:2]
+    source.size = (w, h)
+    return source
+
+
+def _open(text: str, max_frames, reconnect_timeout, loop, opts: CaptureOptions) -> FrameSource:
     live = {"max_frames": max_frames, "reconnect_timeout": reconnect_timeout}
     if text.isdigit():
-        return _camera(text, lambda: cv2.VideoCapture(int(text)), live)
+        return _camera(text, lambda: opts.apply(cv2.VideoCapture(int(text))), live)
     if text.startswith("v4l2://"):
         text = text[len("v4l2://"):]
     if text.startswith("/dev/video"):
         if not Path(text).exists():
             raise PassrtError(f"{text} does not exist; list cameras with 'v4l2-ctl --list-devices'")
-        return _camera(text, lambda: cv2.VideoCapture(text, cv2.CAP_V4L2), live)
+        return _camera(text, lambda: opts.apply(cv2.VideoCapture(text, cv2.CAP_V4L2)), live)
     if text.startswith("csi://"):
         if not _has_gstreamer():
             raise PassrtError(f"{text} needs OpenCV built with GStreamer (as on JetPack); "
@@ -188,7 +229,8 @@ def open_source(uri: str | int, max_frames: int | None = None,
         sensor = text[len("csi://"):] or "0"
         if not sensor.isdigit():
             raise PassrtError(f"{text}: expected csi://N with a sensor number")
-        return _camera(text, lambda: cv2.VideoCapture(csi_pipeline(int(sensor)), cv2.CAP_GSTREAMER), live)
+        csi = csi_pipeline(int(sensor), opts.width or 1280, opts.height or 720, int(opts.rate or 30))
+        return _camera(text, lambda: cv2.VideoCapture(csi, cv2.CAP_GSTREAMER), live)
     if text.startswith(("rtsp://", "rtmp://", "http://", "https://")):
         def reopen():
             return cv2.VideoCapture(text, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS,

@@ -86,3 +86,14 @@ def test_input_loop_replays_a_file_with_indices_carrying_on(tmp_path):
     assert levels[:5] == levels[5:10] == levels[10:]  # the same pictures each pass
     with open_source(str(tmp_path / "clip.avi"), loop=-1, max_frames=23) as source:
         assert len(list(source)) == 23  # forever, until something else stops it
+
+
+def test_input_width_and_height_scale_any_source(tmp_path):
+    from passrt.runtime.sources import CaptureOptions
+
+    write_clip(tmp_path / "clip.avi", frames=3, size=(64, 48))
+    with open_source(str(tmp_path / "clip.avi"), options=CaptureOptions(width=32)) as source:
+        assert source.size == (32, 24)  # the height follows the aspect ratio when only the width is given
+        assert {f.image.shape for f in source} == {(24, 32, 3)}
+    with open_source(str(tmp_path / "clip.avi"), options=CaptureOptions(width=100, height=20)) as source:
+        assert {f.image.shape for f in source} == {(20, 100, 3)}
