@@ -18,7 +18,8 @@ from passrt.errors import PassrtError, redact
 VIDEO_SUFFIXES = (".mp4", ".avi")
 
 
-def check_outputs(inputs: list[str], files: dict[str, str | None], directories: dict[str, str | None] = {}) -> None:
+def check_outputs(inputs: list[str], files: dict[str, str | None],
+                  directories: dict[str, str | None] | None = None) -> None:
     """``files``/``directories``: flag -> path (None: not given). ``inputs``: source URIs or paths;
     those that are local files must not be written over."""
     taken: dict[str, str] = {}
@@ -36,7 +37,7 @@ def check_outputs(inputs: list[str], files: dict[str, str | None], directories: 
             what = "the input" if taken[key].startswith("--input") else f"{taken[key]}'s file"
             raise PassrtError(f"{flag} {path} is {what}; writing it would destroy it: choose another file name")
         taken[key] = flag
-    for flag, path in directories.items():
+    for flag, path in (directories or {}).items():
         if path is None:
             continue
         target = Path(path)
