@@ -133,7 +133,12 @@ def main(args) -> int:
     if args.json:
         from passrt.runtime.sinks import JsonSink
 
-        JsonSink(args.json).write(summary)
+        try:
+            JsonSink(args.json).write(summary)
+        except PassrtError:
+            if "error" not in summary:
+                raise
+            # the disk that failed the video fails the summary too: report the first failure, once
     if "error" in summary:
         raise PassrtError(summary["error"])
     if summary["stopped_by"]:
