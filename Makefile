@@ -17,7 +17,10 @@ DEMO_FRAMES ?= 200
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev,plot]'
+	# trackers without its dependencies: it declares opencv-python, which would sit next to our
+	# opencv-python-headless (both are `cv2`); the 'track' extra installs the rest of what it needs.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) --no-deps trackers
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev,plot,track,triton]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -20,17 +20,30 @@ POLICY_HELP = ("dense, exact, regiondrop, layerwise or pass (learned gates: --ga
 class SourceArgs:
     """--input / --camera -> a source URI."""
 
-    def __init__(self, required: bool = True):
-        self.required = required
+    def __init__(self, required: bool = True, many: bool = False):
+        self.required, self.many = required, many
 
     def add_to(self, parser) -> None:
         g = parser.add_argument_group("input")
         src = g.add_mutually_exclusive_group(required=self.required)
-        src.add_argument("--input", "-i", metavar="URI", help=SOURCE_HELP)
+        if self.many:
+            src.add_argument("--input", "-i", metavar="URI", action="append",
+                             help=SOURCE_HELP + "; repeat for several streams in one process (one copy of the "
+                                                "model, tiled output)")
+        else:
+            src.add_argument("--input", "-i", metavar="URI", help=SOURCE_HELP)
         src.add_argument("--camera", type=int, metavar="N", help="camera index (same as --input N)")
 
-    def parse(self, args) -> str:
-        return str(args.camera) if args.camera is not None else args.input
+    def check(self, args) -> None:
+        if args.camera is not None and args.camera < 0:
+            raise PassrtError(f"--camera must be a camera index, 0 or more, got {args.camera}")
+
+    def parse(self, args):
+        """The source URI; with ``many``, the list of them."""
+        self.check(args)
+        if args.camera is not None:
+            return [str(args.camera)] if self.many else str(args.camera)
+        return args.input
 
 
 class ModelArgs:
@@ -147,6 +160,17 @@ def options_from(args, cls, **given: Any):
         elif hasattr(args, f.name):
             values[f.name] = getattr(args, f.name)
     return cls(**values, **given)
+
+
+def unit_interval(name: str, value: float | None) -> None:
+    """A score or fraction the user gave must be in [0, 1]."""
+    if value is not None and not 0 <= value <= 1:
+        raise PassrtError(f"{name} must be between 0 and 1, got {value:g}")
+
+
+def non_negative(name: str, value: int | None) -> None:
+    if value is not None and value < 0:
+        raise PassrtError(f"{name} must be 0 or more, got {value}")
 
 
 def positive(name: str, value: int | None, allow_none: bool = True) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs, positive
+from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs, non_negative, positive
 
 SOURCE, MODEL, PLUGIN = SourceArgs(), ModelArgs(), PluginArgs("the library each engine was built with, ")
 POLICIES = PolicyArgs("dense,regiondrop,exact,layerwise", many=True)
@@ -37,26 +37,36 @@ def register(sub) -> None:
                    help="also run this TensorRT engine (from `passrt build`, for this model and the clip's frame "
                         "size), labelled by its file name; repeat for several")
     PLUGIN.add_to(p)
+    p.add_argument("--track", choices=("bytetrack", "ocsort", "sort"),
+                   help="also track each engine's detections and report MOTA, IDF1 and ID switches of its tracks "
+                        "against the dense engine's tracks as ground truth (needs the 'track' extra)")
     p.add_argument("--json", metavar="PATH", help="write all results (and per-frame series) here")
     p.add_argument("--plot", metavar="PNG", help="plot latency and active fraction per frame (needs matplotlib)")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
+    from passrt.errors import redact
     from passrt.metrics import LOW_SCORE
     from passrt.runtime.bench import format_table, plot, run_benchmark
 
     if PLUGIN.parse(args) and not args.engine:
         from passrt.errors import PassrtError
         raise PassrtError("--plugin goes with --engine (a TensorRT engine)")
+    from passrt.runtime.outputs import check_outputs
+
     positive("--frames", args.frames)
-    result = run_benchmark(SOURCE.parse(args), MODEL.parse(args), POLICIES.parse(args), frames=args.frames,
+    non_negative("--warmup", args.warmup)
+    uri = SOURCE.parse(args)
+    # before decoding and minutes of measuring: results that cannot be written are lost results
+    check_outputs([uri], {"--json": args.json, "--plot": args.plot})
+    result = run_benchmark(uri, MODEL.parse(args), POLICIES.parse(args), frames=args.frames,
                            warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
                            progress=sys.stderr.isatty(), engines=args.engine, plugin=PLUGIN.parse(args),
-                           device=args.device, half=args.half,
+                           device=args.device, half=args.half, track=args.track,
                            dense_engine=None if args.dense_engine == "none" else args.dense_engine,
                            executors=_executors(args.executors))
-    result["command"] = "passrt " + " ".join(sys.argv[1:])
+    result["command"] = redact("passrt " + " ".join(sys.argv[1:]))
     w, h = result["resolution"]
     where = (f"{result['machine']['gpu']} ({result['dtype']})" if args.device == "cuda" else
              f"{result['machine']['cpu']}, {result['machine']['torch_threads']} threads")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from passrt.errors import PassrtError
+from passrt.errors import PassrtError, redact
 
 DESCRIPTION = "passrt: run video CNNs faster by recomputing only what changed between frames."
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except PassrtError as e:
-        print(f"passrt: error: {e}", file=sys.stderr)
+        print(f"passrt: error: {redact(e)}", file=sys.stderr)  # a camera URI's password never reaches a log
         return 2
     except KeyboardInterrupt:
         print("passrt: interrupted", file=sys.stderr)

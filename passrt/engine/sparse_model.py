@@ -41,6 +41,9 @@ class SparseModel:
         self.model = _with_policy_weights(model, self.policy).eval()
         self.dense_ops = tuple(dense_ops)
         self.graph: fx.GraphModule = trace(self.model)
+        # input shape -> plan; shared with the streams of new_stream(): a plan (steps, folded
+        # weights, index tables) holds no per-frame state, the executors hold the caches.
+        self._plans: dict = {}
         self.plan = None
         self.executor = None
         self._executor_note = None
@@ -58,6 +61,20 @@ class SparseModel:
             outputs, record = self.executor.run(x, refresh)
         self._record(record)
         return outputs
+
+    def new_stream(self, policy: Policy | None = None) -> "SparseModel":
+        """Another stream on the same model: the module (one copy of the weights), its trace and its
+        plans are shared; caches, policy state and statistics are the new stream's own. ``policy``:
+        a fresh policy of the same kind and parameters (a policy holds per-stream state, e.g. its noise
+        level, so two streams never share one)."""
+        if policy is None or policy is self.policy:
+            raise PassrtError("new_stream() needs a fresh policy object (policies hold per-stream state)")
+        other = copy.copy(self)
+        other.policy = policy
+        other.plan = other.executor = other._executor_note = None
+        other._force_refresh, other.frames, other._last = True, 0, {}
+        other._totals = dict.fromkeys(self._totals, 0)
+        return other
 
     def reset(self) -> None:
         """Forget all caches: the next frame runs dense."""
@@ -93,7 +110,10 @@ class SparseModel:
     def _prepare(self, x: torch.Tensor) -> bool:
         refresh = self._force_refresh
         if self.plan is None or tuple(x.shape) != self.plan.input_shape:
-            self.plan = build_plan(self.graph, x, self.policy.tile_for, self.dense_ops)
+            key = (tuple(x.shape), x.dtype, x.device)
+            if key not in self._plans:
+                self._plans[key] = build_plan(self.graph, x, self.policy.tile_for, self.dense_ops)
+            self.plan = self._plans[key]
             self.policy.reset()
             self.executor = self._choose_executor(x)
             refresh = True

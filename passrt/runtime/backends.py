@@ -55,6 +55,9 @@ class TorchDense:
         with torch.inference_mode():
             return self.module(x.contiguous(memory_format=torch.channels_last))
 
+    def new_stream(self) -> "TorchDense":
+        return self  # no state from frame to frame: every stream can share it
+
     def stats(self) -> dict:
         return {"active_fraction": 1.0}
 
@@ -76,12 +79,19 @@ class TorchSparse:
                  model_name: str = "model", executor: str = "auto"):
         from passrt.engine import SparseModel
 
-        self.label = label
+        self.label, self.spec = label, policy
         self.model = SparseModel(module, policy.build(), executor=executor)
         if dense_engine == "ort":  # the module the engine runs (fine-tuned weights included)
             self.model.dense_engine = DenseOnnxRuntime(self.model.model, model_name)
         elif dense_engine is not None:
             raise PassrtError(f"unknown dense engine '{dense_engine}'; choose ort or none")
+
+    def new_stream(self) -> "TorchSparse":
+        """The same engine for another stream: shared weights and plans, its own caches and policy state."""
+        other = object.__new__(TorchSparse)
+        other.label, other.spec = self.label, self.spec
+        other.model = self.model.new_stream(self.spec.build())
+        return other
 
     def __call__(self, x):
         return self.model(x)
@@ -144,12 +154,14 @@ class DenseOnnxRuntime:
     """ONNX Runtime as a sparse engine's dense engine: the module exported on the first frame of each size."""
 
     def __init__(self, module: nn.Module, model_name: str):
-        self.module, self.model_name, self.session = module, model_name, None
+        self.module, self.model_name = module, model_name
+        self.sessions: dict[tuple, OnnxRuntimeDense] = {}  # per input size (streams may differ)
 
     def __call__(self, x: torch.Tensor):
-        if self.session is None or self.session.shape != tuple(x.shape):
-            self.session = OnnxRuntimeDense(self.module, x, self.model_name)
-        return self.session(x)
+        shape = tuple(x.shape)
+        if shape not in self.sessions:
+            self.sessions[shape] = OnnxRuntimeDense(self.module, x, self.model_name)
+        return self.sessions[shape](x)
 
 
 def open_backend(spec, model=None, example: torch.Tensor | None = None, common: dict | None = None,

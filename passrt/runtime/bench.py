@@ -1,6 +1,9 @@
 """`passrt bench`: every engine on the same decoded frames, side by side, in one process.
 
-Frames are decoded and preprocessed once. Engines take turns in blocks of ``block`` frames
+Frames are decoded and preprocessed once, a block at a time: only the current block of
+``block`` frames is held (as the model's input tensors), so memory does not grow with
+``--frames`` (10,000 frames of 768x576 held as float tensors would be 53 GB).
+Engines take turns in blocks of ``block`` frames
 (frames 0-9 through every engine, then 10-19, ...): each engine keeps its own state and
 sees every frame in order, a noisy neighbour on a shared machine slows all engines alike
 instead of whichever ran last, and blocks (rather than single frames) keep one engine's
@@ -19,10 +22,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from passrt.errors import redact
 from passrt.metrics import LOW_SCORE, Agreement
 from passrt.models import load_model
 from passrt.runtime.backends import open_backend
-from passrt.runtime.frames import read_frames
+from passrt.runtime.frames import stream_frames
 from passrt.runtime.timing import percentiles
 
 
@@ -86,50 +90,60 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                   warmup: int = 5, onnxruntime: bool = True, progress: bool = True, block: int = 10,
                   engines: list[str] = (), plugin: str | None = None, device: str = "cpu",
                   half: bool = False, score_threshold: float = 0.3, start: int = 0,
-                  desc: str = "bench", dense_engine: str | None = "ort", executors: list[str] = ("auto",)) -> dict:
+                  desc: str = "bench", track: str | None = None, dense_engine: str | None = "ort",
+                  executors: list[str] = ("auto",)) -> dict:
     """Measure dense PyTorch, (optionally) dense ONNX Runtime, each policy (:class:`~passrt.policies.PolicySpec`)
     and each TensorRT engine file in ``engines`` (labelled by its file name). ``device``/``half``: where and in
     which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's op); ``start``: the
-    first frame; ``dense_engine``: what answers the sparse engines' dense frames on CPU ('ort' or None);
-    ``executors``: each policy runs on each (labelled ``policy@executor`` when there are several). Agreement
+    first frame; ``track``: also track every engine's detections with this tracker and score its tracks
+    against the dense engine's (MOTA, IDF1, ID switches: :func:`~passrt.runtime.mot.tracking_agreement`);
+    ``dense_engine``: what answers the sparse engines' dense frames on CPU ('ort' or None); ``executors``:
+    each policy runs on each (labelled ``policy@executor`` when there are several). Agreement
     (:class:`~passrt.metrics.Agreement`) is against the dense PyTorch engine, whose detections at
     ``score_threshold`` are the ground truth."""
     from dataclasses import replace
     from pathlib import Path
 
     dtype = _check_device(device, half)
+    if track:
+        from passrt.runtime.tracking import Tracker
+
+        Tracker(track)  # before any work: an unknown tracker or a missing extra fails at once
     spec = load_model(model_name)
     trt = [open_backend(f"trt:{path}", spec, plugin=plugin, label=Path(path).name)
            for path in engines]  # before decoding: fail fast without TensorRT
-    clip = read_frames(uri, frames, start=start, preprocess=spec.preprocess)
-    tensors = [t.to(device, dtype) for t in clip.frames]
-    h, w = tensors[0].shape[2:]
+    clip = stream_frames(uri, frames, start=start, block=block)
+    first = [spec.preprocess(image).to(device, dtype) for image in clip.warmup(warmup)]
+    h, w = first[0].shape[2:]
     on_device = replace(spec, module=spec.module.to(device, dtype))
     backends = [open_backend("torch:dense", on_device, label="dense")]
     if onnxruntime and device == "cpu":
-        backends.append(open_backend("ort", spec, tensors[0]))
+        backends.append(open_backend("ort", spec, first[0]))
     backends += [open_backend(p, on_device, dense_engine=dense_engine, executor=ex,
                               label=f"{p.label}@{ex}" if len(executors) > 1 else None)
                  for p in policies if p.name != "dense" for ex in executors]
     for b in trt:
-        b.check_input(tensors[0].shape)
+        b.check_input(first[0].shape)
         if any(o.label == b.label for o in backends):  # two engines called alike, or one called like a policy
             b.label = str(b.path)
         backends.append(b)
     entries = [Entry(b, agreement=Agreement(score_threshold)) for b in backends]
 
     for e in entries:  # warm-up: allocators, oneDNN primitives, plans; then forget the state
-        for x in tensors[:warmup]:
+        for x in first[:warmup]:
             e.backend(x)
         e.backend.reset()
 
     clock = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    bar = tqdm(total=len(tensors) * len(entries), desc=desc, unit="frame", disable=not progress,
+    bar = tqdm(total=clip.expected * len(entries), desc=desc, unit="frame", disable=not progress,
                file=sys.stderr)
-    for start in range(0, len(tensors), block):
+    measured = 0
+    for images in clip.blocks():
+        tensors = [spec.preprocess(image).to(device, dtype) for image in images]
+        done, measured = measured, measured + len(tensors)
         dense_out = []  # the dense engine runs first in every block: its outputs are the reference
         for e in entries:
-            for i, x in enumerate(tensors[start:start + block]):
+            for i, x in enumerate(tensors):
                 clock()
                 t0 = _now()
                 out = e.backend(x)
@@ -141,7 +155,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                 e.detections.append((det.boxes[shown], det.scores[shown]))
                 if e is entries[0]:
                     dense_out.append(out)
-                e.agreement.add_detections(det.boxes, det.scores, entries[0].detections[start + i][0])
+                e.agreement.add_detections(det.boxes, det.scores, entries[0].detections[done + i][0])
                 e.agreement.add_outputs(out, dense_out[i])
                 st = e.backend.stats()
                 e.active.append(st.get("active_fraction", 1.0))
@@ -156,7 +170,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     bar.close()
 
     sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
-    result = {"machine": machine(device), "input": uri, "model": model_name, "frames": len(tensors), "start": start,
+    result = {"machine": machine(device), "input": redact(uri), "model": model_name, "frames": measured, "start": start,
               "device": device, "dtype": str(dtype).removeprefix("torch."),
               "resolution": [w, h], "clip_fps": clip.fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
     for e in entries:
@@ -164,7 +178,10 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         macs_exec = [m for m in e.macs_exec if m is not None]
         entry = {
             "fps_median": 1000.0 / statistics.median(lat),
-            "latency_ms": {f"p{q}": v for q, v in percentiles(lat, (50, 95, 99)).items()},
+            # trtexec's figures: throughput over the measured frames, latency min/mean/median/p90/p95/p99/max
+            "throughput_fps": 1000.0 * len(lat) / sum(lat),
+            "latency_ms": {"min": min(lat), "mean": statistics.fmean(lat), "max": max(lat),
+                           **{f"p{q}": v for q, v in percentiles(lat, (50, 90, 95, 99)).items()}},
             "active_fraction": float(np.mean(e.active)),
             "macs_dense": sparse_macs_dense,
             # engines that report only their active fraction (TensorRT): the MAC-weighted fraction of dense
@@ -183,6 +200,8 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         if e.stage_ms:
             entry["stages_ms"] = {k.removesuffix("_ms"): statistics.median(v) for k, v in e.stage_ms.items()}
         result["policies"][e.backend.label] = entry
+    if track:
+        _add_tracking(result, entries, track, clip.fps or 30.0)
     if trt:
         from passrt.runtime.tensorrt_backend import tensorrt_machine
 
@@ -194,6 +213,19 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         if ort_fps:
             entry["speedup_vs_onnxruntime"] = entry["fps_median"] / ort_fps
     return result
+
+
+def _add_tracking(result: dict, entries: list, track: str, fps: float) -> None:
+    """Each engine's detections (at the display threshold) through a fresh tracker; the dense engine's
+    tracks are the ground truth of everyone's MOTA / IDF1 / ID switches."""
+    from passrt.runtime.mot import tracking_agreement
+    from passrt.runtime.tracking import track_sequence
+
+    truth = track_sequence(track, entries[0].detections, fps)
+    result["tracker"] = track
+    for e in entries:
+        tracks = truth if e is entries[0] else track_sequence(track, e.detections, fps)
+        result["policies"][e.backend.label]["tracking"] = tracking_agreement(truth, tracks)
 
 
 def _check_device(device: str, half: bool):
@@ -226,6 +258,9 @@ def _now() -> float:
 def format_table(result: dict) -> str:
     rows = [("engine", "FPS", "p50 ms", "p95 ms", "x dense", "x ORT", "active", "R_p", "R_m", "MACs/exec",
              "AP50", "AP50@thr", "max|err|", "mean|err|")]
+    tracking = "tracker" in result
+    if tracking:
+        rows[0] += ("MOTA", "IDF1", "IDsw")
     for label, e in result["policies"].items():
         ratio = e["macs_dense"] / e["macs_executed"] if e.get("macs_executed") else float("nan")
         rows.append((label, f"{e['fps_median']:.1f}", f"{e['latency_ms']['p50']:.1f}",
@@ -234,6 +269,9 @@ def format_table(result: dict) -> str:
                      f"{e['active_fraction']:.3f}", f"{e['skip_rate']:.3f}", f"{e['mac_reduction']:.3f}",
                      f"{ratio:.2f}", f"{e['agreement_ap50']:.3f}", f"{e['agreement_ap50_display']:.3f}",
                      f"{max(e['output_error']['max']):.3g}", f"{max(e['output_error']['mean']):.3g}"))
+        if tracking:
+            t = e["tracking"]
+            rows[-1] += (f"{t['mota']:.3f}", f"{t['idf1']:.3f}", str(t["num_switches"]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

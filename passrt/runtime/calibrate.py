@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timezone
 
-from passrt.errors import PassrtError
+from passrt.errors import PassrtError, redact
 from passrt.policies.noise import AUTO
 from passrt.policies.spec import PolicySpec
 from passrt.runtime.bench import pyplot, run_benchmark
@@ -62,7 +62,7 @@ def calibrate(uri: str, model: str, policy: PolicySpec, target: float = 0.99, fr
     search = run_benchmark(uri, model, grid, frames=n_search, onnxruntime=False, progress=progress,
                            desc=f"search ({len(grid)} candidates)")
     if search["frames"] < n_search:
-        raise PassrtError(f"{uri}: only {search['frames']} frames; calibration needs {frames} (lower --frames)")
+        raise PassrtError(f"{redact(uri)}: only {search['frames']} frames; calibration needs {frames} (lower --frames)")
     rows = [_row(spec.label, search["policies"][spec.label]) for spec in grid]
     meeting = [r for r in rows if r["agreement_ap50"] >= target]
     chosen = max(meeting, key=lambda r: r["speedup_vs_dense"])
@@ -73,7 +73,7 @@ def calibrate(uri: str, model: str, policy: PolicySpec, target: float = 0.99, fr
     return {
         "policy": {"name": spec.name, **spec.params},
         "calibration": {
-            "input": uri, "model": model, "target_agreement": target, "created": _now(),
+            "input": redact(uri), "model": model, "target_agreement": target, "created": _now(),
             "search_frames": [0, n_search], "held_out_frames": [n_search, n_search + check["frames"]],
             "chosen": chosen["label"], "held_out": held, "meets_target_held_out": held["agreement_ap50"] >= target,
             "search": rows, "machine": search["machine"],

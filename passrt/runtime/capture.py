@@ -64,8 +64,21 @@ class CaptureThread:
                         pass
 
     def __iter__(self):
+        return self.frames()
+
+    def frames(self, until=None):
+        """The captured frames; with ``until`` (a callable), also stop as soon as it returns True,
+        checked every 0.1 s even while no frame arrives (a stream that went quiet must not keep a
+        SIGTERM waiting)."""
         while True:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if until is not None and until():
+                    return
+                continue
+            if until is not None and until():
+                return
             if item is _END:
                 if self._error is not None:
                     raise self._error

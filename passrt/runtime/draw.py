@@ -36,3 +36,20 @@ def draw_tile_mask(image: np.ndarray, tile_mask: np.ndarray, alpha: float = 0.25
     out = image.copy()
     out[cells] = (out[cells] * (1 - alpha) + np.array(color) * alpha).astype(out.dtype)
     return out
+
+
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A stable, distinct colour per track (golden-ratio hue steps)."""
+    hue = int((track_id * 0.618033988749895 % 1.0) * 179)
+    bgr = cv2.cvtColor(np.uint8([[[hue, 200, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(bgr[0]), int(bgr[1]), int(bgr[2])
+
+
+def draw_tracks(image: np.ndarray, boxes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Boxes coloured by track, labelled with the track ID."""
+    out = image.copy()
+    for (x1, y1, x2, y2), i in zip(np.asarray(boxes).astype(int), ids):
+        color = track_color(int(i))
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
+        cv2.putText(out, f"#{int(i)}", (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+    return out

@@ -27,7 +27,10 @@ def test_run_writes_video_and_summary(tmp_path):
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["frames"] == 15 and summary["corrupt_frames"] == 0
-    assert set(summary["stages_ms"]) >= {"preprocess", "engine", "postprocess"}
+    assert set(summary["stages_ms"]) >= {"preprocess", "engine", "postprocess", "total"}
+    total = summary["stages_ms"]["total"]
+    assert total["count"] == 15 and total["min"] <= total["p50"] <= total["p90"] <= total["p99"] <= total["max"]
+    assert "Throughput:" in out.stderr and "percentile(99%)" in out.stderr  # trtexec's terms
     # The sparse path is taken: one dense refresh (the first frame), then a small share of
     # the MACs (measured: mean active fraction 0.17, refreshes 1).
     engine = summary["engine"]
@@ -56,7 +59,10 @@ def test_bench_json(tmp_path):
     policies = result["policies"]
     assert set(policies) == {"dense", "onnxruntime", *BENCH_EXPECT}
     for entry in policies.values():
-        assert entry["fps_median"] > 0 and set(entry["latency_ms"]) == {"p50", "p95", "p99"}
+        assert entry["fps_median"] > 0 and entry["throughput_fps"] > 0
+        lat = entry["latency_ms"]
+        assert set(lat) == {"min", "mean", "p50", "p90", "p95", "p99", "max"}
+        assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert len(entry["per_frame"]["latency_ms"]) == 12
         assert entry["detections_per_frame"] > 0  # vtest has people on every frame
     dense = policies["dense"]

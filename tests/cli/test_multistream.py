@@ -1,0 +1,46 @@
+"""`passrt run --input A --input B`: one process, one model, each stream as if it ran alone."""
+
+import json
+
+import cv2
+
+from tests.cli.test_cli import passrt
+
+SAME = ("frames", "refreshes", "active_fraction_mean", "macs_executed_mean")
+
+
+def run(tmp_path, name, inputs, track):
+    args = ["run", "--headless", "--max-frames", "8", "--policy", "regiondrop", "--json", str(tmp_path / f"{name}.json")]
+    for uri in inputs:
+        args += ["--input", uri]
+    if track:
+        args += ["--track", "bytetrack", "--tracks", str(tmp_path / f"{name}.txt")]
+    if name == "multi":
+        args += ["--output", str(tmp_path / "tiled.mp4")]
+    out = passrt(*args)
+    assert out.returncode == 0, out.stderr
+    return json.loads((tmp_path / f"{name}.json").read_text()), out
+
+
+def test_two_streams_equal_each_stream_alone(tmp_path):
+    track = True  # `make install` installs the track extra: a missing tracker is a failure, not a lighter test
+    inputs = ["carphone", "franck"]  # two resolutions: 176x144 and 360x288
+    multi, out = run(tmp_path, "multi", inputs, track)
+    assert len(multi["streams"]) == 2 and multi["frames"] == 16
+    assert all(s["fps"] > 0 for s in multi["streams"]) and "#1" in out.stderr and "#2" in out.stderr
+    for i, uri in enumerate(inputs):
+        alone, _ = run(tmp_path, f"alone{i}", [uri], track)
+        stream = multi["streams"][i]
+        assert stream["input"] == alone["input"]
+        for key in SAME:  # the same masks and work, frame for frame: caches and policy state not shared
+            got = stream.get(key, stream["engine"].get(key))
+            assert got == alone.get(key, alone["engine"].get(key)), (uri, key)
+        if track:  # and the same detections: identical tracks
+            assert (tmp_path / f"multi.{i + 1}.txt").read_text() == (tmp_path / f"alone{i}.txt").read_text()
+    cap = cv2.VideoCapture(str(tmp_path / "tiled.mp4"))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (2 * 176, 144)
+
+
+def test_several_inputs_need_a_pytorch_engine():
+    out = passrt("run", "--input", "carphone", "--input", "franck", "--headless", "--guard", "5")
+    assert out.returncode == 2 and "--guard runs with one input" in out.stderr
