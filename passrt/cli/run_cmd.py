@@ -26,6 +26,9 @@ def register(sub) -> None:
                      help="run this engine (from `passrt build`) on the GPU; the model, input size and policy are "
                           "the ones it was exported with (its ENGINE.json sidecar says which)")
     PLUGIN.add_to(trt)
+    p.add_argument("--dense-engine", choices=("ort", "none"), default="ort",
+                   help="what answers the dense frames (the first, scene cuts, a moving camera) on CPU: ONNX Runtime, "
+                        "or passrt itself (default: ort)")
     g = p.add_argument_group("accuracy guard")
     g.add_argument("--guard", type=int, metavar="N",
                    help="every N frames also run the dense model, measure agreement with it, refresh when a frame falls "
@@ -126,7 +129,8 @@ def main(args) -> int:
                             plugin=PLUGIN.parse(args), guard=args.guard, guard_target=args.guard_target,
                             reconnect_timeout=args.reconnect_timeout, track=args.track, tracks=args.tracks,
                             loop=args.input_loop, snapshot=args.snapshot, snapshot_every=args.snapshot_every,
-                            tiles_layer=args.tiles_layer, capture=capture)
+                            tiles_layer=args.tiles_layer, capture=capture,
+                            dense_engine=None if args.dense_engine == "none" else args.dense_engine)
         if stop.is_set():  # stopped while the model loaded: nothing ran, nothing to write
             return 130 if stop.signal_name == "SIGINT" else 0
         summary = pipeline.run(live=sys.stderr, stop=stop)

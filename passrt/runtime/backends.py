@@ -205,7 +205,8 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
                        executor)
 
 
-def open_with_model(spec, model: str | None, default_model: str, plugin: str | None = None):
+def open_with_model(spec, model: str | None, default_model: str, plugin: str | None = None,
+                    dense_engine: str | None = "ort"):
     """(backend, its :class:`~passrt.models.ModelSpec`) for ``spec``: the named model (default
     ``default_model``), or for a TensorRT engine the model it was exported from (its sidecar says)."""
     from passrt.models import load_model
@@ -218,7 +219,7 @@ def open_with_model(spec, model: str | None, default_model: str, plugin: str | N
             warn(f"{backend.label}: no model name in its sidecar; assuming {default_model} (--model sets it)")
         return backend, load_model(backend.model_name or model or default_model)
     spec_model = load_model(model or default_model)
-    return open_backend(spec, spec_model, plugin=plugin), spec_model
+    return open_backend(spec, spec_model, plugin=plugin, dense_engine=dense_engine), spec_model
 
 
 def policy_name(backend) -> str:

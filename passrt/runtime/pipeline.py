@@ -48,17 +48,18 @@ class Pipeline:
                  guard_target: float = 0.98, reconnect_timeout: float | None = None,
                  track: str | None = None, tracks: str | None = None, loop: int = 0,
                  snapshot: str | None = None, snapshot_every: int = 100, tiles_layer: str = "0",
-                 capture=None):
+                 capture=None, dense_engine: str | None = "ort"):
         """``guard``: hold the sparse engine to the dense model every ``guard`` frames
         (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement. ``track``: a tracker name
         (:mod:`passrt.runtime.tracking`); ``tracks``: write its tracks here (MOTChallenge text; with
         several streams one file each, :func:`tracks_path`). ``max_frames``: per stream. ``loop``: replay
         file inputs (:func:`~passrt.runtime.sources.open_source`). ``snapshot``: a directory for a PNG of
-        the annotated (tiled) frame every ``snapshot_every`` frames and of the last one."""
+        the annotated (tiled) frame every ``snapshot_every`` frames and of the last one. ``dense_engine``:
+        what answers a sparse engine's dense frames on CPU ('ort' or None, :func:`open_backend`)."""
         self.uris = [uris] if isinstance(uris, (str, int)) else list(uris)
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
-        self.backend, self.spec = open_with_model(backend, model, DEFAULT_MODEL, plugin)
+        self.backend, self.spec = open_with_model(backend, model, DEFAULT_MODEL, plugin, dense_engine)
         if guard:
             if len(self.uris) > 1:
                 raise PassrtError("--guard runs with one input for now (it holds one stream's engine to dense)")
