@@ -34,7 +34,8 @@ class SparseModel:
         self.executor_choice = executor
         self.policy = make_policy(policy, **params)
         self.model = _with_policy_weights(model, self.policy).eval()
-        self.dense_ops = tuple(dense_ops)
+        # Models may name their own helpers that are safe to run densely (imported ONNX graphs do).
+        self.dense_ops = tuple(dense_ops) + tuple(getattr(self.model, "passrt_dense_ops", ()))
         self.graph: fx.GraphModule = trace(self.model)
         self.plan = None
         self.executor = None

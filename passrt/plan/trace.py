@@ -39,6 +39,7 @@ ELEMENTWISE_FUNCTIONS = {
     torch.relu, torch.sigmoid, torch.tanh, torch.clamp,
     F.relu, F.relu6, F.hardswish, F.hardsigmoid, F.silu, F.sigmoid, F.tanh, F.leaky_relu,
     F.gelu, F.elu, F.hardtanh, F.mish,
+    torch.exp, torch.sqrt, torch.log, torch.erf, torch.reciprocal, torch.pow, torch.floor, torch.ceil, F.softplus,
 }
 ELEMENTWISE_METHODS = {"add", "sub", "mul", "div", "neg", "abs", "relu", "sigmoid", "tanh",
                        "clamp", "clamp_min", "clamp_max"}
