@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import torch
 import torch.fx as fx
@@ -168,9 +169,9 @@ def _with_policy_weights(model: nn.Module, policy: Policy) -> nn.Module:
     return tuned
 
 
-def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), executor: str = "auto",
-             **params) -> SparseModel:
-    """Wrap ``model`` for temporally sparse streaming inference.
+def sparsify(model: nn.Module | str | os.PathLike, policy: Policy | str = "exact", dense_ops=(),
+             executor: str = "auto", **params) -> SparseModel:
+    """Wrap ``model`` (a module, or the path of an ``.onnx`` file) for temporally sparse streaming inference.
 
     ``policy`` is a name ('dense', 'exact', 'regiondrop', 'layerwise', 'pass') with its parameters
     as keyword arguments (e.g. ``threshold=0.08``), or a Policy object. ``dense_ops`` lists
@@ -178,4 +179,8 @@ def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), exe
     (pure PyTorch, CPU), 'op' (passrt's compiled op, CPU or CUDA; regiondrop and pass), or 'auto'
     (the op for CUDA tensors, the reference for CPU tensors); ``stats()['executor']`` says which ran.
     """
+    if isinstance(model, (str, os.PathLike)):
+        from passrt.models.onnx_import import load_onnx
+
+        model, _ = load_onnx(model)  # returns the graph's outputs as a tuple, in the file's order
     return SparseModel(model, policy, dense_ops, executor, **params)

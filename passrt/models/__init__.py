@@ -1,13 +1,15 @@
 """Models passrt ships a loader for, by name: ``spec = load_model("ssdlite-pedestrian")``.
 
-Each entry is a module with a ``model_spec()`` function; model-specific code lives there.
+Each entry is ``module`` (its ``model_spec()``) or ``module:function``; model-specific code lives
+there. A path to an ``.onnx`` file is a model too (:mod:`passrt.models.onnx_model`): it runs
+with no task head, and commands report its raw outputs against dense.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from passrt.errors import PassrtError
 
@@ -26,14 +28,29 @@ class ModelSpec:
     name: str
     module: nn.Module  # in eval mode
     preprocess: Callable[[np.ndarray], torch.Tensor]  # BGR uint8 (H, W, 3) -> (1, 3, H, W) float32, no resize
-    postprocess: Callable[..., Detections]  # (outputs, image_hw, **kw) -> Detections in pixels
+    # (outputs, image_hw, **kw) -> Detections in pixels; None: no task head (raw outputs only)
+    postprocess: Optional[Callable[..., Detections]]
     input_multiple: int = 1  # input H and W must be multiples of this (1: any size)
+    onnx: Any = None  # an imported ONNX model's OnnxInfo: ONNX Runtime's dense baseline runs that file
 
 
-MODELS: dict[str, str] = {"ssdlite-pedestrian": "passrt.models.ssdlite"}  # name -> module
+MODELS: dict[str, str] = {  # name -> module[:function]
+    "ssdlite-pedestrian": "passrt.models.ssdlite",
+    "ppocr-det": "passrt.models.onnx_model:ppocr_det",
+    "mtcnn-pnet": "passrt.models.onnx_model:mtcnn_pnet",
+}
+
+
+def is_onnx_path(name: str) -> bool:
+    return name.lower().endswith(".onnx")
 
 
 def load_model(name: str) -> ModelSpec:
+    if is_onnx_path(name):
+        from passrt.models.onnx_model import from_file
+
+        return from_file(name)
     if name not in MODELS:
-        raise PassrtError(f"unknown model '{name}'; known models: {', '.join(MODELS)}")
-    return importlib.import_module(MODELS[name]).model_spec()
+        raise PassrtError(f"unknown model '{name}'; known models: {', '.join(MODELS)}, or a path to an .onnx file")
+    module, _, function = MODELS[name].partition(":")
+    return getattr(importlib.import_module(module), function or "model_spec")()

@@ -20,6 +20,7 @@ import hashlib
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -130,6 +131,26 @@ class OnnxRuntimeDense:
         return {"backend": "onnxruntime", "onnxruntime": onnxruntime.__version__, "policy": {"name": "dense"}}
 
 
+class OnnxRuntimeFile(OnnxRuntimeDense):
+    """A user's own ONNX file run by ONNX Runtime as it is: the dense baseline of an imported model
+    (its input layout as the file takes it; passrt's module takes NCHW)."""
+
+    def __init__(self, info, threads: int | None = None, label: str = "onnxruntime"):
+        import onnxruntime as ort
+
+        self.label, self.info = label, info
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(info.path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = info.input_name
+
+    def __call__(self, x):
+        x = x.permute(0, 2, 3, 1) if self.info.input_layout == "nhwc" else x
+        outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x.numpy())})
+        return tuple(torch.from_numpy(o) for o in outs)
+
+
 def open_backend(spec, model=None, example: torch.Tensor | None = None, common: dict | None = None,
                  plugin: str | None = None, label: str | None = None) -> Backend:
     """The backend for ``spec``: a string (see the module docstring) or a :class:`~passrt.policies.PolicySpec`.
@@ -157,6 +178,8 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
     if kind == "ort":
         if example is None:
             raise PassrtError("backend 'ort' needs an example frame (the exported graph's input size)")
+        if getattr(model, "onnx", None) is not None:
+            return OnnxRuntimeFile(model.onnx, label=label or "onnxruntime")
         return OnnxRuntimeDense(model.module, example, model.name, label=label or "onnxruntime")
     if policy is None:
         policy = PolicySpec.parse(rest if kind == "torch" else spec, common)

@@ -56,7 +56,8 @@ class Pipeline:
                 with timer.stage("engine"):
                     out = self.backend(x)
                 with timer.stage("postprocess"):
-                    det = self.spec.postprocess(out, (h, w), score_threshold=self.score_threshold)
+                    det = self.spec.postprocess(out, (h, w), score_threshold=self.score_threshold) \
+                        if self.spec.postprocess is not None else None  # no task head: nothing to draw
                 stats = self.backend.stats()
                 active = stats.get("active_fraction", 1.0)
                 active_sum += active
@@ -79,8 +80,9 @@ class Pipeline:
                     end = "\r" if live.isatty() else "\n"
                     agreement = stats.get("guard", {}).get("agreement_ap50")
                     checked = f" | agreement {agreement:.3f}" if agreement is not None else ""
+                    found = f" | people {len(det.scores):2d}" if det is not None else ""
                     live.write(f"frame {frame.index:5d} | {rate:5.1f} FPS | engine {engine_ms:6.1f} ms | "
-                               f"active {active:6.1%} | people {len(det.scores):2d}{checked}{end}")
+                               f"active {active:6.1%}{found}{checked}{end}")
                     live.flush()
                 if self.max_frames and frames >= self.max_frames:
                     break
@@ -116,9 +118,10 @@ class Pipeline:
             masks = [m for m in tile_masks().values() if m is not None]
             if masks:
                 image = draw_tile_mask(image, masks[0].numpy())
-        image = draw_detections(image, det.boxes, det.scores)
+        if det is not None:
+            image = draw_detections(image, det.boxes, det.scores)
         return draw_overlay(image, [f"{self.policy}  {rate:.1f} FPS  engine {engine_ms:.1f} ms",
-                                    f"active {active:.1%}  people {len(det.scores)}"])
+                                    f"active {active:.1%}" + (f"  people {len(det.scores)}" if det is not None else "")])
 
 
 
@@ -130,5 +133,7 @@ def _guarded(backend, spec, every: int, target: float, score_threshold: float):
     if not isinstance(backend, TorchSparse):
         raise PassrtError("--guard holds passrt's PyTorch sparse engine to the dense model; it does not apply to "
                           f"'{backend.label}' (a dense or TensorRT engine)")
+    if spec.postprocess is None:
+        raise PassrtError(f"--guard measures detection agreement; model '{spec.name}' has no task head passrt knows")
     dense = open_backend("torch:dense", spec)
     return Guarded(backend, dense, spec.postprocess, every, target, score_threshold)
