@@ -19,6 +19,7 @@ the ONNX file takes).
 from __future__ import annotations
 
 import operator
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ class _Builder:
         self.graph = fx.Graph()
         self.values: dict[str, Any] = {}  # ONNX value name -> fx.Node or a constant torch tensor
         self.n_buffers = 0
+        self.current = None  # the ONNX node being imported
         for init in model.graph.initializer:
             self.values[init.name] = torch.from_numpy(np.array(numpy_helper.to_array(init)))
         self._onnx = onnx
@@ -157,7 +159,12 @@ class _Builder:
         return self.graph.call_function(fn, tuple(args), dict(kwargs))
 
     def module(self, m: nn.Module, x):
-        name = f"m{len(list(self.root.children()))}"
+        # Named after the ONNX node, so stats() and `passrt export` show the file's own layer names.
+        base = re.sub(r"\W", "_", self.current or "layer").strip("_") or "layer"
+        base = base if not base[0].isdigit() else "n_" + base
+        name, i = base, 1
+        while hasattr(self.root, name):
+            name, i = f"{base}_{i}", i + 1
         self.root.add_module(name, m)
         return self.graph.call_module(name, (x,))
 
@@ -187,6 +194,7 @@ class _Builder:
         for node in g.node:
             if id(node) in skip:
                 continue
+            self.current = node.name or node.output[0]
             try:
                 outs = self.node(node)
             except _Unsupported as e:

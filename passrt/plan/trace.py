@@ -429,6 +429,8 @@ class _Planner:
             if getattr(module, "inplace", False):  # never modify a cache in place
                 module = copy.copy(module)
                 module.inplace = False
+            if any(p.requires_grad for p in module.parameters()):  # PReLU: a constant of the plan, and
+                module = copy.deepcopy(module).requires_grad_(False)  # exportable as one
             return Pointwise(module, [self._arg(node.args[0])], {})
         if (node.op == "call_function" and target in CHANNEL_SOFTMAX or
                 node.op == "call_method" and target in ("softmax", "log_softmax")):

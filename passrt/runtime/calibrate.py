@@ -53,6 +53,11 @@ def calibrate(uri: str, model: str, policy: PolicySpec, target: float = 0.99, fr
     """Search, choose, check on held-out frames; the record `passrt calibrate` writes."""
     if not 0 < target <= 1:
         raise PassrtError(f"--target-agreement must be in (0, 1], got {target}")
+    from passrt.models import load_model
+
+    if load_model(model).postprocess is None:
+        raise PassrtError(f"calibrate holds detection agreement (AP@0.5) to a target; model '{model}' has no task "
+                          "head passrt knows (measure its raw-output error with `passrt bench`)")
     n_held = max(10, int(round(frames * held_out)))
     n_search = frames - n_held
     if n_search < 20:
