@@ -45,6 +45,7 @@ class OnnxInfo:
 
 def _reshape(x, shape):
     """ONNX Reshape: 0 copies the input's dimension (allowzero=0)."""
+    shape = shape.tolist() if isinstance(shape, torch.Tensor) else shape
     shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return torch.reshape(x, shape)
 
@@ -77,8 +78,29 @@ def _softmax_flat(x, axis: int, log: bool):
 
 
 def _gather(x, index, axis: int):
+    axis = axis % x.dim()
     return torch.index_select(x, axis, index.reshape(-1).long()).reshape(
-        *x.shape[:axis], *index.shape, *x.shape[axis + 1:])
+        (*x.shape[:axis], *index.shape, *x.shape[axis + 1:]))
+
+
+def _range(start, limit, delta):
+    # Constant scalars arrive as Python floats (see _Builder.arg): float32, as ONNX had them.
+    dtype = next((v.dtype for v in (start, limit, delta) if isinstance(v, torch.Tensor)), torch.float32)
+    return torch.arange(_item(start), _item(limit), _item(delta), dtype=dtype)
+
+
+def _constant_of_shape(shape, value):
+    dtype = value.dtype if isinstance(value, torch.Tensor) else torch.float32
+    return torch.full(shape.tolist(), _item(value), dtype=dtype)
+
+
+def _expand(x, shape):
+    """ONNX Expand broadcasts both ways (a 1 in ``shape`` keeps the input's size)."""
+    return torch.broadcast_to(x, torch.broadcast_shapes(tuple(x.shape), tuple(shape.tolist())))
+
+
+def _item(v):
+    return v.item() if isinstance(v, torch.Tensor) else v
 
 
 def _cast(x, dtype):
@@ -100,12 +122,20 @@ def _squeeze(x, axes):
 
 
 # Run densely by the planner (shape arithmetic and heads): SparseModel reads this attribute.
-DENSE_HELPERS = (_reshape, _flatten, _gemm, _shape, _softmax_flat, _gather, _cast, _unsqueeze, _squeeze)
+DENSE_HELPERS = (_reshape, _flatten, _gemm, _shape, _softmax_flat, _gather, _cast, _unsqueeze, _squeeze, _range,
+                 _constant_of_shape, _expand)
 
 _ELEMENTWISE = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": operator.truediv}
 _UNARY = {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Neg": torch.neg, "Abs": torch.abs,
           "Exp": torch.exp, "Sqrt": torch.sqrt, "Log": torch.log, "Erf": torch.erf, "Reciprocal": torch.reciprocal,
           "HardSwish": F.hardswish, "Softplus": F.softplus, "Floor": torch.floor, "Ceil": torch.ceil}
+# Every op type node() handles (some only with certain attributes; it says which when it refuses one).
+KNOWN_OPS = set(_ELEMENTWISE) | set(_UNARY) | {
+    "Constant", "Identity", "Dropout", "Max", "Min", "Pow", "LeakyRelu", "Elu", "HardSigmoid", "Clip", "PRelu",
+    "Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "Concat", "Resize", "Upsample", "Pad", "Slice", "Split", "DepthToSpace", "Softmax", "LogSoftmax", "Transpose",
+    "Reshape", "Range", "ConstantOfShape", "Expand", "Flatten", "Gemm", "MatMul", "Shape", "Gather", "Cast",
+    "Unsqueeze", "Squeeze", "ReduceMean"}
 _DTYPES = {1: torch.float32, 6: torch.int32, 7: torch.int64, 9: torch.bool, 10: torch.float16, 11: torch.float64}
 
 
@@ -195,11 +225,17 @@ class _Builder:
             if id(node) in skip:
                 continue
             self.current = node.name or node.output[0]
-            try:
-                outs = self.node(node)
-            except _Unsupported as e:
-                unsupported.setdefault(node.op_type, str(e))
-                outs = [None] * len(node.output)
+            if any(self.values.get(i) is _MISSING for i in node.input):
+                # After an unsupported op nothing can be computed; still name every op type never supported.
+                if node.op_type not in KNOWN_OPS:
+                    unsupported.setdefault(node.op_type, "")
+                outs = [_MISSING] * len(node.output)
+            else:
+                try:
+                    outs = self.node(node)
+                except _Unsupported as e:
+                    unsupported.setdefault(node.op_type, str(e))
+                    outs = [_MISSING] * len(node.output)
             for name, v in zip(node.output, outs):
                 self.values[name] = v
         if unsupported:
@@ -291,7 +327,16 @@ class _Builder:
         if op == "Transpose":
             return [self.call(torch.permute, ins[0], a["perm"])]
         if op == "Reshape":
-            return [self.call(_reshape, ins[0], self.const(node.input[1]))]
+            shape = ins[1] if isinstance(ins[1], fx.Node) else self.const(node.input[1])
+            return [self.call(_reshape, ins[0], shape)]
+        if op == "Range":
+            return [self.call(_range, *ins)]
+        if op == "ConstantOfShape":
+            value = torch.from_numpy(np.array(self._onnx.numpy_helper.to_array(a["value"]))).reshape(()) \
+                if "value" in a else torch.tensor(0.0)
+            return [self.call(_constant_of_shape, ins[0], value)]
+        if op == "Expand":
+            return [self.call(_expand, ins[0], ins[1])]
         if op == "Flatten":
             return [self.call(_flatten, ins[0], a.get("axis", 1))]
         if op == "Gemm":
@@ -498,6 +543,9 @@ class _Builder:
 
 class _Unsupported(Exception):
     pass
+
+
+_MISSING = object()  # the value of an op that could not be imported
 
 
 def _spatial(sizes):

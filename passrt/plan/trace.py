@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -84,8 +85,11 @@ class _Tracer(fx.Tracer):
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
+    # A model's own dense helpers (imported ONNX graphs' shape arithmetic) stay single calls:
+    # traced into, their Python on shapes and values would fail on proxies.
+    helpers = tuple(f for f in getattr(model, "passrt_dense_ops", ()) if isinstance(f, types.FunctionType))
     try:
-        graph = _Tracer().trace(model)
+        graph = _Tracer(autowrap_functions=helpers).trace(model)
     except Exception as e:  # fx raises many types; the user needs to know which model and why
         raise PassrtError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {e}); "

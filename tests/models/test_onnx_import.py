@@ -135,6 +135,26 @@ def test_imported_ops_equal_onnxruntime_frame_after_frame(name, tmp_path):
     _check(_model(nodes, inits), tmp_path)
 
 
+def test_shape_arithmetic_of_a_detection_head(tmp_path):
+    """A YOLOv8-style head: flatten by a run-time shape, anchors from Range/Expand/ConstantOfShape."""
+    conv, inits = _conv("c", "x", "a", 3, 4, pads=[1, 1, 1, 1])
+    nodes = [conv,
+             helper.make_node("Shape", ["a"], ["s"]),
+             helper.make_node("Slice", ["s", "zero", "two"], ["s01"]),
+             helper.make_node("Concat", ["s01", "minus1"], ["flat_shape"], axis=0),
+             helper.make_node("Reshape", ["a", "flat_shape"], ["y"]),
+             helper.make_node("Gather", ["s", "three"], ["width"], axis=0),
+             helper.make_node("Cast", ["width"], ["width_f"], to=TensorProto.FLOAT),
+             helper.make_node("Range", ["zero_f", "width_f", "one_f"], ["xs"]),
+             helper.make_node("Expand", ["xs", "rows"], ["grid"]),
+             helper.make_node("ConstantOfShape", ["rows"], ["half"],
+                              value=numpy_helper.from_array(np.array([0.5], np.float32))),
+             helper.make_node("Add", ["grid", "half"], ["anchors"])]
+    inits.update({"zero": np.array([0]), "two": np.array([2]), "minus1": np.array([-1]), "three": np.array(3),
+                  "zero_f": np.array(0, np.float32), "one_f": np.array(1, np.float32), "rows": np.array([2, 1])})
+    _check(_model(nodes, inits, outputs=("y", "anchors")), tmp_path)
+
+
 def test_nhwc_input_transpose_is_absorbed(tmp_path):
     conv, inits = _conv("c", "t", "c_out", 3, 4, pads=[1, 1, 1, 1])
     nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]), conv,
