@@ -38,6 +38,7 @@ MODELS: dict[str, str] = {  # name -> module[:function]
     "ssdlite-pedestrian": "passrt.models.ssdlite",
     "ppocr-det": "passrt.models.onnx_model:ppocr_det",
     "mtcnn-pnet": "passrt.models.onnx_model:mtcnn_pnet",
+    "blazepose-landmark": "passrt.models.blazepose",
 }
 
 
