@@ -62,7 +62,8 @@ def main(args) -> int:
           f"ranked down to score {LOW_SCORE} against the dense ones at the display threshold; AP50@thr: the "
           "same with only the detections at the display threshold; max|err|, mean|err|: |engine - dense| of "
           "the raw outputs, max and mean over frames, one figure per output ('/'-separated); a model with "
-          "no task head (an .onnx file) has no AP columns")
+          "no task head (an .onnx file) has no AP columns; PCK (pose): share of the dense model's visible keypoints "
+          "within 5% of the person's size")
     if args.json:
         from passrt.runtime.sinks import JsonSink
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # torch is imported by the model modules, not here: the CLI's
     import torch
     from torch import nn
 
-    from passrt.models.postprocess import Detections
+    from passrt.models.postprocess import Detections, Keypoints
 
 __all__ = ["MODELS", "ModelSpec", "load_model"]
 
@@ -29,9 +29,10 @@ class ModelSpec:
     module: nn.Module  # in eval mode
     preprocess: Callable[[np.ndarray], torch.Tensor]  # BGR uint8 (H, W, 3) -> (1, 3, H, W) float32, no resize
     # (outputs, image_hw, **kw) -> Detections in pixels; None: no task head (raw outputs only)
-    postprocess: Optional[Callable[..., Detections]]
+    postprocess: Optional[Callable[..., Detections | Keypoints]]
     input_multiple: int = 1  # input H and W must be multiples of this (1: any size)
     onnx: Any = None  # an imported ONNX model's OnnxInfo: ONNX Runtime's dense baseline runs that file
+    task: str = "detection"  # what postprocess gives: "detection" (Detections) or "pose" (Keypoints)
 
 
 MODELS: dict[str, str] = {  # name -> module[:function]

@@ -12,8 +12,8 @@ Here the whole frame is letterboxed into the 256x256 input (scaled to fit, padde
 bottom/right): on a still camera the input stays still wherever the scene does, which is what
 temporal sparsity needs. MediaPipe instead runs it on a crop that follows the person; a crop
 that moves with every small change of the person's box shows the model a new image each frame.
-The model runs here with no task head (raw outputs against dense in ``passrt bench``);
-:func:`keypoints` decodes the body keypoints.
+:class:`Postprocess` decodes the 33 body keypoints into frame pixels (``passrt run`` draws them,
+``passrt bench`` reports their PCK against the dense model's).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from passrt.models import ModelSpec
+from passrt.models.postprocess import Keypoints
 from passrt.models.tflite_import import load_tflite
 
 NAME = "blazepose-landmark"
@@ -47,10 +48,21 @@ class Letterbox:
 def keypoints(outputs, image_hw: tuple[int, int]) -> np.ndarray:
     """(33, 3) body keypoints (x, y in frame pixels, visibility as a probability) from the outputs
     of a letterboxed frame of size ``image_hw``."""
-    landmarks = np.asarray(outputs[0], np.float32).reshape(-1, 5)[:BODY_POINTS]
+    landmarks = np.asarray(outputs[0], np.float32).reshape(-1, 5)[:BODY_POINTS]  # (x, y, z, visibility, presence)
     scale = SIZE / max(image_hw)
     visibility = 1.0 / (1.0 + np.exp(-landmarks[:, 3]))  # the file gives logits
     return np.stack([landmarks[:, 0] / scale, landmarks[:, 1] / scale, visibility], 1)
+
+
+class Postprocess:
+    """Outputs of a letterboxed frame -> :class:`Keypoints`: one person when the model's pose flag
+    says one is there (above 0.5), else none."""
+
+    def __call__(self, outputs, image_hw, score_threshold: float = 0.5) -> Keypoints:
+        flag = float(np.asarray(outputs[1]).reshape(-1)[0])
+        if flag < 0.5:
+            return Keypoints(np.zeros((0, BODY_POINTS, 3), np.float32))
+        return Keypoints(keypoints(outputs, image_hw)[None].astype(np.float32))
 
 
 def load_blazepose(path=None):
@@ -62,4 +74,4 @@ def load_blazepose(path=None):
 
 
 def model_spec(path=None) -> ModelSpec:
-    return ModelSpec(NAME, load_blazepose(path), Letterbox(), None, input_multiple=1)
+    return ModelSpec(NAME, load_blazepose(path), Letterbox(), Postprocess(), input_multiple=1, task="pose")

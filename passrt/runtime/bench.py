@@ -135,7 +135,11 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                 out = _on_cpu(out)
                 if e is entries[0]:
                     dense_out.append(out)
-                if spec.postprocess is not None:  # a model with no task head: raw outputs only
+                if spec.postprocess is not None and spec.task == "pose":
+                    kps = spec.postprocess(out, (h, w)).points
+                    e.detections.append(kps)
+                    e.agreement.add_keypoints(kps, entries[0].detections[start + i])
+                elif spec.postprocess is not None:  # a model with no task head: raw outputs only
                     det = spec.postprocess(out, (h, w), score_threshold=LOW_SCORE)
                     shown = det.scores >= score_threshold
                     e.detections.append((det.boxes[shown], det.scores[shown]))
@@ -171,7 +175,9 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
             "skip_rate": float(np.mean(e.skip)),  # R_p, mean over frames
             "gate_macs": float(np.mean(e.gate_macs)),
             **e.agreement.summary(),  # agreement_ap50, agreement_ap50_display, output_error
-            "detections_per_frame": float(np.mean([len(b) for b, _ in e.detections])) if e.detections else None,
+            # (boxes, scores) per frame, or (persons, K, 3) keypoints for pose
+            "detections_per_frame": float(np.mean([len(d[0]) if isinstance(d, tuple) else len(d)
+                                                   for d in e.detections])) if e.detections else None,
             "per_frame": {"latency_ms": lat, "active_fraction": e.active},
         }
         # R_m: the share of dense MACs not executed (a policy's own MACs, e.g. gates, count as executed)
@@ -232,7 +238,7 @@ def _per_output(values) -> str:
 
 def format_table(result: dict) -> str:
     rows = [("engine", "FPS", "p50 ms", "p95 ms", "x dense", "x ORT", "active", "R_p", "R_m", "MACs/exec",
-             "AP50", "AP50@thr", "max|err|", "mean|err|")]
+             "AP50", "AP50@thr", "PCK", "max|err|", "mean|err|")]
     for label, e in result["policies"].items():
         ratio = e["macs_dense"] / e["macs_executed"] if e.get("macs_executed") else float("nan")
         rows.append((label, f"{e['fps_median']:.1f}", f"{e['latency_ms']['p50']:.1f}",
@@ -240,6 +246,7 @@ def format_table(result: dict) -> str:
                      f"{e['speedup_vs_onnxruntime']:.2f}" if "speedup_vs_onnxruntime" in e else "-",
                      f"{e['active_fraction']:.3f}", f"{e['skip_rate']:.3f}", f"{e['mac_reduction']:.3f}",
                      f"{ratio:.2f}", _fmt(e.get("agreement_ap50")), _fmt(e.get("agreement_ap50_display")),
+                     _fmt(e.get("agreement_pck")),
                      _per_output(e["output_error"]["max"]), _per_output(e["output_error"]["mean"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]

@@ -55,9 +55,10 @@ def calibrate(uri: str, model: str, policy: PolicySpec, target: float = 0.99, fr
         raise PassrtError(f"--target-agreement must be in (0, 1], got {target}")
     from passrt.models import load_model
 
-    if load_model(model).postprocess is None:
-        raise PassrtError(f"calibrate holds detection agreement (AP@0.5) to a target; model '{model}' has no task "
-                          "head passrt knows (measure its raw-output error with `passrt bench`)")
+    loaded = load_model(model)
+    if loaded.postprocess is None or loaded.task != "detection":
+        raise PassrtError(f"calibrate holds detection agreement (AP@0.5) to a target; model '{model}' is not a "
+                          "detector passrt knows (measure its agreement with `passrt bench`)")
     n_held = max(10, int(round(frames * held_out)))
     n_search = frames - n_held
     if n_search < 20:

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from passrt.runtime.backends import open_with_model, policy_name
 from passrt.runtime.capture import CaptureThread
-from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask
+from passrt.runtime.draw import draw_detections, draw_keypoints, draw_overlay, draw_tile_mask
 from passrt.runtime.sinks import DisplaySink, VideoFileSink
 from passrt.runtime.sources import open_source
 from passrt.runtime.timing import RollingFps, StageTimer
@@ -80,7 +80,7 @@ class Pipeline:
                     end = "\r" if live.isatty() else "\n"
                     agreement = stats.get("guard", {}).get("agreement_ap50")
                     checked = f" | agreement {agreement:.3f}" if agreement is not None else ""
-                    found = f" | people {len(det.scores):2d}" if det is not None else ""
+                    found = f" | people {len(det):2d}" if det is not None else ""
                     live.write(f"frame {frame.index:5d} | {rate:5.1f} FPS | engine {engine_ms:6.1f} ms | "
                                f"active {active:6.1%}{found}{checked}{end}")
                     live.flush()
@@ -118,10 +118,12 @@ class Pipeline:
             masks = [m for m in tile_masks().values() if m is not None]
             if masks:
                 image = draw_tile_mask(image, masks[0].numpy())
-        if det is not None:
+        if self.spec.task == "pose" and det is not None:
+            image = draw_keypoints(image, det.points)
+        elif det is not None:
             image = draw_detections(image, det.boxes, det.scores)
         return draw_overlay(image, [f"{self.policy}  {rate:.1f} FPS  engine {engine_ms:.1f} ms",
-                                    f"active {active:.1%}" + (f"  people {len(det.scores)}" if det is not None else "")])
+                                    f"active {active:.1%}" + (f"  people {len(det)}" if det is not None else "")])
 
 
 
@@ -133,7 +135,8 @@ def _guarded(backend, spec, every: int, target: float, score_threshold: float):
     if not isinstance(backend, TorchSparse):
         raise PassrtError("--guard holds passrt's PyTorch sparse engine to the dense model; it does not apply to "
                           f"'{backend.label}' (a dense or TensorRT engine)")
-    if spec.postprocess is None:
-        raise PassrtError(f"--guard measures detection agreement; model '{spec.name}' has no task head passrt knows")
+    if spec.postprocess is None or spec.task != "detection":
+        raise PassrtError(f"--guard holds detection agreement (AP@0.5); model '{spec.name}' is not a detector "
+                          "passrt knows")
     dense = open_backend("torch:dense", spec)
     return Guarded(backend, dense, spec.postprocess, every, target, score_threshold)

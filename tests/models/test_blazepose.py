@@ -80,3 +80,25 @@ def test_sparse_exact_equals_dense_on_the_real_frame(spec):
 def test_tflite_errors_are_one_line(tmp_path):
     with pytest.raises(PassrtError, match="no such TFLite file"):
         load_tflite(tmp_path / "missing.tflite")
+
+
+def test_keypoints_in_frame_pixels(spec):
+    """The letterbox scales the frame's longer side to 256: keypoints scale back by the same factor."""
+    outputs = [torch.from_numpy(FIXTURE["landmarks"]), torch.tensor([[0.99]])]
+    native = spec.postprocess(outputs, (256, 256)).points
+    assert native.shape == (1, 33, 3)
+    wide = spec.postprocess(outputs, (300, 512)).points  # scale 0.5
+    np.testing.assert_allclose(wide[0, :, :2], native[0, :, :2] * 2, rtol=1e-6)
+    np.testing.assert_allclose(wide[0, :, 2], native[0, :, 2])
+    assert len(spec.postprocess([outputs[0], torch.tensor([[0.2]])], (256, 256))) == 0  # nobody there
+
+
+def test_bench_reports_pck_against_dense():
+    """franck: one person, head and shoulders, whom the full-frame model finds (pose flag 0.59)."""
+    from passrt.policies import PolicySpec
+    from passrt.runtime.bench import run_benchmark
+
+    result = run_benchmark("franck", "blazepose-landmark", [PolicySpec.parse("exact")], frames=3, warmup=1,
+                           onnxruntime=False, progress=False)
+    exact = result["policies"]["exact"]
+    assert exact["keypoints_scored"] > 0 and exact["agreement_pck"] == 1.0  # threshold 0: the dense keypoints
