@@ -47,12 +47,18 @@ def is_onnx_path(name: str) -> bool:
     return name.lower().endswith(".onnx")
 
 
-def load_model(name: str) -> ModelSpec:
-    if is_onnx_path(name):
-        from passrt.models.onnx_model import from_file
+ONNX_FILE = "passrt.models.onnx_model:from_file"  # what loads a path to an .onnx file
 
-        return from_file(name)
+
+def load_model(name: str) -> ModelSpec:
+    # The model modules import ModelSpec from here, so they are found by name, as MODELS lists them.
+    if is_onnx_path(name):
+        return _loader(ONNX_FILE)(name)
     if name not in MODELS:
         raise PassrtError(f"unknown model '{name}'; known models: {', '.join(MODELS)}, or a path to an .onnx file")
-    module, _, function = MODELS[name].partition(":")
-    return getattr(importlib.import_module(module), function or "model_spec")()
+    return _loader(MODELS[name])()
+
+
+def _loader(target: str):
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function or "model_spec")
