@@ -111,13 +111,18 @@ def resample_tiles(x: FeatureMap, out_h: int, out_w: int, mode: str, align_corne
     return torch.einsum("nkc,nk->nc", gathered, w)
 
 
-def move_tiles(x: FeatureMap, table: torch.Tensor, fill: Optional[torch.Tensor], out_h: int, out_w: int,
-               tile: int, active: torch.Tensor) -> torch.Tensor:
+def move_tiles(x: FeatureMap, table: tables.MoveTable, out_h: int, out_w: int, tile: int,
+               active: torch.Tensor) -> torch.Tensor:
     """Outputs of a data-movement op (:func:`tables.move_table`) on the active tiles: one gather."""
     out_rows = tables.output_rows(out_h, out_w, tile)[active].reshape(-1)
-    idx = table.index_select(0, out_rows)
-    y = x.rows.view(-1).index_select(0, idx.reshape(-1)).view(idx.shape)
-    return y + fill.index_select(0, out_rows).to(y.dtype) if fill is not None else y
+    if table.rows is not None:
+        y = x.rows.index_select(0, table.rows.index_select(0, out_rows))
+        if table.chans is not None:
+            y = y.index_select(1, table.chans)
+    else:
+        idx = table.flat.index_select(0, out_rows)
+        y = x.rows.view(-1).index_select(0, idx.reshape(-1)).view(idx.shape)
+    return y + table.fill.index_select(0, out_rows).to(y.dtype) if table.fill is not None else y
 
 
 def write_tiles(out: FeatureMap, tile: int, active: torch.Tensor, values: torch.Tensor) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 from functools import lru_cache
+from typing import Optional
 
 import torch
 
@@ -180,29 +181,62 @@ def resample_sources(in_h: int, in_w: int, out_h: int, out_w: int, mode: str, al
     return torch.cat([rows_t, pad_rows]), torch.cat([weights_t, pad_w])
 
 
-def move_table(fn, in_shape: tuple[int, int, int], out_shape: tuple[int, int, int]):
-    """What a pure data-movement op (padding, cropping, channel slicing, pixel (un)shuffle) reads.
+@dataclass
+class MoveTable:
+    """Where each output value of a data-movement op comes from (see :func:`move_table`).
+
+    Compact form (pads, crops, spatial slices, flips, channel slices: every output cell copies
+    channels ``chans`` of one input row): ``rows`` (H'*W' + 3,) input rows, ``chans`` (C',) or None
+    for all channels in order. Otherwise (pixel shuffle, channel padding): ``flat`` (H'*W' + 3, C')
+    positions in the flattened input rows. ``fill``: constants to add, (H'*W' + 3, 1 or C'), or None.
+    Constants and the three special output rows read the input's zero row.
+    """
+
+    rows: Optional[torch.Tensor]
+    chans: Optional[torch.Tensor]
+    flat: Optional[torch.Tensor]
+    fill: Optional[torch.Tensor]
+
+    def cell_rows(self, in_channels: int) -> torch.Tensor:
+        """(H'*W' + 3, K) input rows each output cell reads (K = 1 in the compact form)."""
+        return self.rows[:, None] if self.rows is not None else self.flat // in_channels
+
+
+def move_table(fn, in_shape: tuple[int, int, int], out_shape: tuple[int, int, int]) -> MoveTable:
+    """What a pure data-movement op (padding, cropping, slicing, pixel (un)shuffle) reads.
 
     ``fn`` maps a (1, C, H, W) tensor to a (1, C', H', W') one whose every value is one input value
     or a constant. Applied to a map of flat row-storage positions ((y * W + x) * C + c), it says
     where each output value comes from; applied twice (positions + 1, + 2) it tells the constants
-    (the same both times) from the moved values. Returns ``(table, fill)``: (H'*W' + 3, C') flat
-    positions into the input's ``rows`` (constants and the three special output rows read the
-    input's zero row) and the (H'*W' + 3, C') constants to add, or None when there are none.
+    (the same both times) from the moved values. Built once per input size.
     """
     c, h, w = in_shape
+    c_out = out_shape[0]
     flat = torch.arange(h * w * c, dtype=torch.float64).view(1, h, w, c).permute(0, 3, 1, 2)
     with torch.no_grad():
         a, b = fn(flat + 1), fn(flat + 2)
     if tuple(a.shape[1:]) != tuple(out_shape):
         raise ValueError(f"the op gives {tuple(a.shape[1:])} on an index map, {tuple(out_shape)} on values")
-    a, b = (t.permute(0, 2, 3, 1).reshape(-1, out_shape[0]) for t in (a, b))
+    a, b = (t.permute(0, 2, 3, 1).reshape(-1, c_out) for t in (a, b))
     const = a == b
-    zero = h * w * c  # the zero row's first value: 0 in every channel, and channel offsets stay in it
-    table = torch.where(const, torch.tensor(float(zero), dtype=torch.float64), a - 1).long()
-    table = torch.cat([table, torch.full((3, out_shape[0]), zero, dtype=torch.long)])
+    src = torch.where(const, torch.tensor(float(h * w * c), dtype=torch.float64), a - 1).long()
+    zero_row = h * w
     fill = None
     if bool(const.any()):
-        fill = torch.cat([torch.where(const, a, torch.zeros((), dtype=a.dtype)), torch.zeros(3, out_shape[0],
-                                                                                            dtype=a.dtype)]).float()
-    return table, fill
+        values = torch.where(const, a, torch.zeros((), dtype=a.dtype)).float()
+        if bool((values == values[:, :1]).all()):
+            values = values[:, :1]  # one constant per cell (a pad value): no per-channel table
+        fill = torch.cat([values, values.new_zeros(3, values.shape[1])])
+    row, chan = src // c, src % c
+    regular = ~const.any(1)
+    compact = not bool((const.any(1) & ~const.all(1)).any())  # no cell mixes constants and values
+    chans = torch.zeros(c_out, dtype=torch.long)
+    if compact and bool(regular.any()):
+        r, ch = row[regular], chan[regular]
+        compact = bool((r == r[:, :1]).all()) and bool((ch == ch[:1]).all())
+        chans = ch[0]
+    if compact:
+        rows = torch.cat([torch.where(regular, row[:, 0], torch.tensor(zero_row)), torch.full((3,), zero_row)])
+        identity = c_out == c and bool((chans == torch.arange(c)).all())
+        return MoveTable(rows, None if identity else chans, None, fill)
+    return MoveTable(None, None, torch.cat([src, torch.full((3, c_out), h * w * c, dtype=torch.long)]), fill)

@@ -358,8 +358,8 @@ class MoveStep(SpatialStep):
     def __init__(self, name, src, shape, tile, in_shape: tuple[int, int, int], fn: Callable, what: str):
         super().__init__(name, [src], shape, tile)
         self.fn, self.what = fn, what
-        self.table, self.fill = tables.move_table(fn, in_shape, shape)
-        self._cells = None  # (H'*W', C') input cells read, for propagate (built on first use)
+        self.table = tables.move_table(fn, in_shape, shape)
+        self._cells = None  # (H'*W', K) input cells read, for propagate (built on first use)
         self.in_channels = in_shape[0]
 
     kind = "move"
@@ -368,12 +368,12 @@ class MoveStep(SpatialStep):
         if changed[0] is None:
             return None
         if self._cells is None:
-            self._cells = self.table[:-3] // self.in_channels  # the zero row reads as row H*W: unchanged
+            self._cells = self.table.cell_rows(self.in_channels)[:-3]  # the zero row is row H*W: unchanged
         flat = torch.cat([changed[0].reshape(-1), changed[0].new_zeros(1)])
         return flat[self._cells].amax(1).view(1, 1, self.shape[1], self.shape[2])
 
     def run_sparse(self, env, active):
-        y = K.move_tiles(env[self.srcs[0]], self.table, self.fill, self.shape[1], self.shape[2], self.tile, active)
+        y = K.move_tiles(env[self.srcs[0]], self.table, self.shape[1], self.shape[2], self.tile, active)
         K.write_tiles(env[self.name], self.tile, active, y)
 
     def run_dense(self, env):

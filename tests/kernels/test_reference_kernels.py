@@ -259,6 +259,7 @@ MOVES = [
     ("pixel unshuffle", lambda t: F.pixel_unshuffle(t[:, :, :8, :10], 2)),
     ("chunk item", lambda t: t.chunk(2, 1)[1]),
     ("flip", lambda t: t.flip(2)),
+    ("channel pad", lambda t: F.pad(t, (0, 0, 0, 0, 1, 2))),  # BlazePose-style: cells mix values and zeros
 ]
 
 
@@ -270,10 +271,12 @@ def test_move_tiles_match_the_op(name, fn, tile):
     gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     x = torch.randn(1, 8, 9, 11, generator=gen)
     dense = fn(x)
-    table, fill = move_table(fn, tuple(x.shape[1:]), tuple(dense.shape[1:]))
+    table = move_table(fn, tuple(x.shape[1:]), tuple(dense.shape[1:]))
+    # Spatial moves and channel slices keep one row index per cell (not one per value).
+    assert (table.rows is not None) == (name not in ("pixel shuffle", "pixel unshuffle", "channel pad"))
     cache = torch.randn(dense.shape, generator=gen)
     tile_mask = make_mask("random", tile_grid(*dense.shape[2:], tile), gen)
     active = tile_mask.reshape(-1).nonzero().reshape(-1)
     out = FeatureMap.from_nchw(cache)
-    K.write_tiles(out, tile, active, K.move_tiles(FeatureMap.from_nchw(x), table, fill, *dense.shape[2:], tile, active))
+    K.write_tiles(out, tile, active, K.move_tiles(FeatureMap.from_nchw(x), table, *dense.shape[2:], tile, active))
     torch.testing.assert_close(out.nchw(), expected(dense, cache, tile_mask, tile), rtol=0, atol=0)
