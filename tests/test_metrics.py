@@ -41,3 +41,26 @@ def test_empty_conventions():
     assert average_precision([(empty, [])], [empty]) == 1.0
     assert average_precision([(BOX, [0.5])], [empty]) == 0.0
     assert average_precision([(empty, [])], [BOX]) == 0.0
+
+
+def test_pck_counts_scores_the_dense_visible_keypoints():
+    from passrt.metrics import pck_counts
+
+    truth = np.zeros((1, 4, 3))
+    truth[0, :, :2] = [[0, 0], [30, 40], [0, 40], [30, 0]]  # a 30 x 40 box: size 50, 5 % = 2.5 px
+    truth[0, :, 2] = [0.9, 0.9, 0.9, 0.1]  # the last one is not visible: not scored
+    engine = truth.copy()
+    engine[0, 0, :2] += [2.0, 0.0]  # within 2.5 px
+    engine[0, 1, :2] += [0.0, 3.0]  # not
+    engine[0, 3, :2] += [99.0, 99.0]  # not scored
+    assert pck_counts(engine, truth) == (2, 3)
+    assert pck_counts(np.zeros((0, 4, 3)), truth) == (0, 3)  # the person was lost
+    assert pck_counts(engine, np.zeros((0, 4, 3))) == (0, 0)  # nobody to agree on
+
+
+def test_agreement_pck_is_none_without_keypoints():
+    from passrt.metrics import Agreement
+
+    a = Agreement()
+    a.add_keypoints(np.zeros((0, 33, 3)), np.zeros((0, 33, 3)))
+    assert a.summary()["agreement_pck"] is None and a.summary()["keypoints_scored"] == 0

@@ -57,7 +57,8 @@ class ModelArgs:
 
         default = f" (default: {self.default})" if self.default else ""
         parser.add_argument_group("model").add_argument(
-            "--model", default=self.default, help=f"model name (known: {', '.join(MODELS)}){default}")
+            "--model", default=self.default,
+            help=f"model name (known: {', '.join(MODELS)}) or a path to an .onnx file{default}")
 
     def parse(self, args) -> str | None:
         return args.model

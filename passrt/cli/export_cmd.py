@@ -74,8 +74,8 @@ def main(args) -> int:
         print(f"wrote {out} ({mb:.1f} MB): {summary.plugin_nodes} PassSparseConv2d nodes "
               f"({len(summary.plugin_layers)} layers), {summary.state_inputs} state inputs, {summary.nodes} nodes")
         if summary.fallback_layers:
-            print(f"note: {len(summary.fallback_layers)} conv layers have fused ops the plugin cannot express and "
-                  f"run densely in the graph: {', '.join(summary.fallback_layers)}")
+            print(f"note: {len(summary.fallback_layers)} conv layers (transposed convs, or fused ops the plugin cannot "
+                  f"express) run densely in the graph, kept on the active tiles: {', '.join(summary.fallback_layers)}")
     if args.verify:
         from passrt.runtime.verify import verify_export
 

@@ -38,8 +38,8 @@ from passrt.errors import PassrtError
 from passrt.plan import Plan
 from passrt.plan.epilogue import kernel_epilogue
 from passrt.plan.masks import cells_of
-from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, Pointwise, PointwiseStep, PoolStep, Ref,
-                               ResampleStep, SpatialStep)
+from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, MoveStep, Pointwise, PointwiseStep, PoolStep, Ref,
+                               ResampleStep, SpatialStep, TransposedConvStep)
 
 class SparseProgram(nn.Module):
     """``forward(image, refresh, *states) -> (*outputs, active_fraction, *new_states)``."""
@@ -61,11 +61,15 @@ class SparseProgram(nn.Module):
         self.state_keys = self.masks.state_keys + [s.name for s in self.spatial]
         self.state_shapes = self.masks.state_shapes + [(1, *s.shape) for s in self.spatial]
         self.plugin_layers: list[str] = []  # labels of convs exported as plugin nodes
-        self.fallback_layers: list[str] = []  # labels of convs computed densely + Where
+        # Labels of convs computed densely + Where: epilogues the plugin cannot express, and every
+        # transposed conv (the plugin and the op have no transposed kernel yet).
+        self.fallback_layers: list[str] = []
         self._convs: dict[str, list] = {}
         for step in self.spatial:
             if isinstance(step, ConvStep):
                 self._convs[step.name] = self._conv_nodes(step)
+            elif isinstance(step, TransposedConvStep):
+                self.fallback_layers.append(step.label)
 
     # ---- construction ---------------------------------------------------------------
     def _conv_nodes(self, step: ConvStep):
@@ -152,6 +156,10 @@ class SparseProgram(nn.Module):
         """A non-conv spatial step computed on whole NCHW values."""
         if isinstance(step, PointwiseStep):
             return _apply(step.op, values)
+        if isinstance(step, MoveStep):
+            return step.fn(values[step.srcs[0]])
+        if isinstance(step, TransposedConvStep):
+            return _epilogue(step, step.name, step.dense_conv(values[step.srcs[0]]), values)
         if isinstance(step, ConcatStep):
             return torch.cat([values[s] for s in step.srcs], 1)
         if isinstance(step, PoolStep):

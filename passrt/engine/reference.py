@@ -35,7 +35,7 @@ class FrameRecord:
 
 class ReferenceExecutor:
     """Runs the plan eagerly. With a ``dense_engine`` (a callable frame -> the model's outputs, e.g. ONNX
-    Runtime), a frame that must be dense (a refresh, a scene cut) or that changed over more than
+    Runtime, or None when it cannot answer), a frame that must be dense (a refresh, a scene cut) or that changed over more than
     ``dense_above`` of the input is answered by that engine instead: faster than recomputing every
     tile, but it leaves the caches out of date, so the next frame that runs sparse is first run dense
     here (its caches filled). A camera that keeps moving then runs at the dense engine's speed, and
@@ -63,7 +63,9 @@ class ReferenceExecutor:
         ctx = FrameContext(plan, env, native=self.native_kernels)
         refresh = policy.begin_frame(ctx, x, refresh)
         if self.dense_engine is not None and (refresh or ctx.input_fraction >= self.dense_above):
-            return self._by_dense_engine(x, ctx)
+            answered = self._by_dense_engine(x, ctx)
+            if answered is not None:
+                return answered
         if self.stale:  # the policy measured the change against its reference; the caches still need this frame
             refresh, self.stale = True, False
         if refresh:
@@ -95,6 +97,9 @@ class ReferenceExecutor:
 
     def _by_dense_engine(self, x: torch.Tensor, ctx: FrameContext):
         outputs = self.dense_engine(x)
+        if outputs is None:  # the engine cannot answer (it said why): passrt runs every frame itself
+            self.dense_engine = None
+            return None
         self.stale = True
         self.tiles = {s.label: "dense" for s in self.plan.steps if isinstance(s, SpatialStep)}
         macs = self.macs_dense + self.policy.overhead_macs()

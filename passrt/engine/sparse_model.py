@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import torch
 import torch.fx as fx
@@ -39,7 +40,8 @@ class SparseModel:
         self.dense_engine, self.dense_above = dense_engine, dense_above
         self.policy = make_policy(policy, **params)
         self.model = _with_policy_weights(model, self.policy).eval()
-        self.dense_ops = tuple(dense_ops)
+        # Models may name their own helpers that are safe to run densely (imported ONNX graphs do).
+        self.dense_ops = tuple(dense_ops) + tuple(getattr(self.model, "passrt_dense_ops", ()))
         self.graph: fx.GraphModule = trace(self.model)
         # input shape -> plan; shared with the streams of new_stream(): a plan (steps, folded
         # weights, index tables) holds no per-frame state, the executors hold the caches.
@@ -202,9 +204,9 @@ def _with_policy_weights(model: nn.Module, policy: Policy) -> nn.Module:
     return tuned
 
 
-def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), executor: str = "auto",
-             dense_engine=None, dense_above: float = 0.5, **params) -> SparseModel:
-    """Wrap ``model`` for temporally sparse streaming inference.
+def sparsify(model: nn.Module | str | os.PathLike, policy: Policy | str = "exact", dense_ops=(),
+             executor: str = "auto", dense_engine=None, dense_above: float = 0.5, **params) -> SparseModel:
+    """Wrap ``model`` (a module, or the path of an ``.onnx`` file) for temporally sparse streaming inference.
 
     ``policy`` is a name ('dense', 'exact', 'regiondrop', 'layerwise', 'pass') with its parameters
     as keyword arguments (e.g. ``threshold=0.08``), or a Policy object. ``dense_ops`` lists
@@ -217,4 +219,8 @@ def sparsify(model: nn.Module, policy: Policy | str = "exact", dense_ops=(), exe
     more than ``dense_above`` of the input (reference and native executors; see
     :class:`~passrt.engine.reference.ReferenceExecutor`).
     """
+    if isinstance(model, (str, os.PathLike)):
+        from passrt.models.onnx_import import load_onnx
+
+        model, _ = load_onnx(model)  # returns the graph's outputs as a tuple, in the file's order
     return SparseModel(model, policy, dense_ops, executor, dense_engine, dense_above, **params)

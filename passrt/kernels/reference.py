@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from passrt.kernels import tables
 from passrt.kernels.storage import FeatureMap
-from passrt.kernels.tables import Window
+from passrt.kernels.tables import TransposedWindow, Window
 
 
 def gather_patches(x: FeatureMap, rows: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
@@ -47,6 +47,22 @@ def conv2d_tiles(x: FeatureMap, weight: torch.Tensor, bias: Optional[torch.Tenso
     patches = gather_patches(x, tables.window_rows(win, tile, x.zero_row)[active], ph, pw)
     y = F.conv2d(patches, weight, bias, win.stride, 0, win.dilation, groups)
     return patches_to_rows(y)
+
+
+def conv_transpose2d_tiles(x: FeatureMap, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                           win: TransposedWindow, groups: int, tile: int, active: torch.Tensor) -> torch.Tensor:
+    """Transposed-convolution outputs of the active tiles, (len(active)*tile*tile, C_out).
+
+    Each tile gathers the input cells whose scattered windows reach it, runs
+    ``F.conv_transpose2d`` on the batch of patches without padding, and keeps the tile's
+    cells (the same crop for every tile: ``tile`` is a multiple of the stride).
+    """
+    (_, ph, top), (_, pw, left) = win.axis(0, tile), win.axis(1, tile)
+    patches = gather_patches(x, tables.transposed_window_rows(win, tile, x.zero_row)[active], ph, pw)
+    y = F.conv_transpose2d(patches, weight, None, win.stride, 0, 0, groups, win.dilation)
+    y = y[:, :, top:top + tile, left:left + tile]
+    rows = patches_to_rows(y)
+    return rows + bias if bias is not None else rows
 
 
 def pool2d_tiles(x: FeatureMap, kind: str, win: Window, tile: int, active: torch.Tensor,
@@ -93,6 +109,20 @@ def resample_tiles(x: FeatureMap, out_h: int, out_w: int, mode: str, align_corne
     if rows.shape[1] == 1:
         return gathered[:, 0]
     return torch.einsum("nkc,nk->nc", gathered, w)
+
+
+def move_tiles(x: FeatureMap, table: tables.MoveTable, out_h: int, out_w: int, tile: int,
+               active: torch.Tensor) -> torch.Tensor:
+    """Outputs of a data-movement op (:func:`tables.move_table`) on the active tiles: one gather."""
+    out_rows = tables.output_rows(out_h, out_w, tile)[active].reshape(-1)
+    if table.rows is not None:
+        y = x.rows.index_select(0, table.rows.index_select(0, out_rows))
+        if table.chans is not None:
+            y = y.index_select(1, table.chans)
+    else:
+        idx = table.flat.index_select(0, out_rows)
+        y = x.rows.view(-1).index_select(0, idx.reshape(-1)).view(idx.shape)
+    return y + table.fill.index_select(0, out_rows).to(y.dtype) if table.fill is not None else y
 
 
 def write_tiles(out: FeatureMap, tile: int, active: torch.Tensor, values: torch.Tensor) -> None:

@@ -27,6 +27,16 @@ class Detections:
         return len(self.scores)
 
 
+@dataclass
+class Keypoints:
+    """Pose: per person, K points (x, y in pixels, visibility in [0, 1])."""
+
+    points: np.ndarray  # (N, K, 3) float32
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
 def decode_boxes(box_enc: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """(A, 4) (ty, tx, th, tw) relative to (A, 4) anchors -> normalised (ymin, xmin, ymax, xmax)."""
     ay0, ax0, ay1, ax1 = np.asarray(anchors, dtype=np.float32).T

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from passrt.kernels.tables import Window
+from passrt.kernels.tables import TransposedWindow, Window
 
 
 def union(maps: Sequence[Optional[torch.Tensor]]) -> Optional[torch.Tensor]:
@@ -37,6 +37,17 @@ def through_window(changed: torch.Tensor, win: Window) -> torch.Tensor:
     if win.kernel == (1, 1) and win.stride == (1, 1):
         return padded
     return F.max_pool2d(padded, win.kernel, win.stride, 0, win.dilation)
+
+
+def through_transposed_window(changed: torch.Tensor, win: TransposedWindow) -> torch.Tensor:
+    """Output cells of a transposed conv that a changed input cell scatters into (its window
+    k * dilation after ``i * stride - pad``): the map itself pushed through the transposed conv
+    with an all-ones kernel, cropped to the output."""
+    ones = changed.new_ones(1, 1, *win.kernel)
+    full = F.conv_transpose2d(changed, ones, None, win.stride, 0, 0, 1, win.dilation)
+    (top, left), (ho, wo) = win.pads, win.out_size
+    out = F.pad(full, (-left, left + wo - full.shape[3], -top, top + ho - full.shape[2]))
+    return (out > 0).to(changed.dtype)
 
 
 def to_tiles(changed: torch.Tensor, tile: int) -> torch.Tensor:

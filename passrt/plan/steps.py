@@ -26,7 +26,7 @@ from passrt.plan import masks
 from passrt.kernels import reference as K
 from passrt.kernels import tables
 from passrt.kernels.storage import FeatureMap
-from passrt.kernels.tables import Window
+from passrt.kernels.tables import TransposedWindow, Window
 
 Env = dict  # value name -> FeatureMap (spatial values) or any Python value (dense values)
 
@@ -227,6 +227,75 @@ class ConvStep(SpatialStep):
                         self.groups)
 
 
+class TransposedConvStep(SpatialStep):
+    """A transposed convolution (decoders: CenterNet, segmentation, pose heads) with BatchNorm folded
+    and a fused epilogue, like :class:`ConvStep` (but never a fused 1x1 after it: ``follow`` is None).
+
+    An output cell reads the input cells whose scattered window covers it, so a change spreads
+    through the transposed window (``propagate``). ``tile`` is a multiple of the stride
+    (:meth:`TransposedWindow.tile_multiple`).
+    """
+
+    follow = None
+
+    def __init__(self, name, src, shape, tile, weight, bias, win: TransposedWindow, groups: int):
+        super().__init__(name, [src], shape, tile)
+        self.weight, self.bias, self.win, self.groups = weight, bias, win, groups
+        self.epilogue: list[Pointwise] = []
+        c_in, c_out_per_group, kh, kw = weight.shape
+        # The MACs of the whole map spread over its output cells (each input cell feeds k*k of them).
+        self.macs_per_cell = c_in * c_out_per_group * kh * kw * win.in_h * win.in_w / (shape[1] * shape[2])
+
+    kind = "conv_transpose"
+
+    @property
+    def last(self) -> "TransposedConvStep":
+        return self
+
+    def fold_batchnorm(self, bn: torch.nn.BatchNorm2d) -> None:
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        bias = self.bias if self.bias is not None else torch.zeros_like(bn.running_mean)
+        c_in, c_out_g = self.weight.shape[:2]
+        g = self.groups  # weight is (C_in, C_out / groups, kh, kw): output channel = group * C_out/g + j
+        w = self.weight.view(g, c_in // g, c_out_g, *self.weight.shape[2:]) * scale.view(g, 1, c_out_g, 1, 1)
+        self.weight = w.view(self.weight.shape)
+        self.bias = (bias - bn.running_mean) * scale + bn.bias.detach()
+
+    def input_refs(self):
+        extra = [(a.name, a.broadcast) for pw in self.epilogue for a in pw.args
+                 if isinstance(a, Ref) and a.name != self.name]
+        return [(self.srcs[0], False)] + extra
+
+    def propagate(self, changed):
+        own = masks.through_transposed_window(changed[0], self.win) if changed[0] is not None else None
+        return masks.union([own] + changed[1:])
+
+    def run_sparse(self, env, active):
+        y = K.conv_transpose2d_tiles(env[self.srcs[0]], self.weight, self.bias, self.win, self.groups,
+                                     self.tile, active)
+        for pw in self.epilogue:
+            y = pw(env, True, self.tile, active, override=(self.name, y))
+        K.write_tiles(env[self.name], self.tile, active, y)
+
+    def run_dense(self, env):
+        y = self.dense_conv(env[self.srcs[0]].nchw())
+        for pw in self.epilogue:
+            y = pw(env, False, override=(self.name, y))
+        env[self.name].write_nchw(y)
+
+    def dense_conv(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.win
+        full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((w.in_h, w.in_w), w.stride, w.dilation, w.kernel)]
+        extra = [o - (f - 2 * p) for o, f, p in zip(w.out_size, full, w.pads)]  # PyTorch's output_padding
+        if all(0 <= e < max(s, d) for e, s, d in zip(extra, w.stride, w.dilation)):
+            return F.conv_transpose2d(x, self.weight, self.bias, w.stride, w.pads, extra, self.groups, w.dilation)
+        # Pads PyTorch cannot express (ONNX's asymmetric ones): the full output, cropped or zero-extended.
+        y = F.conv_transpose2d(x, self.weight, None, w.stride, 0, 0, self.groups, w.dilation)
+        (top, left), (ho, wo) = w.pads, w.out_size
+        y = F.pad(y, (-left, left + wo - y.shape[3], -top, top + ho - y.shape[2]))
+        return y + self.bias.view(1, -1, 1, 1) if self.bias is not None else y
+
+
 class PoolStep(SpatialStep):
     def __init__(self, name, src, shape, tile, kind: str, win: Window, count_include_pad=True):
         super().__init__(name, [src], shape, tile)
@@ -274,6 +343,40 @@ class ResampleStep(SpatialStep):
 
     def run_dense(self, env):
         # Gathering through the same tables keeps dense and sparse results bit-identical.
+        every = torch.arange(self.grid[0] * self.grid[1])
+        self.run_sparse(env, every)
+
+
+class MoveStep(SpatialStep):
+    """Pure data movement: padding (any mode), cropping and slicing (channels too), pixel (un)shuffle.
+
+    ``fn`` is the op itself; :func:`tables.move_table` learns from it, once per input size, which
+    input value (or constant) each output value is, so every such op is one gather, and a change
+    moves with the values it reads.
+    """
+
+    def __init__(self, name, src, shape, tile, in_shape: tuple[int, int, int], fn: Callable, what: str):
+        super().__init__(name, [src], shape, tile)
+        self.fn, self.what = fn, what
+        self.table = tables.move_table(fn, in_shape, shape)
+        self._cells = None  # (H'*W', K) input cells read, for propagate (built on first use)
+        self.in_channels = in_shape[0]
+
+    kind = "move"
+
+    def propagate(self, changed):
+        if changed[0] is None:
+            return None
+        if self._cells is None:
+            self._cells = self.table.cell_rows(self.in_channels)[:-3]  # the zero row is row H*W: unchanged
+        flat = torch.cat([changed[0].reshape(-1), changed[0].new_zeros(1)])
+        return flat[self._cells].amax(1).view(1, 1, self.shape[1], self.shape[2])
+
+    def run_sparse(self, env, active):
+        y = K.move_tiles(env[self.srcs[0]], self.table, self.shape[1], self.shape[2], self.tile, active)
+        K.write_tiles(env[self.name], self.tile, active, y)
+
+    def run_dense(self, env):
         every = torch.arange(self.grid[0] * self.grid[1])
         self.run_sparse(env, every)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, InputStep, Pointwise, PointwiseStep,
-                                 PoolStep, Ref, ResampleStep, SpatialStep, Step)
+from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, InputStep, MoveStep, Pointwise, PointwiseStep,
+                                 PoolStep, Ref, ResampleStep, SpatialStep, Step, TransposedConvStep)
 from passrt.errors import PassrtError
-from passrt.kernels.tables import Window
+from passrt.kernels.tables import TransposedWindow, Window
 from passrt.nn import Conv2dSame
 
 _IN_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub,
@@ -39,6 +40,7 @@ ELEMENTWISE_FUNCTIONS = {
     torch.relu, torch.sigmoid, torch.tanh, torch.clamp,
     F.relu, F.relu6, F.hardswish, F.hardsigmoid, F.silu, F.sigmoid, F.tanh, F.leaky_relu,
     F.gelu, F.elu, F.hardtanh, F.mish,
+    torch.exp, torch.sqrt, torch.log, torch.erf, torch.reciprocal, torch.pow, torch.floor, torch.ceil, F.softplus,
 }
 ELEMENTWISE_METHODS = {"add", "sub", "mul", "div", "neg", "abs", "relu", "sigmoid", "tanh",
                        "clamp", "clamp_min", "clamp_max"}
@@ -63,6 +65,19 @@ DENSE_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.Flatt
                  nn.BatchNorm2d, nn.ZeroPad2d, nn.ConstantPad2d)
 
 
+# Pure data movement (each output value is one input value or a constant): MoveStep.
+MOVE_MODULES = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.PixelShuffle,
+                nn.PixelUnshuffle)
+MOVE_FUNCTIONS = {F.pad, F.pixel_shuffle, F.pixel_unshuffle, torch.pixel_shuffle, torch.pixel_unshuffle,
+                  torch.narrow, torch.flip, operator.getitem}
+MOVE_METHODS = {"narrow", "flip", "__getitem__"}
+# Ops that cut a value into a tuple (channel groups in CSP/C2f blocks): each item taken is a move.
+SPLIT_FUNCTIONS = {torch.chunk, torch.split, torch.tensor_split}
+SPLIT_METHODS = {"chunk", "split", "tensor_split"}
+# Softmax over channels is per cell (MTCNN's face/non-face scores): run as an elementwise op.
+CHANNEL_SOFTMAX = {F.softmax, torch.softmax, F.log_softmax, torch.log_softmax}
+
+
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         # Conv2d subclasses (Conv2dSame) have shape-dependent forwards: keep them opaque.
@@ -70,8 +85,11 @@ class _Tracer(fx.Tracer):
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
+    # A model's own dense helpers (imported ONNX graphs' shape arithmetic) stay single calls:
+    # traced into, their Python on shapes and values would fail on proxies.
+    helpers = tuple(f for f in getattr(model, "passrt_dense_ops", ()) if isinstance(f, types.FunctionType))
     try:
-        graph = _Tracer().trace(model)
+        graph = _Tracer(autowrap_functions=helpers).trace(model)
     except Exception as e:  # fx raises many types; the user needs to know which model and why
         raise PassrtError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {e}); "
@@ -121,6 +139,7 @@ class _Planner:
         self.producer: dict[str, Step] = {}  # env name -> step
         self.tail: dict[str, str] = {}  # conv step name -> last node fused into it
         self.consts: dict[str, Any] = {}
+        self.splits: dict[str, tuple[fx.Node, Callable]] = {}  # tuple-valued node -> (its input, the op)
         self.input_name = None
 
     def run(self) -> Plan:
@@ -195,6 +214,9 @@ class _Planner:
             return self._alias(node, x)
         if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and self._spatial_ref(x):
             return self._conv(node, module)
+        if isinstance(module, nn.ConvTranspose2d) and module.padding_mode == "zeros" and self._spatial_ref(x) \
+                and len(node.args) == 1 and not node.kwargs:  # forward(x, output_size): the shape says it all
+            return self._conv_transpose(node, module)
         if isinstance(module, nn.BatchNorm2d) and self._fold_batchnorm(node, module):
             return
         if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) and self._spatial_ref(x) and self._pool(node, module):
@@ -210,6 +232,11 @@ class _Planner:
                 return
         if node.op == "call_function" and target in (torch.cat, torch.concat) and self._concat(node):
             return
+        move = self._move_fn(node, module, target)
+        if move is not None and self._move(node, *move):
+            return
+        if self._split(node, target):
+            return self._dense(node, module, target)  # its items are moves; anything else reads it densely
         pointwise = self._pointwise(node, module, target)
         if pointwise is not None and self._elementwise(node, pointwise, shape):
             return
@@ -218,6 +245,53 @@ class _Planner:
         raise PassrtError(
             f"sparsify does not support {_op_name(node, self.gm)} (node '{node.name}'); "
             "if it is safe to run densely, pass it in sparsify(..., dense_ops=[...])")
+
+    def _move_fn(self, node, module, target):
+        """(input node, fn) when ``node`` is pure data movement of one spatial value, else None."""
+        if module is not None:
+            return (node.args[0], module) if isinstance(module, MOVE_MODULES) and len(node.args) == 1 else None
+        if not node.args or not isinstance(node.args[0], fx.Node):
+            return None
+        x, rest, kwargs = node.args[0], node.args[1:], dict(node.kwargs)
+        if _has_node((rest, kwargs)):  # e.g. a crop to another value's size: run dense
+            return None
+        if target is operator.getitem and x.name in self.splits:
+            src, cut = self.splits[x.name]
+            return src, lambda t, _cut=cut, _i=rest[0]: _cut(t)[_i]
+        if node.op == "call_function" and target in MOVE_FUNCTIONS:
+            return x, lambda t, _f=target: _f(t, *rest, **kwargs)
+        if node.op == "call_method" and target in MOVE_METHODS:
+            return x, lambda t, _m=target: getattr(t, _m)(*rest, **kwargs)
+        return None
+
+    def _move(self, node, x, fn) -> bool:
+        shape, in_shape = _shape(node), _shape(x) if isinstance(x, fx.Node) else None
+        if shape is None or len(shape) != 4 or shape[0] != 1 or in_shape is None or len(in_shape) != 4:
+            return False
+        ref = self._spatial_ref(x)
+        if ref is None:
+            return False
+        what = _op_name(node, self.gm)
+        self._add(node, MoveStep(node.name, ref.name, shape[1:], self._tile(shape), in_shape[1:], fn, what))
+        return True
+
+    def _split(self, node, target) -> bool:
+        """Remember a chunk/split of a feature map, so that the items taken from it become moves."""
+        is_split = node.op == "call_function" and target in SPLIT_FUNCTIONS or \
+            node.op == "call_method" and target in SPLIT_METHODS
+        if not is_split or not node.args or not isinstance(node.args[0], fx.Node) or _has_node(
+                (node.args[1:], node.kwargs)):
+            return False
+        x = node.args[0]
+        shape = _shape(x)
+        if shape is None or len(shape) != 4 or shape[0] != 1:
+            return False
+        rest, kwargs = node.args[1:], dict(node.kwargs)
+        if node.op == "call_function":
+            self.splits[node.name] = (x, lambda t, _f=target: _f(t, *rest, **kwargs))
+        else:
+            self.splits[node.name] = (x, lambda t, _m=target: getattr(t, _m)(*rest, **kwargs))
+        return True
 
     def _known_dense(self, node, module, target) -> bool:
         if module is not None:
@@ -261,7 +335,7 @@ class _Planner:
         step = ConvStep(node.name, self._spatial_ref(node.args[0]).name, out_shape[1:], self._tile(out_shape),
                         m.weight.detach().clone(), bias, win, m.groups)
         producer = self._fusable_conv(node.args[0])
-        if producer is not None and producer.follow is None and win.kernel == (1, 1) \
+        if isinstance(producer, ConvStep) and producer.follow is None and win.kernel == (1, 1) \
                 and win.stride == (1, 1) and win.pads == (0, 0, 0, 0) and m.groups == 1:
             producer.attach_follow(step)  # the 1x1 conv is the only reader: fuse it
             self._alias(node, node.args[0])
@@ -270,12 +344,24 @@ class _Planner:
         self._add(node, step)
         self.tail[step.name] = node.name
 
-    def _fusable_conv(self, x: fx.Node) -> ConvStep | None:
+    def _conv_transpose(self, node, m: nn.ConvTranspose2d):
+        in_shape, out_shape = _shape(node.args[0]), _shape(node)
+        win = TransposedWindow(in_shape[2], in_shape[3], _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation),
+                               _pair(m.padding), tuple(out_shape[2:]))
+        multiple = win.tile_multiple()
+        tile = -(-self._tile(out_shape) // multiple) * multiple
+        bias = m.bias.detach().clone() if m.bias is not None else None
+        step = TransposedConvStep(node.name, self._spatial_ref(node.args[0]).name, out_shape[1:], tile,
+                                  m.weight.detach().clone(), bias, win, m.groups)
+        self._add(node, step)
+        self.tail[step.name] = node.name
+
+    def _fusable_conv(self, x: fx.Node) -> ConvStep | TransposedConvStep | None:
         """The conv step whose current output ``x`` is, if ``x`` has no other reader."""
         if not isinstance(x, fx.Node) or len(x.users) != 1:
             return None
         step = self.producer.get(self.canon.get(x.name))
-        if isinstance(step, ConvStep) and self.tail.get(step.name) == x.name:
+        if isinstance(step, (ConvStep, TransposedConvStep)) and self.tail.get(step.name) == x.name:
             return step
         return None
 
@@ -347,7 +433,18 @@ class _Planner:
             if getattr(module, "inplace", False):  # never modify a cache in place
                 module = copy.copy(module)
                 module.inplace = False
+            if any(p.requires_grad for p in module.parameters()):  # PReLU: a constant of the plan, and
+                module = copy.deepcopy(module).requires_grad_(False)  # exportable as one
             return Pointwise(module, [self._arg(node.args[0])], {})
+        if (node.op == "call_function" and target in CHANNEL_SOFTMAX or
+                node.op == "call_method" and target in ("softmax", "log_softmax")):
+            shape = _shape(node)
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            if shape is None or len(shape) != 4 or dim not in (1, -3) or set(node.kwargs) - {"dim"}:
+                return None
+            fn = getattr(torch, target) if isinstance(target, str) else target
+            # dim 1 is the channel axis of NCHW values and of (cells, C) rows alike.
+            return Pointwise(lambda v, _f=fn: _f(v, dim=1), [self._arg(node.args[0])], {})
         if node.op == "call_method" and target in ELEMENTWISE_METHODS:
             return Pointwise(lambda s, *a, _m=target, **k: getattr(s, _m)(*a, **k),
                              [self._arg(a) for a in node.args], dict(node.kwargs))
@@ -406,6 +503,12 @@ def _in_place(op: Pointwise, operand: str) -> Pointwise:
     if op.fn in _HAS_INPLACE:
         return Pointwise(op.fn, op.args, {**op.kwargs, "inplace": True})
     return op
+
+
+def _has_node(structure) -> bool:
+    found = []
+    fx.node.map_arg(structure, lambda n: found.append(n) or n)
+    return bool(found)
 
 
 def _per_channel(arg_shape, out_shape) -> bool:

@@ -11,7 +11,7 @@ from typing import Union
 import torch
 
 from passrt.plan import masks
-from passrt.plan.steps import ConvStep, InputStep, PoolStep
+from passrt.plan.steps import ConvStep, InputStep, PoolStep, TransposedConvStep
 from passrt.policies import noise
 from passrt.policies.base import Policy, nonempty
 from passrt.policies.exact import Exact
@@ -49,7 +49,7 @@ class LayerWise(Policy):
         # Each conv/pool remembers the input it consumed and the scale of its values.
         producers = {s.name: s for s in steps}
         for step in steps:
-            if isinstance(step, (ConvStep, PoolStep)) and not isinstance(producers[step.srcs[0]], InputStep):
+            if isinstance(step, (ConvStep, TransposedConvStep, PoolStep)) and not isinstance(producers[step.srcs[0]], InputStep):
                 src = env[step.srcs[0]]
                 self.refs[step.name] = src.rows.clone()
                 scale = float(src.rows[: src.cells].abs().mean())

@@ -20,6 +20,7 @@ import hashlib
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,13 +77,13 @@ class TorchSparse:
     :class:`~passrt.engine.reference.ReferenceExecutor`); ``None``: passrt computes them itself."""
 
     def __init__(self, module: nn.Module, policy, label: str, dense_engine: str | None = None,
-                 model_name: str = "model", executor: str = "auto"):
+                 model_name: str = "model", executor: str = "auto", onnx_file=None):
         from passrt.engine import SparseModel
 
         self.label, self.spec = label, policy
         self.model = SparseModel(module, policy.build(), executor=executor)
-        if dense_engine == "ort":  # the module the engine runs (fine-tuned weights included)
-            self.model.dense_engine = DenseOnnxRuntime(self.model.model, model_name)
+        if dense_engine == "ort":  # the module the engine runs (fine-tuned weights included), or the user's file
+            self.model.dense_engine = DenseOnnxRuntime(self.model.model, model_name, onnx_file)
         elif dense_engine is not None:
             raise PassrtError(f"unknown dense engine '{dense_engine}'; choose ort or none")
 
@@ -151,17 +152,47 @@ class OnnxRuntimeDense:
 
 
 class DenseOnnxRuntime:
-    """ONNX Runtime as a sparse engine's dense engine: the module exported on the first frame of each size."""
+    """ONNX Runtime as a sparse engine's dense engine: the user's ONNX file as it is, or the module
+    exported on the first frame of each size. Returns None (and passrt computes dense frames itself
+    from then on) when the model cannot be exported or loaded, after one warning line."""
 
-    def __init__(self, module: nn.Module, model_name: str):
-        self.module, self.model_name = module, model_name
+    def __init__(self, module: nn.Module, model_name: str, onnx_file=None):
+        self.module, self.model_name, self.onnx_file = module, model_name, onnx_file
         self.sessions: dict[tuple, OnnxRuntimeDense] = {}  # per input size (streams may differ)
+        self.failed = False
 
     def __call__(self, x: torch.Tensor):
         shape = tuple(x.shape)
-        if shape not in self.sessions:
-            self.sessions[shape] = OnnxRuntimeDense(self.module, x, self.model_name)
-        return self.sessions[shape](x)
+        if shape not in self.sessions and not self.failed:
+            try:
+                self.sessions[shape] = (OnnxRuntimeFile(self.onnx_file) if self.onnx_file is not None
+                                        else OnnxRuntimeDense(self.module, x, self.model_name))
+            except Exception as e:  # any export or load failure: passrt's own dense path still works
+                import sys
+
+                self.failed = True
+                print(f"passrt: warning: ONNX Runtime cannot run {self.model_name} ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0] if str(e) else ''}); passrt computes its dense frames itself",
+                      file=sys.stderr)
+        return None if self.failed else self.sessions[shape](x)
+class OnnxRuntimeFile(OnnxRuntimeDense):
+    """A user's own ONNX file run by ONNX Runtime as it is: the dense baseline of an imported model
+    (its input layout as the file takes it; passrt's module takes NCHW)."""
+
+    def __init__(self, info, threads: int | None = None, label: str = "onnxruntime"):
+        import onnxruntime as ort
+
+        self.label, self.info = label, info
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(info.path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = info.input_name
+
+    def __call__(self, x):
+        x = x.permute(0, 2, 3, 1) if self.info.input_layout == "nhwc" else x
+        outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x.numpy())})
+        return tuple(torch.from_numpy(o) for o in outs)
 
 
 def open_backend(spec, model=None, example: torch.Tensor | None = None, common: dict | None = None,
@@ -194,6 +225,8 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
     if kind == "ort":
         if example is None:
             raise PassrtError("backend 'ort' needs an example frame (the exported graph's input size)")
+        if getattr(model, "onnx", None) is not None:
+            return OnnxRuntimeFile(model.onnx, label=label or "onnxruntime")
         return OnnxRuntimeDense(model.module, example, model.name, label=label or "onnxruntime")
     if policy is None:
         policy = PolicySpec.parse(rest if kind == "torch" else spec, common)
@@ -202,7 +235,7 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
     weight = next(model.module.parameters(), None)
     on_cpu = weight is None or weight.device.type == "cpu"
     return TorchSparse(model.module, policy, label or policy.label, dense_engine if on_cpu else None, model.name,
-                       executor)
+                       executor, getattr(model, "onnx", None))
 
 
 def open_with_model(spec, model: str | None, default_model: str, plugin: str | None = None,

@@ -150,12 +150,17 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                 clock()
                 e.latency_ms.append((_now() - t0) * 1e3)
                 out = _on_cpu(out)
-                det = spec.postprocess(out, (h, w), score_threshold=LOW_SCORE)
-                shown = det.scores >= score_threshold
-                e.detections.append((det.boxes[shown], det.scores[shown]))
                 if e is entries[0]:
                     dense_out.append(out)
-                e.agreement.add_detections(det.boxes, det.scores, entries[0].detections[done + i][0])
+                if spec.postprocess is not None and spec.task == "pose":
+                    kps = spec.postprocess(out, (h, w)).points
+                    e.detections.append(kps)
+                    e.agreement.add_keypoints(kps, entries[0].detections[done + i])
+                elif spec.postprocess is not None:  # a model with no task head: raw outputs only
+                    det = spec.postprocess(out, (h, w), score_threshold=LOW_SCORE)
+                    shown = det.scores >= score_threshold
+                    e.detections.append((det.boxes[shown], det.scores[shown]))
+                    e.agreement.add_detections(det.boxes, det.scores, entries[0].detections[done + i][0])
                 e.agreement.add_outputs(out, dense_out[i])
                 st = e.backend.stats()
                 e.active.append(st.get("active_fraction", 1.0))
@@ -190,7 +195,9 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
             "skip_rate": float(np.mean(e.skip)),  # R_p, mean over frames
             "gate_macs": float(np.mean(e.gate_macs)),
             **e.agreement.summary(),  # agreement_ap50, agreement_ap50_display, output_error
-            "detections_per_frame": float(np.mean([len(b) for b, _ in e.detections])),
+            # (boxes, scores) per frame, or (persons, K, 3) keypoints for pose
+            "detections_per_frame": float(np.mean([len(d[0]) if isinstance(d, tuple) else len(d)
+                                                   for d in e.detections])) if e.detections else None,
             "per_frame": {"latency_ms": lat, "active_fraction": e.active},
         }
         # R_m: the share of dense MACs not executed (a policy's own MACs, e.g. gates, count as executed)
@@ -255,9 +262,18 @@ def _now() -> float:
     return time.perf_counter()
 
 
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _per_output(values) -> str:
+    """One figure per output, '/'-separated (a model with no task head is judged on them)."""
+    return "/".join(f"{v:.3g}" for v in values) or "-"
+
+
 def format_table(result: dict) -> str:
     rows = [("engine", "FPS", "p50 ms", "p95 ms", "x dense", "x ORT", "active", "R_p", "R_m", "MACs/exec",
-             "AP50", "AP50@thr", "max|err|", "mean|err|")]
+             "AP50", "AP50@thr", "PCK", "max|err|", "mean|err|")]
     tracking = "tracker" in result
     if tracking:
         rows[0] += ("MOTA", "IDF1", "IDsw")
@@ -267,8 +283,9 @@ def format_table(result: dict) -> str:
                      f"{e['latency_ms']['p95']:.1f}", f"{e['speedup_vs_dense']:.2f}",
                      f"{e['speedup_vs_onnxruntime']:.2f}" if "speedup_vs_onnxruntime" in e else "-",
                      f"{e['active_fraction']:.3f}", f"{e['skip_rate']:.3f}", f"{e['mac_reduction']:.3f}",
-                     f"{ratio:.2f}", f"{e['agreement_ap50']:.3f}", f"{e['agreement_ap50_display']:.3f}",
-                     f"{max(e['output_error']['max']):.3g}", f"{max(e['output_error']['mean']):.3g}"))
+                     f"{ratio:.2f}", _fmt(e.get("agreement_ap50")), _fmt(e.get("agreement_ap50_display")),
+                     _fmt(e.get("agreement_pck")),
+                     _per_output(e["output_error"]["max"]), _per_output(e["output_error"]["mean"])))
         if tracking:
             t = e["tracking"]
             rows[-1] += (f"{t['mota']:.3f}", f"{t['idf1']:.3f}", str(t["num_switches"]))

@@ -53,6 +53,12 @@ def calibrate(uri: str, model: str, policy: PolicySpec, target: float = 0.99, fr
     """Search, choose, check on held-out frames; the record `passrt calibrate` writes."""
     if not 0 < target <= 1:
         raise PassrtError(f"--target-agreement must be in (0, 1], got {target}")
+    from passrt.models import load_model
+
+    loaded = load_model(model)
+    if loaded.postprocess is None or loaded.task != "detection":
+        raise PassrtError(f"calibrate holds detection agreement (AP@0.5) to a target; model '{model}' is not a "
+                          "detector passrt knows (measure its agreement with `passrt bench`)")
     n_held = max(10, int(round(frames * held_out)))
     n_search = frames - n_held
     if n_search < 20:

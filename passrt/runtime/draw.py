@@ -15,6 +15,26 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
     return out
 
 
+# BlazePose's 33 body keypoints: the limbs and torso to draw between them.
+POSE_EDGES = [(11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24), (23, 25), (25, 27),
+              (24, 26), (26, 28), (27, 29), (29, 31), (28, 30), (30, 32), (0, 11), (0, 12)]
+
+
+def draw_keypoints(image: np.ndarray, points: np.ndarray, visible: float = 0.5, color=(0, 200, 255)) -> np.ndarray:
+    """(N, K, 3) keypoints (x, y, visibility): visible points as dots, with the skeleton between them."""
+    out = image.copy()
+    for person in np.asarray(points):
+        shown = person[:, 2] > visible
+        xy = person[:, :2].round().astype(int)
+        for a, b in POSE_EDGES:
+            if a < len(person) and b < len(person) and shown[a] and shown[b]:
+                cv2.line(out, tuple(xy[a]), tuple(xy[b]), color, 2, cv2.LINE_AA)
+        for (x, y), s in zip(xy, shown):
+            if s:
+                cv2.circle(out, (int(x), int(y)), 3, (0, 0, 255), -1, cv2.LINE_AA)
+    return out
+
+
 def draw_overlay(image: np.ndarray, lines: list[str]) -> np.ndarray:
     out = image.copy()
     if not lines:

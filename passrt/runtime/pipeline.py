@@ -25,7 +25,7 @@ import numpy as np
 from passrt.errors import PassrtError, redact
 from passrt.runtime.backends import open_with_model, policy_name
 from passrt.runtime.capture import CaptureThread
-from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask, draw_tracks
+from passrt.runtime.draw import draw_detections, draw_keypoints, draw_overlay, draw_tile_mask, draw_tracks
 from passrt.runtime.sinks import DisplaySink, VideoFileSink
 from passrt.runtime.sources import open_source
 from passrt.runtime.tegrastats import PowerMonitor
@@ -192,9 +192,10 @@ class Pipeline:
         with timer.stage("engine"):
             out = st.backend(x)
         with timer.stage("postprocess"):
-            det = self.spec.postprocess(out, (h, w), score_threshold=self.score_threshold)
+            det = self.spec.postprocess(out, (h, w), score_threshold=self.score_threshold) \
+                if self.spec.postprocess is not None else None  # no task head: nothing to draw
             tracked = None
-            if st.tracker is not None:
+            if st.tracker is not None and det is not None and self.spec.task == "detection":
                 tracked = st.tracker.update(det.boxes, det.scores)
                 st.track_ids.update(tracked[0].tolist())
                 if st.track_writer is not None:
@@ -207,7 +208,7 @@ class Pipeline:
         st.active_sum += st.active
         st.rate = st.fps.tick()
         st.engine_ms = timer.last("engine")
-        st.people = len(det.scores)
+        st.people = len(det) if det is not None else None
         st.index = frame.index
         if self.render:
             with timer.stage("sinks"):  # drawing; the tiled write is shared by the streams
@@ -223,8 +224,9 @@ class Pipeline:
             st = streams[0]
             agreement = st.stats.get("guard", {}).get("agreement_ap50")
             checked = f" | agreement {agreement:.3f}" if agreement is not None else ""
+            found = f" | people {st.people:2d}" if st.people is not None else ""
             return (f"frame {st.index:5d} | {st.rate:5.1f} FPS | engine {st.engine_ms:6.1f} ms | "
-                    f"active {st.active:6.1%} | people {st.people:2d}{checked}")
+                    f"active {st.active:6.1%}{found}{checked}")
         return " | ".join(f"#{st.number} {st.rate:4.1f} FPS {st.engine_ms:5.1f} ms {st.active:4.0%}"
                           + (" end" if st.done else "") for st in streams)
 
@@ -251,11 +253,14 @@ class Pipeline:
                 image = draw_tile_mask(image, mask.numpy())
         if tracked is not None:
             image = draw_tracks(image, tracked[1], tracked[0])
-        else:
+        elif det is not None and self.spec.task == "pose":
+            image = draw_keypoints(image, det.points)
+        elif det is not None:
             image = draw_detections(image, det.boxes, det.scores)
         prefix = f"#{st.number} " if len(self.uris) > 1 else ""
+        found = f"  people {st.people}" if st.people is not None else ""
         return draw_overlay(image, [f"{prefix}{self.policy}  {st.rate:.1f} FPS  engine {st.engine_ms:.1f} ms",
-                                    f"active {st.active:.1%}  people {st.people}"])
+                                    f"active {st.active:.1%}{found}"])
 
 
 @dataclass
@@ -279,7 +284,7 @@ class _Stream:
     active: float = 1.0
     rate: float = 0.0
     engine_ms: float = 0.0
-    people: int = 0
+    people: int | None = 0  # None: the model has no detection head
     index: int = 0
     done: bool = False
     new: bool = False
@@ -377,5 +382,8 @@ def _guarded(backend, spec, every: int, target: float, score_threshold: float):
     if not isinstance(backend, TorchSparse):
         raise PassrtError("--guard holds passrt's PyTorch sparse engine to the dense model; it does not apply to "
                           f"'{backend.label}' (a dense or TensorRT engine)")
+    if spec.postprocess is None or spec.task != "detection":
+        raise PassrtError(f"--guard holds detection agreement (AP@0.5); model '{spec.name}' is not a detector "
+                          "passrt knows")
     dense = open_backend("torch:dense", spec)
     return Guarded(backend, dense, spec.postprocess, every, target, score_threshold)

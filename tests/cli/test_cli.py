@@ -128,3 +128,41 @@ def test_corrupt_file_clear_error(tmp_path):
     bad.write_bytes(b"not a video" * 100)
     out = passrt("run", "--input", str(bad), "--headless")
     assert out.returncode == 2 and "bad.mp4" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bench_and_run_an_onnx_file(tmp_path):
+    """Any user's ONNX CNN: raw-output error against dense per output, no detection columns."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32) * 0.3, "w"),
+             numpy_helper.from_array(rng.normal(size=(4, 2, 4, 4)).astype(np.float32) * 0.3, "wt")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("ConvTranspose", ["r", "wt"], ["y"], kernel_shape=[4, 4], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["a"], ["g"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("g", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "net.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    out = passrt("bench", "--model", str(path), "--input", "vtest", "--frames", "4", "--warmup", "1",
+                 "--policies", "dense,regiondrop,exact", "--json", str(tmp_path / "b.json"))
+    assert out.returncode == 0, out.stderr
+    policies = json.loads((tmp_path / "b.json").read_text())["policies"]
+    assert set(policies) == {"dense", "onnxruntime", "regiondrop", "exact"}
+    for label, entry in policies.items():
+        assert len(entry["output_error"]["max"]) == 2 and "agreement_ap50" not in entry
+    assert max(policies["exact"]["output_error"]["max"]) < 1e-4  # threshold 0: the dense outputs
+    assert max(policies["onnxruntime"]["output_error"]["max"]) < 1e-4  # the import is the file
+    assert policies["regiondrop"]["active_fraction"] < 0.9
+    out = passrt("run", "--model", str(path), "--input", "vtest", "--headless", "--max-frames", "3",
+                 "--json", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["frames"] == 3
+
+
+def test_onnx_model_errors_are_one_line(tmp_path):
+    out = passrt("bench", "--model", str(tmp_path / "missing.onnx"), "--input", "vtest", "--frames", "2")
+    assert out.returncode == 2 and out.stderr.strip() == f"passrt: error: no such ONNX file: {tmp_path / 'missing.onnx'}"

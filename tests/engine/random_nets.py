@@ -116,3 +116,86 @@ def networks(draw):
                 p["s"] = 1
     torch.manual_seed(draw(st.integers(0, 2**16)))
     return _init(RandomNet(spec))
+
+
+class UpBlock(nn.Module):
+    """A decoder stage: transposed conv (any geometry) with BatchNorm and activation."""
+
+    def __init__(self, cin, p):
+        super().__init__()
+        groups = cin if p["dw"] else 1
+        cout = cin if p["dw"] else p["cout"]
+        k, s, d = p["k"], p["s"], p["d"]
+        pad = min(p["pad"], d * (k - 1))
+        op = min(p["op"], max(s, d) - 1)
+        self.conv = nn.ConvTranspose2d(cin, cout, k, s, pad, op, groups, bias=not p["bn"], dilation=d)
+        self.bn = nn.BatchNorm2d(cout) if p["bn"] else nn.Identity()
+        self.act = ACTS[p["act"]]()
+        self.out_channels = cout
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class Reshuffle(nn.Module):
+    """Sub-pixel upsampling (conv + pixel shuffle), padding ops, channel slices: decoder plumbing."""
+
+    def __init__(self, c, mode):
+        super().__init__()
+        self.conv = nn.Conv2d(c, 4 * c, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+        self.down = nn.Conv2d(c, c, 3, 2)  # valid: the padding below feeds it
+        self.mode, self.even = mode, c % 2 == 0
+
+    def forward(self, x):
+        y = self.shuffle(self.conv(x))
+        # Either padding keeps the size through the valid stride-2 conv: (2H, 2W) -> (H, W).
+        y = F.pad(y, (1, 1, 0, 1), mode=self.mode) if self.mode != "constant" else F.pad(y, (1, 0, 1, 1), value=0.25)
+        y = self.down(y)
+        a, b = y.chunk(2, 1) if self.even else (y[:, :1], y[:, 1:])
+        return torch.cat([b, F.relu(a)], 1)
+
+
+class DecoderNet(nn.Module):
+    """Encoder (strided convs), decoder (transposed convs, reshuffles), channel-softmax head."""
+
+    def __init__(self, encoder, decoder):
+        super().__init__()
+        layers, c = [], 3
+        for p in encoder:
+            blk = ConvBlock(c, p["cout"], p["k"], p["s"], p["d"], p["dw"], p["same"], p["act"], p["bn"])
+            layers.append(blk)
+            c = blk.out_channels
+        for kind, p in decoder:
+            blk = UpBlock(c, p) if kind == "up" else Reshuffle(c, p)
+            c = getattr(blk, "out_channels", c)
+            layers.append(blk)
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c, 3, 1)
+
+    def forward(self, x):
+        y = self.head(self.body(x))
+        return F.softmax(y, dim=1), y.mean((2, 3))
+
+
+up_params = st.fixed_dictionaries({
+    "cout": st.integers(2, 6), "k": st.sampled_from([1, 2, 3, 4]), "s": st.sampled_from([1, 2, 2, 3]),
+    "d": st.sampled_from([1, 1, 2]), "pad": st.integers(0, 2), "op": st.integers(0, 2), "dw": st.booleans(),
+    "act": st.integers(0, len(ACTS) - 1), "bn": st.booleans(),
+})
+
+
+@st.composite
+def decoder_networks(draw):
+    encoder = draw(st.lists(conv_params, min_size=1, max_size=3))
+    decoder = draw(st.lists(st.one_of(st.tuples(st.just("up"), up_params),
+                                      st.tuples(st.just("shuffle"), st.sampled_from(["constant", "reflect", "replicate"]))),
+                            min_size=1, max_size=3))
+    ups = 0
+    for kind, p in decoder:  # at most two upsampling x2+ stages: maps stay small
+        if kind == "up" and p["s"] > 1:
+            ups += 1
+            if ups > 2:
+                p["s"] = 1
+    torch.manual_seed(draw(st.integers(0, 2**16)))
+    return _init(DecoderNet(encoder, decoder))

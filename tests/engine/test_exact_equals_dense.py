@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import passrt
-from tests.engine.random_nets import networks
+from tests.engine.random_nets import decoder_networks, networks
 
 
 def change_sequence(h, w, n, gen):
@@ -39,3 +39,19 @@ def test_exact_threshold_zero_equals_dense(net, h, w, seed, tile_px, min_tile, c
             want = net(frame)
         got = engine(frame)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=lambda m: f"frame {t}: {m}")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(net=decoder_networks(), h=st.integers(8, 28), w=st.integers(8, 28), seed=st.integers(0, 1000),
+       tile_px=st.sampled_from([4, 8, 16]), crossover=st.sampled_from([0.3, 1.0]))
+def test_decoders_exact_threshold_zero_equals_dense(net, h, w, seed, tile_px, crossover):
+    """Transposed convs, pixel shuffle, padding ops, channel slices and a channel softmax, all sparse."""
+    gen = torch.Generator().manual_seed(seed)
+    engine = passrt.sparsify(net, "exact", tile_px=tile_px, max_tile=8, crossover=crossover, scene_cut=1.0)
+    for t, frame in enumerate(change_sequence(h, w, 6, gen)):
+        with torch.no_grad():
+            want = net(frame)
+        got = engine(frame)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=lambda m: f"frame {t}: {m}")
+    kinds = {v["kind"] for v in engine.stats()["layers"].values()}
+    assert "conv_transpose" in kinds or "move" in kinds  # the decoder ran as sparse steps, not densely

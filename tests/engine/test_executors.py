@@ -208,3 +208,26 @@ def test_dense_above_is_validated(ssdlite_frames):
     spec, _ = ssdlite_frames
     with pytest.raises(PassrtError, match="dense_above must be in"):
         passrt.sparsify(spec.module, "regiondrop", dense_above=0)
+def test_op_executor_runs_decoders_like_the_reference():
+    """Transposed convs and moves (pad, pixel shuffle, channel slices) in the program: computed
+    densely and kept on the active tiles (reported in fallback_layers), equal to the reference."""
+    _need_op()
+    from tests.engine.random_nets import DecoderNet, _init
+
+    conv = dict(cout=6, k=3, s=2, d=1, dw=False, same=False, act=0, bn=True)
+    up = dict(cout=4, k=4, s=2, d=1, pad=1, op=0, dw=False, act=1, bn=True)
+    torch.manual_seed(0)
+    net = _init(DecoderNet([conv, conv], [("up", up), ("shuffle", "reflect"), ("up", up)]))
+    reference = passrt.sparsify(net, "regiondrop", threshold=0.05, executor="reference")
+    op = passrt.sparsify(net, "regiondrop", threshold=0.05, executor="op")
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, 64, 80, generator=gen)
+    for t in range(4):
+        x = x.clone()
+        x[:, :, 8 * t:8 * t + 12, 10:30] = torch.rand(1, 3, 12, 20, generator=gen)
+        for a, b in zip(reference(x), op(x)):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+        assert op.stats()["active_fraction"] == pytest.approx(reference.stats()["active_fraction"], abs=1e-5)
+    assert 0 < reference.stats()["active_fraction"] < 0.9
+    program = op.executor.program
+    assert [s.label for s in program.spatial if s.kind == "conv_transpose"] == program.fallback_layers

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from passrt.kernels import FeatureMap, sparse_conv2d
 from passrt.kernels import reference as K
-from passrt.kernels.tables import Window, tile_grid
+from passrt.kernels.tables import TransposedWindow, Window, tile_grid
 
 TOL = {torch.float32: dict(rtol=1e-4, atol=1e-4), torch.float64: dict(rtol=1e-9, atol=1e-9),
        torch.bfloat16: dict(rtol=2e-2, atol=5e-2)}
@@ -178,3 +178,105 @@ def test_special_rows_stay_intact():
     assert torch.all(fm.rows[fm.zero_row] == 0)
     assert torch.all(fm.rows[fm.neg_inf_row] == float("-inf"))
     assert torch.all(fm.nchw() == 7.0)
+
+
+TRANSPOSED_CASES = [
+    # kernel, stride, padding, output_padding, dilation, groups, c_in, c_out, h, w
+    (2, 2, 0, 0, 1, 1, 4, 6, 7, 9),  # the U-Net upsampler
+    (4, 2, 1, 0, 1, 1, 5, 3, 6, 8),  # CenterNet / DCGAN
+    (3, 2, 1, 1, 1, 1, 3, 4, 5, 7),  # "same" x2 with output_padding
+    (3, 1, 1, 0, 1, 2, 4, 6, 9, 6),  # grouped, stride 1
+    (1, 2, 0, 1, 1, 1, 3, 3, 5, 5),  # kernel smaller than the stride: gaps hold only the bias
+    (2, 3, 0, 2, 1, 1, 2, 3, 4, 6),  # kernel smaller than the stride, stride 3
+    (3, 2, 2, 1, 2, 1, 3, 2, 6, 5),  # dilated
+    (4, 4, 0, 0, 1, 4, 4, 4, 3, 5),  # depthwise x4
+    (5, 3, 2, 2, 1, 1, 2, 5, 4, 4),
+    (3, 1, 0, 0, 1, 1, 3, 3, 6, 6),  # no padding: the output grows
+]
+
+
+@pytest.mark.parametrize("case", TRANSPOSED_CASES, ids=lambda c: "k{}s{}p{}op{}d{}g{}".format(*c[:6]))
+@pytest.mark.parametrize("multiple", [1, 2])
+@pytest.mark.parametrize("mask_kind", ["all-off", "all-on", "random", "edges"])
+def test_conv_transpose_tiles_match_masked_dense(case, multiple, mask_kind):
+    k, s, p, op, d, g, cin, cout, h, w = case
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((case, multiple, mask_kind)).encode()))
+    x = torch.randn(1, cin, h, w, generator=gen, dtype=torch.float64)
+    weight = torch.randn(cin, cout // g, k, k, generator=gen, dtype=torch.float64)
+    bias = torch.randn(cout, generator=gen, dtype=torch.float64)
+    dense = F.conv_transpose2d(x, weight, bias, s, p, op, g, d)
+    win = TransposedWindow(h, w, (k, k), (s, s), (d, d), (p, p), tuple(dense.shape[2:]))
+    tile = win.tile_multiple() * multiple
+    cache = torch.randn(dense.shape, generator=gen, dtype=torch.float64)
+    tile_mask = make_mask(mask_kind, tile_grid(*dense.shape[2:], tile), gen)
+    active = tile_mask.reshape(-1).nonzero().reshape(-1)
+    out = FeatureMap.from_nchw(cache)
+    K.write_tiles(out, tile, active, K.conv_transpose2d_tiles(FeatureMap.from_nchw(x), weight, bias, win, g, tile, active))
+    torch.testing.assert_close(out.nchw(), expected(dense, cache, tile_mask, tile), **TOL[torch.float64])
+
+
+def test_conv_transpose_uneven_strides():
+    gen = torch.Generator().manual_seed(5)
+    x, weight = torch.randn(1, 3, 5, 6, generator=gen), torch.randn(3, 2, 3, 2, generator=gen)
+    dense = F.conv_transpose2d(x, weight, None, (2, 3), (1, 0), (1, 2))
+    win = TransposedWindow(5, 6, (3, 2), (2, 3), (1, 1), (1, 0), tuple(dense.shape[2:]))
+    tile = win.tile_multiple()  # lcm(2, 3) = 6
+    tile_mask = make_mask("random", tile_grid(*dense.shape[2:], tile), gen)
+    active = tile_mask.reshape(-1).nonzero().reshape(-1)
+    out = FeatureMap.from_nchw(torch.zeros_like(dense))
+    K.write_tiles(out, tile, active, K.conv_transpose2d_tiles(FeatureMap.from_nchw(x), weight, None, win, 1, tile, active))
+    torch.testing.assert_close(out.nchw(), expected(dense, torch.zeros_like(dense), tile_mask, tile))
+
+
+def test_transposed_change_map_is_the_scatter_of_each_changed_cell():
+    """An output cell is marked exactly when some changed input cell scatters into it."""
+    from passrt.plan.masks import through_transposed_window
+
+    gen = torch.Generator().manual_seed(9)
+    for k, s, p, op, d in [(4, 2, 1, 0, 1), (3, 2, 1, 1, 1), (1, 3, 0, 2, 1), (3, 2, 2, 1, 2)]:
+        changed = (torch.rand(1, 1, 6, 7, generator=gen) > 0.8).double()
+        # Brute force: the output cells an impulse at each changed cell reaches.
+        want = torch.zeros_like(F.conv_transpose2d(changed, torch.ones(1, 1, k, k, dtype=torch.float64),
+                                                   None, s, p, op, 1, d))
+        for i, j in changed[0, 0].nonzero().tolist():
+            impulse = torch.zeros_like(changed)
+            impulse[0, 0, i, j] = 1
+            want = torch.maximum(want, (F.conv_transpose2d(impulse, torch.rand(1, 1, k, k, dtype=torch.float64) + 0.5,
+                                                           None, s, p, op, 1, d) != 0).double())
+        win = TransposedWindow(6, 7, (k, k), (s, s), (d, d), (p, p), tuple(want.shape[2:]))
+        assert torch.equal(through_transposed_window(changed, win), want), (k, s, p, op, d)
+
+
+MOVES = [
+    ("zero pad", lambda t: F.pad(t, (1, 2, 0, 3))),
+    ("constant pad", lambda t: F.pad(t, (2, 0, 1, 1), value=-0.5)),
+    ("reflect pad", lambda t: F.pad(t, (2, 1, 1, 2), mode="reflect")),
+    ("replicate pad", lambda t: F.pad(t, (0, 3, 2, 0), mode="replicate")),
+    ("crop", lambda t: F.pad(t, (-1, 0, -2, -1))),
+    ("channel slice", lambda t: t[:, 1:5]),
+    ("strided slice", lambda t: t[:, ::2, 1::2, :-1]),
+    ("pixel shuffle", lambda t: F.pixel_shuffle(t, 2)),
+    ("pixel unshuffle", lambda t: F.pixel_unshuffle(t[:, :, :8, :10], 2)),
+    ("chunk item", lambda t: t.chunk(2, 1)[1]),
+    ("flip", lambda t: t.flip(2)),
+    ("channel pad", lambda t: F.pad(t, (0, 0, 0, 0, 1, 2))),  # BlazePose-style: cells mix values and zeros
+]
+
+
+@pytest.mark.parametrize("name,fn", MOVES, ids=[m[0] for m in MOVES])
+@pytest.mark.parametrize("tile", [1, 3])
+def test_move_tiles_match_the_op(name, fn, tile):
+    from passrt.kernels.tables import move_table
+
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    x = torch.randn(1, 8, 9, 11, generator=gen)
+    dense = fn(x)
+    table = move_table(fn, tuple(x.shape[1:]), tuple(dense.shape[1:]))
+    # Spatial moves and channel slices keep one row index per cell (not one per value).
+    assert (table.rows is not None) == (name not in ("pixel shuffle", "pixel unshuffle", "channel pad"))
+    cache = torch.randn(dense.shape, generator=gen)
+    tile_mask = make_mask("random", tile_grid(*dense.shape[2:], tile), gen)
+    active = tile_mask.reshape(-1).nonzero().reshape(-1)
+    out = FeatureMap.from_nchw(cache)
+    K.write_tiles(out, tile, active, K.move_tiles(FeatureMap.from_nchw(x), table, *dense.shape[2:], tile, active))
+    torch.testing.assert_close(out.nchw(), expected(dense, cache, tile_mask, tile), rtol=0, atol=0)

@@ -1,0 +1,104 @@
+"""The TensorFlow-free BlazePose port against LiteRT's own outputs on a real frame.
+
+``tests/fixtures/blazepose_litert_reference.npz`` holds what LiteRT (``ai-edge-litert`` 2.3.0,
+XNNPACK) computed with ``pose_landmark_full.tflite`` from the mediapipe 0.10.21 wheel: ``rgb``
+(256, 256, 3) uint8, a crop of vtest frame 0 around the largest person the SSDLite detector finds
+(a 105-pixel square at (606, 226), resized with INTER_AREA), fed as ``rgb / 255``; the outputs
+``landmarks`` (1, 195), ``pose_flag`` (1, 1), ``world`` (1, 117) in full and ``segmentation``
+(1, 256, 256, 1) and ``heatmap`` (1, 64, 64, 39) every 4th row and column. The model itself comes
+from ``assets.fetch`` (PyPI), as in normal use.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import passrt
+from passrt.errors import PassrtError
+from passrt.models import load_model
+from passrt.models.blazepose import keypoints
+from passrt.models.tflite_import import load_tflite
+
+FIXTURE = np.load(Path(__file__).parent.parent / "fixtures" / "blazepose_litert_reference.npz")
+NAMES = ["landmarks", "pose_flag", "segmentation", "heatmap", "world"]
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_model("blazepose-landmark")
+
+
+def _input():
+    return torch.from_numpy(FIXTURE["rgb"].astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous()
+
+
+def _sampled(name, out):
+    out = out.numpy()
+    return out[:, ::4, ::4, :] if name in ("segmentation", "heatmap") else out
+
+
+def test_port_matches_litert_on_a_real_frame(spec):
+    with torch.no_grad():
+        outputs = spec.module(_input())
+    assert len(outputs) == len(NAMES)
+    # Tolerances relative to each output's range: LiteRT's XNNPACK sums in another order (the
+    # segmentation logits reach 1300; measured differences: keypoints 0.003 px, logits 0.94).
+    for name, out in zip(NAMES, outputs):
+        want = FIXTURE[name]
+        got = _sampled(name, out)
+        assert got.shape == want.shape, name
+        scale = max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got, want, atol=1e-3 * scale, rtol=0, err_msg=name)
+    assert float(outputs[1]) > 0.99  # a person, as LiteRT says
+    points = keypoints(outputs, (256, 256))
+    want = keypoints([FIXTURE["landmarks"]], (256, 256))
+    assert np.abs(points[:, :2] - want[:, :2]).max() < 0.05  # pixels
+
+
+def test_sparse_exact_equals_dense_on_the_real_frame(spec):
+    """exact at threshold 0 follows the dense port while part of the crop changes."""
+    engine = passrt.sparsify(spec.module, "exact", scene_cut=1.0)
+    base = _input()
+    gen = torch.Generator().manual_seed(0)
+    for t in range(4):
+        x = base.clone()
+        x[:, :, 100:100 + 20 * t, 60:60 + 30 * t] = torch.rand(1, 3, 20 * t, 30 * t, generator=gen)
+        with torch.no_grad():
+            want = spec.module(x)
+        got = engine(x)
+        # Relative to each output's largest value: the segmentation logits (to 1300) come out of five
+        # resizes and many adds, and differ by up to 8e-4 of that between the engine's dense path
+        # (frame 0) and the module itself; every other output by less than 4e-5.
+        for name, g, w in zip(NAMES, got, want):
+            torch.testing.assert_close(g, w, atol=1e-3 * max(1.0, float(w.abs().max())), rtol=0,
+                                       msg=lambda m: f"frame {t} {name}: {m}")
+    assert engine.stats()["refreshes"] == 1 and engine.stats()["active_fraction"] < 1.0
+
+
+def test_tflite_errors_are_one_line(tmp_path):
+    with pytest.raises(PassrtError, match="no such TFLite file"):
+        load_tflite(tmp_path / "missing.tflite")
+
+
+def test_keypoints_in_frame_pixels(spec):
+    """The letterbox scales the frame's longer side to 256: keypoints scale back by the same factor."""
+    outputs = [torch.from_numpy(FIXTURE["landmarks"]), torch.tensor([[0.99]])]
+    native = spec.postprocess(outputs, (256, 256)).points
+    assert native.shape == (1, 33, 3)
+    wide = spec.postprocess(outputs, (300, 512)).points  # scale 0.5
+    np.testing.assert_allclose(wide[0, :, :2], native[0, :, :2] * 2, rtol=1e-6)
+    np.testing.assert_allclose(wide[0, :, 2], native[0, :, 2])
+    assert len(spec.postprocess([outputs[0], torch.tensor([[0.2]])], (256, 256))) == 0  # nobody there
+
+
+def test_bench_reports_pck_against_dense():
+    """franck: one person, head and shoulders, whom the full-frame model finds (pose flag 0.59)."""
+    from passrt.policies import PolicySpec
+    from passrt.runtime.bench import run_benchmark
+
+    result = run_benchmark("franck", "blazepose-landmark", [PolicySpec.parse("exact")], frames=3, warmup=1,
+                           onnxruntime=False, progress=False)
+    exact = result["policies"]["exact"]
+    assert exact["keypoints_scored"] > 0 and exact["agreement_pck"] == 1.0  # threshold 0: the dense keypoints
