@@ -35,11 +35,13 @@ class FrameRecord:
 
 class ReferenceExecutor:
     """Runs the plan eagerly. With a ``dense_engine`` (a callable frame -> the model's outputs, e.g. ONNX
-    Runtime, or None when it cannot answer), a frame that must be dense (a refresh, a scene cut) or that changed over more than
-    ``dense_above`` of the input is answered by that engine instead: faster than recomputing every
-    tile, but it leaves the caches out of date, so the next frame that runs sparse is first run dense
-    here (its caches filled). A camera that keeps moving then runs at the dense engine's speed, and
-    costs one dense frame of passrt's own when it comes to rest."""
+    Runtime, or None when it cannot answer), the second and later of consecutive frames that must be
+    dense (a refresh, a scene cut) or changed over more than ``dense_above`` of the input are
+    answered by that engine instead: faster than recomputing every tile, but it leaves the caches out
+    of date, so the next frame that can run sparse is first run dense here (its caches filled). An
+    isolated scene cut is computed here as before (one dense frame either way); a camera that keeps
+    moving runs at the dense engine's speed, and costs one dense frame of passrt's own when it starts
+    and one when it comes to rest."""
 
     name = NAME
     native_kernels = False  # the policies' frame-level rules run as tensor ops
@@ -48,6 +50,7 @@ class ReferenceExecutor:
         self.plan, self.policy = plan, policy
         self.dense_engine, self.dense_above = dense_engine, dense_above
         self.stale = False  # the caches miss frames answered by the dense engine
+        self.last_dense = False  # the previous frame had to be dense (or changed over dense_above)
         self.macs_dense = sum(s.macs_per_cell * s.shape[1] * s.shape[2] for s in plan.steps
                               if isinstance(s, SpatialStep))
         self.env: dict = {}
@@ -62,7 +65,9 @@ class ReferenceExecutor:
         env[plan.input_name].write_nchw(x)
         ctx = FrameContext(plan, env, native=self.native_kernels)
         refresh = policy.begin_frame(ctx, x, refresh)
-        if self.dense_engine is not None and (refresh or ctx.input_fraction >= self.dense_above):
+        dense_now = refresh or ctx.input_fraction >= self.dense_above
+        run_of_dense, self.last_dense = self.last_dense, dense_now
+        if self.dense_engine is not None and dense_now and run_of_dense:
             answered = self._by_dense_engine(x, ctx)
             if answered is not None:
                 return answered

@@ -79,9 +79,9 @@ def test_bench_json(tmp_path):
         assert max(entry["output_error"]["max"]) > 0, name  # sparse and approximate: not bit-equal
         assert 0 < entry["active_fraction"] < active, (name, entry["active_fraction"])
         assert 0 < entry["macs_executed"] < entry["macs_dense"] == dense["macs_dense"], name
-        # CPU: the native executor, and ONNX Runtime answering the dense frames (the first after reset, at least)
+        # CPU: the native executor, with ONNX Runtime standing by for runs of dense frames (vtest has none)
         assert entry["executor"] == "native (C++ tile kernels, CPU)", (name, entry["executor"])
-        assert entry["dense_engine"] == "onnxruntime" and entry["dense_engine_frames"] >= 1, name
+        assert entry["dense_engine"] == "onnxruntime" and entry["dense_engine_frames"] == 0, name
     assert result["machine"]["cores"] >= 1 and "torch" in result["machine"]
     assert "x dense" in out.stdout
 

@@ -178,13 +178,14 @@ class CountingDense:
 @pytest.mark.parametrize("executor,policy", [("reference", "regiondrop"), ("native", "regiondrop"),
                                              ("native", "exact"), ("native", "layerwise")])
 def test_dense_engine_answers_dense_frames_and_the_caches_catch_up(ssdlite_frames, executor, policy):
-    """The first frame and scene cuts go to the dense engine (its outputs as they are); the next frame
-    that changed little is computed dense by passrt (its caches filled), then frames run sparse."""
+    """Consecutive frames that must be dense go to the dense engine from the second on (its outputs as
+    they are); the first of them, and the next calm frame after them, are computed dense by passrt
+    (the caches filled), then frames run sparse again."""
     if executor == "native":
         _need_op()
     spec, frames = ssdlite_frames
     cut = torch.flip(frames[0], dims=[2, 3])  # another picture: most blocks change
-    clip = [frames[0], frames[1], frames[2], cut, cut, frames[3]]
+    clip = [frames[0], frames[1], cut, frames[0], cut, cut, frames[2]]
     dense = CountingDense(spec.module)
     params = {"threshold": "auto"} if policy == "exact" else {}
     engine = passrt.sparsify(spec.module, policy, executor=executor, dense_engine=dense, **params)
@@ -199,9 +200,11 @@ def test_dense_engine_answers_dense_frames_and_the_caches_catch_up(ssdlite_frame
                     torch.testing.assert_close(b, a, rtol=0, atol=2e-4)
             else:
                 assert st["active_fraction"] < 0.95  # a sparse frame on filled caches
-    # engine, fill, sparse, engine (cut), fill (same picture again), engine (cut back)
-    assert seen == [(True, True), (False, True), (False, False), (True, True), (False, True), (True, True)]
-    assert engine.stats()["dense_engine_frames"] == dense.calls == 3
+    # first frame (passrt), sparse, an isolated cut (passrt), two more cuts in a row (the engine),
+    # the same picture again (calm: passrt fills the caches), a cut after a calm frame (passrt)
+    assert seen == [(False, True), (False, False), (False, True), (True, True), (True, True), (False, True),
+                    (False, True)]
+    assert engine.stats()["dense_engine_frames"] == dense.calls == 2
 
 
 def test_dense_above_is_validated(ssdlite_frames):
