@@ -36,7 +36,7 @@ class FrameRecord:
 class ReferenceExecutor:
     """Runs the plan eagerly. With a ``dense_engine`` (a callable frame -> the model's outputs, e.g. ONNX
     Runtime, or None when it cannot answer), the second and later of consecutive frames that must be
-    dense (a refresh, a scene cut) or changed over more than ``dense_above`` of the input are
+    dense (a scene cut; not a refresh that was asked for) or changed over more than ``dense_above`` of the input are
     answered by that engine instead: faster than recomputing every tile, but it leaves the caches out
     of date, so the next frame that can run sparse is first run dense here (its caches filled). An
     isolated scene cut is computed here as before (one dense frame either way); a camera that keeps
@@ -64,8 +64,9 @@ class ReferenceExecutor:
         plan, env, policy = self.plan, self.env, self.policy
         env[plan.input_name].write_nchw(x)
         ctx = FrameContext(plan, env, native=self.native_kernels)
+        forced = refresh  # first frame, reset(), refresh_every, the guard: not a sign of a moving camera
         refresh = policy.begin_frame(ctx, x, refresh)
-        dense_now = refresh or ctx.input_fraction >= self.dense_above
+        dense_now = not forced and (refresh or ctx.input_fraction >= self.dense_above)
         run_of_dense, self.last_dense = self.last_dense, dense_now
         if self.dense_engine is not None and dense_now and run_of_dense:
             answered = self._by_dense_engine(x, ctx)
