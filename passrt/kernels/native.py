@@ -60,6 +60,11 @@ class TileConv:
     follow_bias: Optional[torch.Tensor] = None
     follow_epilogue: Epilogue = Epilogue()
 
+    def __post_init__(self):
+        win = self.win  # in_size, out_size, kernel, stride, padding (top, left), dilation: made once
+        self._geometry = [[win.in_h, win.in_w], list(win.out_size), list(win.kernel), list(win.stride),
+                          [win.pads[0], win.pads[2]], list(win.dilation)]
+
     def __call__(self, x: FeatureMap, out: FeatureMap, tile: int, active: torch.Tensor, values: dict) -> None:
         """Recompute the active tiles of ``out`` from ``x``; ``values`` resolves residual names."""
         e, f = self.epilogue, self.follow_epilogue
@@ -68,14 +73,6 @@ class TileConv:
             x.rows, self.weight, self.bias, rows(e.residual), active, out.rows, *self._geometry, self.groups, tile,
             e.act, e.alpha, e.post, self.follow_weight, self.follow_bias, rows(f.residual), f.act, f.alpha, f.post)
 
-    @property
-    def _geometry(self) -> list:
-        """in_size, out_size, kernel, stride, padding (top, left), dilation: made once (called every frame)."""
-        if not hasattr(self, "_geometry_args"):
-            win = self.win
-            self._geometry_args = [[win.in_h, win.in_w], list(win.out_size), list(win.kernel), list(win.stride),
-                                   [win.pads[0], win.pads[2]], list(win.dilation)]
-        return self._geometry_args
 
 
 def block_rank_change(a: torch.Tensor, b: torch.Tensor, block: int, rank: int) -> torch.Tensor:
