@@ -34,14 +34,16 @@ class FrameRecord:
 
 
 class ReferenceExecutor:
-    """Runs the plan eagerly. With a ``dense_engine`` (a callable frame -> the model's outputs, e.g. ONNX
-    Runtime, or None when it cannot answer), the second and later of consecutive frames that must be
-    dense (a scene cut; not a refresh that was asked for) or changed over more than ``dense_above`` of the input are
-    answered by that engine instead: faster than recomputing every tile, but it leaves the caches out
-    of date, so the next frame that can run sparse is first run dense here (its caches filled). An
-    isolated scene cut is computed here as before (one dense frame either way); a camera that keeps
-    moving runs at the dense engine's speed, and costs one dense frame of passrt's own when it starts
-    and one when it comes to rest."""
+    """Runs the plan eagerly.
+
+    With a ``dense_engine`` (a callable frame -> the model's outputs, e.g. ONNX Runtime; it returns
+    None when it cannot answer), the second and later of consecutive frames that must be dense (a
+    scene cut, not a refresh that was asked for) or changed over more than ``dense_above`` of the
+    input are answered by that engine: faster than recomputing every tile, but it leaves the caches
+    out of date, so the next frame that can run sparse is first run dense here (its caches filled).
+    An isolated scene cut is computed here as before (one dense frame either way); a camera that keeps
+    moving runs at the dense engine's speed, plus one dense frame of passrt's own when it starts and
+    one when it comes to rest."""
 
     name = NAME
     native_kernels = False  # the policies' frame-level rules run as tensor ops
