@@ -158,7 +158,7 @@ class Pipeline:
             summary["power"] = energy
         if error is not None:
             summary["error"] = redact(str(error))
-        if live is not None:
+        if live is not None and (error is None or summary["frames"]):  # an error before any frame: its line alone
             self._final(live, summary, per_stream)
         return summary
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <optional>
+#include <vector>
 
 #include "passrt_tiles.h"
 
@@ -47,16 +48,17 @@ void checkBias(const char* name, const std::optional<at::Tensor>& b, int64_t cha
 // Per-call buffers (cells, windows, the intermediate and the 1x1's result) reused across calls and
 // frames: allocating them anew would return several MB to the system and fault them back in on every
 // layer of every frame (glibc serves large blocks with mmap), a cost that grows with the active area.
+// The memory is plain (not a tensor) and wrapped for each call, so the wrapper belongs to the caller's
+// autograd mode (a tensor made under torch.inference_mode may not be written outside it, and back).
 enum Slot { kCells, kCols, kMid, kOut, kSlots };
 
 at::Tensor scratch(Slot slot, int64_t rows, int64_t cols, at::ScalarType dtype) {
-  static thread_local std::array<at::Tensor, kSlots> buffers;
-  at::Tensor& b = buffers[slot];
-  const int64_t need = std::max<int64_t>(rows * cols, 1);
-  if (!b.defined() || b.numel() < need || b.scalar_type() != dtype) {
-    b = at::empty({need + need / 4}, at::TensorOptions().dtype(dtype));  // headroom: fewer regrowths
-  }
-  return b.narrow(0, 0, rows * cols).view({rows, cols});
+  static_assert(sizeof(float) == sizeof(int32_t), "one buffer type serves float and int32 slots");
+  static thread_local std::array<std::vector<float>, kSlots> buffers;
+  std::vector<float>& b = buffers[slot];
+  const size_t need = static_cast<size_t>(std::max<int64_t>(rows * cols, 1));
+  if (b.size() < need) b.resize(need + need / 4);  // headroom: fewer regrowths
+  return at::from_blob(b.data(), {rows, cols}, at::TensorOptions().dtype(dtype));
 }
 
 template <typename F>
