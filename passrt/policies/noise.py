@@ -72,17 +72,20 @@ def _block_statistic(image: torch.Tensor, other: torch.Tensor, block: int, rank:
     return torch.topk(per_block, min(rank, block * block), dim=1).values[:, -1]
 
 
+def _block_statistics(image: torch.Tensor, others: list, block: int, rank: int) -> torch.Tensor:
+    """(len(others), blocks): the block statistic of ``image`` against each frame of ``others``."""
+    return torch.stack([_block_statistic(image, other, block, rank) for other in others])
+
+
 def frame_noise(image: torch.Tensor, prev: torch.Tensor, prev2: torch.Tensor, block: int, rank: int,
-                floor: float, statistic=None) -> tuple[torch.Tensor, torch.Tensor]:
+                floor: float, statistics=None) -> tuple[torch.Tensor, torch.Tensor]:
     """((1,) measurement, (1,) fraction of sampled blocks found static) for one frame.
 
     A block is static when its change over two frames is not larger than over one (noise does
     not add up, motion does); the measurement is the ``QUANTILE`` of the statistic over the
-    static blocks (0 when fewer than ``MIN_STATIC`` of the blocks are). ``statistic``: another
-    implementation of the block statistic (the native kernel, passrt.kernels.native)."""
-    statistic = statistic or _block_statistic
-    one = statistic(image, prev, block, rank)
-    two = statistic(image, prev2, block, rank)
+    static blocks (0 when fewer than ``MIN_STATIC`` of the blocks are). ``statistics``: another
+    implementation of :func:`_block_statistics` (the native kernel, passrt.kernels.native)."""
+    one, two = (statistics or _block_statistics)(image, [prev, prev2], block, rank)
     static = two <= COHERENCE * one + floor
     n = one.numel()
     count = static.float().sum()

@@ -29,6 +29,7 @@ from passrt.policies.base import FrameContext, MaskSource, Policy, nonempty
 @dataclass
 class RegionDrop(Policy):
     name = "regiondrop"
+    common_tiles = True
     threshold: Union[float, str] = noise.AUTO  # "auto": noise_multiple x the stream's noise level
     noise_multiple: float = 4.0
     noise_floor: float = 1 / 255  # the noise level is at least this (one 8-bit step of a [0, 1] input)
@@ -136,7 +137,7 @@ class RegionDropMasks(MaskSource):
         if self.adaptive:
             prev, prev2, level = states[1], states[2], states[3]
             measured, _ = noise.frame_noise(image, prev, prev2, p.block, p.min_pixels, p.noise_floor,
-                                            native.block_rank_change if in_place else None)
+                                            native.block_rank_changes if in_place else None)
             limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor, p.max_threshold).reshape(1, 1, 1, 1)
         else:
             limit = p.threshold

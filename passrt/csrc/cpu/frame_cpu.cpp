@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "passrt_tiles.h"
 
 namespace passrt::op {
@@ -20,17 +22,20 @@ FrameView view(const char* name, const at::Tensor& t, const at::Tensor& like) {
 
 void checkBlock(int64_t block) { TORCH_CHECK(block >= 1, kOp, ": block must be >= 1, got ", block); }
 
-at::Tensor blockRankChangeCpu(const at::Tensor& a, const at::Tensor& b, int64_t block, int64_t rank) {
+at::Tensor blockRankChangeCpu(const at::Tensor& a, at::TensorList others, int64_t block, int64_t rank) {
   checkBlock(block);
   TORCH_CHECK(rank >= 1, kOp, ": rank must be >= 1, got ", rank);
-  const FrameView va = view("a", a, a), vb = view("b", b, a);
+  TORCH_CHECK(!others.empty(), kOp, ": at least one frame to compare with");
+  const FrameView va = view("a", a, a);
+  std::vector<FrameView> vs;
+  for (const at::Tensor& b : others) vs.push_back(view("other", b, a));
   const int64_t h = a.size(2), w = a.size(3);
   TORCH_CHECK(h >= block && w >= block, kOp, ": the frame (", h, "x", w, ") is smaller than a block (", block, ")");
   const int64_t rows = (h - block) / (2 * block) + 1, cols = (w - block) / (2 * block) + 1;
-  at::Tensor out = at::empty({rows * cols}, a.options());
+  at::Tensor out = at::empty({static_cast<int64_t>(vs.size()), rows * cols}, a.options());
   at::parallel_for(0, rows * cols, 16, [&](int64_t begin, int64_t end) {
     blockRankChange(static_cast<int32_t>(a.size(1)), static_cast<int32_t>(block), static_cast<int32_t>(rank), cols,
-                    va, vb, begin, end, out.data_ptr<float>());
+                    va, vs.data(), static_cast<int32_t>(vs.size()), rows * cols, begin, end, out.data_ptr<float>());
   });
   return out;
 }

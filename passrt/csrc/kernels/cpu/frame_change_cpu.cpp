@@ -8,11 +8,30 @@
 namespace passrt {
 namespace {
 
-// out[x - x0] = max over channels |a - b| at (y, x), x in [x0, x1): channel by channel, so that
-// the loops over x vectorise when the frame is NCHW (x stride 1) and stay simple when it is not.
+// Channels-last frames (what a decoder gives: a pixel's channels adjacent) with C known at compile
+// time: the loops over pixels vectorise (grouped loads), 3 channels being the case of every video.
+template <int C>
+void changeInterleaved(const float* __restrict pa, const float* __restrict pb, int64_t n, float* __restrict out) {
+  for (int64_t x = 0; x < n; ++x) {
+    float m = std::fabs(pa[x * C] - pb[x * C]);
+    for (int c = 1; c < C; ++c) m = std::max(m, std::fabs(pa[x * C + c] - pb[x * C + c]));
+    out[x] = m;
+  }
+}
+
+bool interleaved(int32_t channels, const FrameView& a, const FrameView& b) {
+  return channels == 3 && a.c_stride == 1 && b.c_stride == 1 && a.x_stride == 3 && b.x_stride == 3;
+}
+
+// out[x - x0] = max over channels |a - b| at (y, x), x in [x0, x1). A planar frame (NCHW) is read
+// channel by channel, the loops over x vectorising; other strides take the same loop.
 void changeRow(int32_t channels, const FrameView& a, const FrameView& b, int64_t y, int64_t x0, int64_t x1,
                float* __restrict out) {
   const int64_t n = x1 - x0, sa = a.x_stride, sb = b.x_stride;
+  if (interleaved(channels, a, b)) {
+    changeInterleaved<3>(a.data + y * a.y_stride + x0 * 3, b.data + y * b.y_stride + x0 * 3, n, out);
+    return;
+  }
   for (int32_t c = 0; c < channels; ++c) {
     const float* __restrict pa = a.data + c * a.c_stride + y * a.y_stride + x0 * sa;
     const float* __restrict pb = b.data + c * b.c_stride + y * b.y_stride + x0 * sb;
@@ -26,25 +45,28 @@ void changeRow(int32_t channels, const FrameView& a, const FrameView& b, int64_t
 
 }  // namespace
 
-void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols, FrameView a, FrameView b,
-                     int64_t begin, int64_t end, float* out) {
+void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols, FrameView a, const FrameView* others,
+                     int32_t count, int64_t blocks, int64_t begin, int64_t end, float* out) {
   const int64_t n = (int64_t)block * block;
   const int64_t k = std::max<int64_t>(1, std::min<int64_t>(rank, n));
   std::vector<float> values(n), top(k);
   for (int64_t i = begin; i < end; ++i) {
     const int64_t y0 = (i / cols) * 2 * block, x0 = (i % cols) * 2 * block;
-    for (int64_t y = y0; y < y0 + block; ++y) changeRow(channels, a, b, y, x0, x0 + block, values.data() + (y - y0) * block);
-    // The k-th largest (what topk(k).values[-1] gives): the k largest so far, sorted descending, in
-    // `top`; changes are >= 0, so the -1 fill is displaced by any value, and once `top` is full most
-    // values fail the first comparison.
-    std::fill(top.begin(), top.end(), -1.f);
-    for (const float v : values) {
-      if (v <= top[k - 1]) continue;
-      int64_t j = k - 1;
-      for (; j > 0 && top[j - 1] < v; --j) top[j] = top[j - 1];
-      top[j] = v;
+    for (int32_t j = 0; j < count; ++j) {
+      for (int64_t y = y0; y < y0 + block; ++y)
+        changeRow(channels, a, others[j], y, x0, x0 + block, values.data() + (y - y0) * block);
+      // The k-th largest (what topk(k).values[-1] gives): the k largest so far, sorted descending, in
+      // `top`; changes are >= 0, so the -1 fill is displaced by any value, and once `top` is full most
+      // values fail the first comparison.
+      std::fill(top.begin(), top.end(), -1.f);
+      for (const float v : values) {
+        if (v <= top[k - 1]) continue;
+        int64_t m = k - 1;
+        for (; m > 0 && top[m - 1] < v; --m) top[m] = top[m - 1];
+        top[m] = v;
+      }
+      out[j * blocks + i] = top[k - 1];
     }
-    out[i] = top[k - 1];
   }
 }
 
@@ -61,7 +83,7 @@ void blockChangeCounts(int32_t channels, int32_t h, int32_t w, int32_t block, fl
       for (int64_t bx = 0; bx < blocksW; ++bx) {
         const int64_t x1 = std::min<int64_t>((bx + 1) * block, w);
         int32_t n = 0;
-        for (int64_t x = bx * block; x < x1; ++x) n += change[x] > limit;
+        for (int64_t x = bx * block; x < x1; ++x) n += static_cast<int32_t>(change[x] > limit);
         row[bx] += n;
       }
     }
