@@ -31,9 +31,13 @@ TORCH_LIBRARY(passrt, m) {
       "int[2] in_size, int[2] out_size, int[2] kernel, int[2] stride, int[2] padding, int[2] dilation, int groups, "
       "int tile, int act, float act_alpha, int post_act, Tensor? follow_weight, Tensor? follow_bias, "
       "Tensor? follow_residual, int follow_act, float follow_alpha, int follow_post_act) -> ()");
+  // The native executor's affine pointwise step: output = input * scale + shift ([C] each) on the cells of
+  // `tiles` of a size[0] x size[1] map (NHWC row caches; output may be input).
+  m.def("affine_tiles(Tensor input, Tensor scale, Tensor shift, Tensor tiles, Tensor(a!) output, int[2] size, "
+        "int tile) -> ()");
   // RegionDrop's three full-frame operations, one pass each (cpu/frame_cpu.cpp; the rule is the tensor
   // ops in passrt/policies, which these equal): frames are (1, C, H, W) float32 of any strides.
-  m.def("frame_block_rank_change(Tensor a, Tensor b, int block, int rank) -> Tensor");
+  m.def("frame_block_rank_change(Tensor a, Tensor[] others, int block, int rank) -> Tensor");
   m.def("frame_block_counts(Tensor a, Tensor b, float limit, int block) -> Tensor");
   m.def("frame_copy_blocks_(Tensor(a!) dst, Tensor src, Tensor mask, int block) -> ()");
 }

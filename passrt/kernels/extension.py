@@ -186,9 +186,9 @@ def _register_fakes() -> None:
         return None  # writes into `output`, returns nothing
 
     @register("passrt::frame_block_rank_change")
-    def _(a, b, block, rank):
+    def _(a, others, block, rank):
         h, w = a.shape[2:]
-        return a.new_empty(((h - block) // (2 * block) + 1) * ((w - block) // (2 * block) + 1))
+        return a.new_empty(len(others), ((h - block) // (2 * block) + 1) * ((w - block) // (2 * block) + 1))
 
     @register("passrt::frame_block_counts")
     def _(a, b, limit, block):
@@ -197,6 +197,10 @@ def _register_fakes() -> None:
     @register("passrt::frame_copy_blocks_")
     def _(dst, src, mask, block):
         return None
+
+    @register("passrt::affine_tiles")
+    def _(input, scale, shift, tiles, output, size, tile):
+        return None  # writes into `output`, returns nothing
 
     @register("passrt::conv_tiles")
     def _(input, weight, bias, residual, tiles, output, in_size, out_size, kernel, stride, padding, dilation, groups,

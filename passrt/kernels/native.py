@@ -74,10 +74,43 @@ class TileConv:
             e.act, e.alpha, e.post, self.follow_weight, self.follow_bias, rows(f.residual), f.act, f.alpha, f.post)
 
 
+@dataclass
+class TileAffine:
+    """An elementwise ``x * scale + shift`` ([C] each) on the active tiles of a map (an input normalisation)."""
 
-def block_rank_change(a: torch.Tensor, b: torch.Tensor, block: int, rank: int) -> torch.Tensor:
-    """= ``passrt.policies.noise._block_statistic(a, b, block, rank)`` (frames at least a block in size)."""
-    return torch.ops.passrt.frame_block_rank_change(a, b, block, rank)
+    scale: torch.Tensor
+    shift: torch.Tensor
+    size: tuple
+
+    def __call__(self, x: FeatureMap, out: FeatureMap, tile: int, active: torch.Tensor) -> None:
+        torch.ops.passrt.affine_tiles(x.rows, self.scale, self.shift, active, out.rows, list(self.size), tile)
+
+
+
+class TileProgram:
+    """Native steps recorded once with their caches and weights (in plan order), then run per frame in
+    one call with each step's active tile ids (an empty tensor skips the step): no Python per step."""
+
+    def __init__(self):
+        self._program = torch.classes.passrt.TileProgram()
+
+    def add_conv(self, conv: TileConv, x: FeatureMap, out: FeatureMap, tile: int, values: dict) -> None:
+        e, f = conv.epilogue, conv.follow_epilogue
+        rows = lambda n: values[n].rows if n is not None else None  # noqa: E731
+        self._program.add_conv(x.rows, conv.weight, conv.bias, rows(e.residual), out.rows,
+                               [v for pair in conv._geometry for v in pair], conv.groups, tile, e.act, e.alpha, e.post,
+                               conv.follow_weight, conv.follow_bias, rows(f.residual), f.act, f.alpha, f.post)
+
+    def add_affine(self, affine: TileAffine, x: FeatureMap, out: FeatureMap, tile: int) -> None:
+        self._program.add_affine(x.rows, affine.scale, affine.shift, out.rows, list(affine.size), tile)
+
+    def __call__(self, tiles: list) -> None:
+        self._program.run(tiles)
+
+def block_rank_changes(a: torch.Tensor, others: list, block: int, rank: int) -> torch.Tensor:
+    """(len(others), blocks): row j = ``passrt.policies.noise._block_statistic(a, others[j], block, rank)``
+    (frames at least a block in size), ``a`` read once."""
+    return torch.ops.passrt.frame_block_rank_change(a, list(others), block, rank)
 
 
 def block_change_counts(a: torch.Tensor, b: torch.Tensor, limit: float, block: int) -> torch.Tensor:

@@ -6,6 +6,9 @@ passrt_kernels.h) compute one shape of it: ``[activation] [+ residual] [activati
 activations those of ``contract.ACTIVATION_CODES``. :func:`kernel_epilogue` recognises it; any
 other epilogue stays with PyTorch (the reference executor, or a dense conv + ``Where`` in the
 exported program).
+
+A standalone pointwise step that is a per-channel affine map of one full-size value (an input
+normalisation, ``x * 2 - 1``) is computed by the kernels too: :func:`kernel_affine`.
 """
 
 from __future__ import annotations
@@ -78,3 +81,39 @@ def kernel_epilogue(ops: list[Pointwise], running: str):
             continue
         return None
     return act, alpha, residual, post
+
+
+_SCALE, _SHIFT = (operator.mul, torch.mul), (operator.add, torch.add, operator.sub, torch.sub)
+
+
+def _per_channel(c, channels: int) -> Optional[torch.Tensor]:
+    """A constant as [channels] float32 values, if it is a number or a (1|C)-element per-channel tensor."""
+    if isinstance(c, bool) or not isinstance(c, (int, float, torch.Tensor)):
+        return None
+    t = torch.as_tensor(c, dtype=torch.float32).detach()
+    if t.numel() == 1 and t.dim() <= 4:
+        return t.reshape(1).expand(channels).contiguous()
+    if t.numel() == channels and t.dim() >= 3 and t.shape[-3:] == (channels, 1, 1) and t.numel() == t.shape[-3]:
+        return t.reshape(channels).contiguous()
+    return None
+
+
+def kernel_affine(pw: Pointwise, channels: int) -> Optional[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(input name, scale [C], shift [C]) if ``pw`` is ``x * c``, ``c * x``, ``x + c``, ``c + x``, ``x - c`` or
+    ``c - x`` of one full-size value ``x`` and a number or per-channel constant ``c``, else None. The kernel's
+    ``x * scale + shift`` gives bit for bit what the op gives: one of the two is the identity (1 or 0)."""
+    if len(pw.args) != 2 or pw.kwargs or pw.fn not in _SCALE + _SHIFT:
+        return None
+    refs = [a for a in pw.args if isinstance(a, Ref)]
+    if len(refs) != 1 or refs[0].broadcast:
+        return None
+    x_first = isinstance(pw.args[0], Ref)
+    c = _per_channel(pw.args[1] if x_first else pw.args[0], channels)
+    if c is None:
+        return None
+    one, zero = torch.ones(channels), torch.zeros(channels)
+    if pw.fn in _SCALE:
+        return refs[0].name, c, zero
+    if pw.fn in (operator.add, torch.add):
+        return refs[0].name, one, c
+    return (refs[0].name, one, -c) if x_first else (refs[0].name, -one, c)

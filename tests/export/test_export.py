@@ -21,7 +21,7 @@ from passrt.export import ExportedStream, export_model
 from passrt.engine.node import NodeAttributes, pass_sparse_conv2d
 from passrt.export.onnx_export import _export, _save
 from passrt.engine.program import SparseProgram
-from passrt.plan.epilogue import kernel_epilogue
+from passrt.plan.epilogue import kernel_affine, kernel_epilogue
 from passrt.runtime.frames import read_frames
 from passrt.kernels import sparse_conv2d
 from passrt.kernels.tables import tile_grid
@@ -198,6 +198,27 @@ def test_kernel_epilogue_patterns():
     assert kernel_epilogue([Pointwise(torch.tanh, [me], {})], "c") is None  # no tanh in the plugin
     assert kernel_epilogue([add, add], "c") is None
     assert kernel_epilogue([Pointwise(operator.mul, [me, other], {})], "c") is None
+
+
+def test_kernel_affine_patterns():
+    x, other = Ref("x"), Ref("o")
+    per_channel = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+
+    def affine(fn, args):
+        found = kernel_affine(Pointwise(fn, args, {}), 3)
+        return None if found is None else (found[0], found[1].tolist(), found[2].tolist())
+
+    assert affine(operator.mul, [x, 2]) == ("x", [2.0] * 3, [0.0] * 3)
+    assert affine(torch.mul, [0.5, x]) == ("x", [0.5] * 3, [0.0] * 3)
+    assert affine(operator.sub, [x, 1]) == ("x", [1.0] * 3, [-1.0] * 3)
+    assert affine(operator.sub, [1, x]) == ("x", [-1.0] * 3, [1.0] * 3)
+    assert affine(operator.add, [per_channel, x]) == ("x", [1.0] * 3, [1.0, 2.0, 3.0])
+    assert affine(operator.add, [x, other]) is None  # two values: a residual, not an affine map
+    assert affine(operator.mul, [Ref("x", broadcast=True), 2]) is None
+    assert affine(operator.truediv, [x, 2]) is None  # x / 2 and x * 0.5 may round differently
+    assert affine(operator.mul, [x, torch.ones(1, 4, 1, 1)]) is None  # not this step's channels
+    assert affine(operator.mul, [x, torch.ones(1, 3, 2, 1)]) is None  # not per channel
+    assert affine(operator.mul, [x, True]) is None
 
 
 def test_exact_policy_is_refused_with_a_clear_error(tmp_path):

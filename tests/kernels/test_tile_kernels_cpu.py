@@ -202,13 +202,17 @@ def frames(shape, seed, channels_last):
 @pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 16, 16), (1, 4, 33, 80)])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("block,rank", [(16, 8), (8, 3), (16, 300)])
-def test_block_rank_change_equals_the_noise_statistic(shape, channels_last, block, rank):
+def test_block_rank_changes_equal_the_noise_statistic(shape, channels_last, block, rank):
+    """Against each of two other frames, one of them in the other memory layout (a mixed pair)."""
     from passrt.policies.noise import _block_statistic
 
     if min(shape[2:]) < block:
         return
     a, b = frames(shape, seed_of(shape, block, rank), channels_last and shape[1] in (3, 4))
-    assert torch.equal(native.block_rank_change(a, b, block, rank), _block_statistic(a, b, block, rank))
+    c = (b + 0.02 * torch.randn(shape, generator=torch.Generator().manual_seed(5))).contiguous(
+        memory_format=torch.contiguous_format if channels_last else torch.channels_last)
+    want = torch.stack([_block_statistic(a, b, block, rank), _block_statistic(a, c, block, rank)])
+    assert torch.equal(native.block_rank_changes(a, [b, c], block, rank), want)
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 7, 5), (1, 4, 33, 80)])
@@ -240,10 +244,53 @@ def test_copy_blocks_equals_lerp_on_block_cells(shape, channels_last):
 def test_frame_ops_clear_errors():
     a = torch.rand(1, 3, 32, 32)
     with pytest.raises(RuntimeError, match="smaller than a block"):
-        native.block_rank_change(a, a, 64, 8)
+        native.block_rank_changes(a, [a], 64, 8)
     with pytest.raises(RuntimeError, match="has shape"):
         native.block_change_counts(a, torch.rand(1, 3, 32, 31), 0.1, 16)
     with pytest.raises(RuntimeError, match="float32 CPU tensor"):
         native.block_change_counts(a.double(), a.double(), 0.1, 16)
     with pytest.raises(RuntimeError, match="mask must be"):
         native.copy_blocks_(a.clone(), a, torch.ones(3), 16)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 16])
+@pytest.mark.parametrize("tile", [1, 3, 8])
+@pytest.mark.parametrize("mask_kind", ["all-off", "all-on", "random", "edges"])
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("form", ["scale", "shift", "both"])
+def test_affine_tiles_match_the_ops_on_active_tiles(channels, tile, mask_kind, in_place, form):
+    """affine_tiles = x * scale + shift on the cells of the active tiles (bit for bit when one of the two
+    is the identity, as for the steps the engine gives it); the other cells keep the cache."""
+    gen = torch.Generator().manual_seed(channels * 100 + tile)
+    h, w = 13, 21
+    x = torch.randn(1, channels, h, w, generator=gen)
+    scale, shift = torch.randn(channels, generator=gen), torch.randn(channels, generator=gen)
+    if form == "scale":
+        shift = torch.zeros(channels)
+    elif form == "shift":
+        scale = torch.ones(channels)
+    grid = tile_grid(h, w, tile)
+    mask = make_mask(mask_kind, grid, gen)[0]
+    cache = torch.randn(1, channels, h, w, generator=gen)
+    src = FeatureMap.from_nchw(x)
+    out = src if in_place else FeatureMap.from_nchw(cache)
+    if in_place:
+        cache = x.clone()
+    affine = native.TileAffine(scale.contiguous(), shift.contiguous(), (h, w))
+    affine(src, out, tile, mask.reshape(-1).nonzero().reshape(-1))
+    active = cells(mask, tile, (h, w))
+    want = torch.where(active, x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1), cache)
+    if form == "both":  # the kernel may fuse the multiply-add (one rounding instead of two)
+        torch.testing.assert_close(out.nchw(), want, rtol=1e-6, atol=1e-6)
+        assert torch.equal(out.nchw()[:, :, ~active], cache[:, :, ~active])
+    else:
+        assert torch.equal(out.nchw(), want)
+
+
+def test_affine_tiles_clear_errors():
+    x = FeatureMap(3, 4, 4)
+    ones = torch.ones(3)
+    with pytest.raises(RuntimeError, match="tile id is outside"):
+        native.TileAffine(ones, ones, (4, 4))(x, x, 2, torch.tensor([4]))
+    with pytest.raises(RuntimeError, match="scale must be"):
+        native.TileAffine(torch.ones(2), ones, (4, 4))(x, x, 2, torch.tensor([0]))

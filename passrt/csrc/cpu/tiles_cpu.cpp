@@ -1,4 +1,5 @@
-// passrt::conv_tiles on CPU: one step of the native executor (passrt/engine/native.py) in one call.
+// passrt::conv_tiles on CPU: one step of the native executor (passrt/engine/native.py) in one call;
+// passrt::affine_tiles; and TileProgram, a run of such steps in one call.
 //
 // A conv on the active tiles of NHWC row caches, its fused epilogue, and optionally a fused 1x1
 // conv after it (MobileNetV2's depthwise -> projection), written straight into the output cache:
@@ -7,11 +8,13 @@
 // output cache. The kernels are passrt_tiles.h's, split over threads here with at::parallel_for.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/custom_class.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <array>
 #include <optional>
+#include <variant>
 #include <vector>
 
 #include "passrt_tiles.h"
@@ -166,7 +169,104 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
   });
 }
 
+void affineTilesCpu(const at::Tensor& input, const at::Tensor& scale, const at::Tensor& shift, const at::Tensor& tiles,
+                    at::Tensor& output, at::IntArrayRef size, int64_t tile) {
+  constexpr const char* kAffine = "passrt::affine_tiles";
+  TORCH_CHECK(size.size() == 2 && tile >= 1, kAffine, ": size must be (height, width) and tile >= 1");
+  const int64_t channels = input.dim() == 2 ? input.size(1) : 0, cells = size[0] * size[1];
+  checkRows("input", input, cells, channels);
+  checkRows("output", output, cells, channels);
+  checkBias("scale", scale, channels);
+  checkBias("shift", shift, channels);
+  TORCH_CHECK(tiles.dim() == 1 && tiles.scalar_type() == at::kLong && tiles.is_contiguous(), kAffine,
+              ": tiles must be a contiguous 1-D int64 tensor of tile ids");
+  at::Tensor cellsT = scratch(kCells, tiles.numel() * tile * tile, 1, at::kInt);
+  const int64_t n = tileCells(static_cast<int32_t>(size[0]), static_cast<int32_t>(size[1]), static_cast<int32_t>(tile),
+                              tiles.data_ptr<int64_t>(), tiles.numel(), cellsT.data_ptr<int32_t>());
+  TORCH_CHECK(n >= 0, kAffine, ": a tile id is outside the ", size, " map's grid of ", tile, "x", tile, " tiles");
+  inParallel(n, channels, [&](int64_t begin, int64_t end) {
+    affineNhwc(static_cast<int32_t>(channels), input.data_ptr<float>(), scale.data_ptr<float>(),
+               shift.data_ptr<float>(), cellsT.data_ptr<int32_t>(), begin, end, output.data_ptr<float>());
+  });
+}
+
+// A run of native steps (convs and affine maps, in plan order) recorded once per plan with their
+// caches and weights, then run per frame in one call: the native executor's whole-plan path for the
+// policies whose tiles are known before the first step runs (one mask per grid: regiondrop). Per frame
+// only the tile ids of each step cross from Python; an empty list skips the step.
+struct ConvCall {
+  at::Tensor input, weight, output;
+  std::optional<at::Tensor> bias, residual, follow_weight, follow_bias, follow_residual;
+  std::vector<int64_t> in_size, out_size, kernel, stride, padding, dilation;
+  int64_t groups, tile, act, post_act, follow_act, follow_post_act;
+  double act_alpha, follow_alpha;
+};
+
+struct AffineCall {
+  at::Tensor input, scale, shift, output;
+  std::vector<int64_t> size;
+  int64_t tile;
+};
+
+class TileProgram : public torch::CustomClassHolder {
+ public:
+  void addConv(at::Tensor input, at::Tensor weight, std::optional<at::Tensor> bias,
+               std::optional<at::Tensor> residual, at::Tensor output, std::vector<int64_t> geometry, int64_t groups,
+               int64_t tile, int64_t act, double act_alpha, int64_t post_act,
+               std::optional<at::Tensor> follow_weight, std::optional<at::Tensor> follow_bias,
+               std::optional<at::Tensor> follow_residual, int64_t follow_act, double follow_alpha,
+               int64_t follow_post_act) {
+    TORCH_CHECK(geometry.size() == 12, "TileProgram.add_conv: geometry must be 12 values (in, out, kernel, ",
+                "stride, padding, dilation; height and width each), got ", geometry.size());
+    auto pair = [&](int i) { return std::vector<int64_t>{geometry[2 * i], geometry[2 * i + 1]}; };
+    steps_.push_back(ConvCall{input, weight, output, bias, residual, follow_weight, follow_bias, follow_residual,
+                              pair(0), pair(1), pair(2), pair(3), pair(4), pair(5), groups, tile, act, post_act,
+                              follow_act, follow_post_act, act_alpha, follow_alpha});
+  }
+
+  void addAffine(at::Tensor input, at::Tensor scale, at::Tensor shift, at::Tensor output, std::vector<int64_t> size,
+                 int64_t tile) {
+    steps_.push_back(AffineCall{input, scale, shift, output, std::move(size), tile});
+  }
+
+  int64_t size() const { return static_cast<int64_t>(steps_.size()); }
+
+  void run(const std::vector<at::Tensor>& tiles) {
+    TORCH_CHECK(tiles.size() == steps_.size(), "TileProgram.run: ", steps_.size(), " steps but tile ids for ",
+                tiles.size());
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      if (tiles[i].numel() == 0) continue;
+      if (const auto* c = std::get_if<ConvCall>(&steps_[i])) {
+        at::Tensor out = c->output;
+        convTilesCpu(c->input, c->weight, c->bias, c->residual, tiles[i], out, c->in_size, c->out_size, c->kernel,
+                     c->stride, c->padding, c->dilation, c->groups, c->tile, c->act, c->act_alpha, c->post_act,
+                     c->follow_weight, c->follow_bias, c->follow_residual, c->follow_act, c->follow_alpha,
+                     c->follow_post_act);
+      } else {
+        const auto& a = std::get<AffineCall>(steps_[i]);
+        at::Tensor out = a.output;
+        affineTilesCpu(a.input, a.scale, a.shift, tiles[i], out, a.size, a.tile);
+      }
+    }
+  }
+
+ private:
+  std::vector<std::variant<ConvCall, AffineCall>> steps_;
+};
+
 }  // namespace
 }  // namespace passrt::op
 
-TORCH_LIBRARY_IMPL(passrt, CPU, m) { m.impl("conv_tiles", &passrt::op::convTilesCpu); }
+TORCH_LIBRARY_FRAGMENT(passrt, m) {
+  m.class_<passrt::op::TileProgram>("TileProgram")
+      .def(torch::init<>())
+      .def("add_conv", &passrt::op::TileProgram::addConv)
+      .def("add_affine", &passrt::op::TileProgram::addAffine)
+      .def("size", &passrt::op::TileProgram::size)
+      .def("run", &passrt::op::TileProgram::run);
+}
+
+TORCH_LIBRARY_IMPL(passrt, CPU, m) {
+  m.impl("conv_tiles", &passrt::op::convTilesCpu);
+  m.impl("affine_tiles", &passrt::op::affineTilesCpu);
+}

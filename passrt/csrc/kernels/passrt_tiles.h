@@ -44,6 +44,12 @@ void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* w
 void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const float* residual,
                   const int32_t* cells, int64_t begin, int64_t end, float* output);
 
+// A per-channel affine map of the cells [begin, end): output[cells[i]] = input[cells[i]] * scale + shift,
+// [channels] each (an input normalisation such as x * 2 - 1, or one of its two steps). Input and output
+// are row caches of the same map; they may be the same array.
+void affineNhwc(int32_t channels, const float* input, const float* scale, const float* shift, const int32_t* cells,
+                int64_t begin, int64_t end, float* output);
+
 // ---- Frame-level change kernels (RegionDrop's per-frame rule, eager CPU) -----------------------
 // The rule itself is written once, as traceable tensor ops (passrt/policies/regiondrop.py, noise.py);
 // these are its three full-frame operations in one pass each, tested equal to those ops. A frame is
@@ -54,9 +60,11 @@ struct FrameView {
 };
 
 // For the sampled blocks (every second block row and column lying wholly inside the frame, row-major,
-// `cols` per row), the rank-th largest over the block of max over channels |a - b|; blocks [begin, end).
-void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols, FrameView a, FrameView b,
-                     int64_t begin, int64_t end, float* out);
+// `cols` per row), the rank-th largest over the block of max over channels |a - others[j]|, for each of
+// `count` other frames (out[j * blocks + i], `blocks` sampled blocks in all); blocks [begin, end). The
+// other frames are compared block by block, so `a`'s block is read from memory once.
+void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols, FrameView a, const FrameView* others,
+                     int32_t count, int64_t blocks, int64_t begin, int64_t end, float* out);
 
 // For the blocks of block rows [begin, end) (ceil(H / block) x ceil(W / block) blocks, edge blocks
 // clipped), the number of pixels with max over channels |a - b| > limit, scaled as average pooling with

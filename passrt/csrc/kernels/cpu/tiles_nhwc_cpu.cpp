@@ -135,4 +135,13 @@ void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const f
   }
 }
 
+void affineNhwc(int32_t channels, const float* input, const float* scale, const float* shift, const int32_t* cells,
+                int64_t begin, int64_t end, float* output) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float* __restrict x = input + (int64_t)cells[i] * channels;
+    float* __restrict y = output + (int64_t)cells[i] * channels;
+    for (int32_t c = 0; c < channels; ++c) y[c] = x[c] * scale[c] + shift[c];
+  }
+}
+
 }  // namespace passrt
