@@ -9,6 +9,7 @@ every kernel is tested against, and on CPU the faster path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -38,9 +39,13 @@ class ReferenceExecutor:
 
     With a ``dense_engine`` (a callable frame -> the model's outputs, e.g. ONNX Runtime; it returns
     None when it cannot answer), the second and later of consecutive frames that must be dense (a
-    scene cut, not a refresh that was asked for) or changed over more than ``dense_above`` of the
-    input are answered by that engine: faster than recomputing every tile, but it leaves the caches
-    out of date, so the next frame that can run sparse is first run dense here (its caches filled).
+    scene cut, not a refresh that was asked for) or are predicted to execute more than ``dense_above``
+    of the dense MACs are answered by that engine: faster than recomputing every tile, but it leaves
+    the caches out of date, so the next frame that can run sparse is first run dense here (its caches
+    filled). The prediction is the input's changed fraction ``i`` spread as far as the policy's changes
+    spread through the network on recent sparse frames: ``1 - (1 - i) ** spread``, the area a random
+    change of that size covers after dilation, with ``spread`` fitted to the frames' executed MACs (about
+    1 for regiondrop, whose mask is already dilated; several for exact and layerwise on textured motion).
     An isolated scene cut is computed here as before (one dense frame either way); a camera that keeps
     moving runs at the dense engine's speed, plus one dense frame of passrt's own when it starts and
     one when it comes to rest."""
@@ -52,7 +57,8 @@ class ReferenceExecutor:
         self.plan, self.policy = plan, policy
         self.dense_engine, self.dense_above = dense_engine, dense_above
         self.stale = False  # the caches miss frames answered by the dense engine
-        self.last_dense = False  # the previous frame had to be dense (or changed over dense_above)
+        self.last_dense = False  # the previous frame had to be dense (or was predicted over dense_above)
+        self.spread = 1.0  # how the input's changed fraction grows into executed MACs (see the class docstring)
         self.macs_dense = sum(s.macs_per_cell * s.shape[1] * s.shape[2] for s in plan.steps
                               if isinstance(s, SpatialStep))
         self.env: dict = {}
@@ -68,7 +74,7 @@ class ReferenceExecutor:
         ctx = FrameContext(plan, env, native=self.native_kernels)
         forced = refresh  # first frame, reset(), refresh_every, the guard: not a sign of a moving camera
         refresh = policy.begin_frame(ctx, x, refresh)
-        dense_now = not forced and (refresh or ctx.input_fraction >= self.dense_above)
+        dense_now = not forced and (refresh or self.predicted_work(ctx.input_fraction) >= self.dense_above)
         run_of_dense, self.last_dense = self.last_dense, dense_now
         if self.dense_engine is not None and dense_now and run_of_dense:
             answered = self._by_dense_engine(x, ctx)
@@ -78,30 +84,52 @@ class ReferenceExecutor:
             refresh, self.stale = True, False
         if refresh:
             ctx.changed[plan.input_name] = FrameContext.FULL
-        layers, macs_dense, macs_exec = {}, 0.0, 0.0
-        for step in plan.steps[1:]:
-            if isinstance(step, DenseStep):
-                if refresh or any(ctx.changed.get(s) is not None for s in step.srcs):
-                    step.run(env)
-                    ctx.changed[step.name] = FrameContext.FULL
-                continue
-            mode, active_tiles = self._run_spatial(step, ctx, refresh)
-            total = step.grid[0] * step.grid[1]
-            cells = step.shape[1] * step.shape[2]
-            computed = cells if mode == "dense" else min(active_tiles * step.tile ** 2, cells)
-            layers[step.label] = {"kind": step.kind, "mode": mode, "active_fraction": active_tiles / total,
-                                  "skip_rate": 1.0 - computed / cells,
-                                  "macs_dense": step.macs_per_cell * cells,
-                                  "macs_executed": step.macs_per_cell * computed}
-            macs_dense += step.macs_per_cell * cells
-            macs_exec += step.macs_per_cell * computed
+        layers = self._run_steps(ctx, refresh)
+        macs_dense = sum(v["macs_dense"] for v in layers.values())
+        macs_exec = sum(v["macs_executed"] for v in layers.values())
         if refresh:
             policy.after_refresh(plan.steps, env)
         else:
             policy.end_frame()
+            self._learn_spread(ctx.input_fraction, macs_exec / self.macs_dense if self.macs_dense else 0.0)
         macs_exec += policy.overhead_macs()
         record = FrameRecord(refresh, macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
         return fx.node.map_aggregate(plan.outputs, self._output_value), record
+
+    def predicted_work(self, input_fraction: float) -> float:
+        """The share of the dense MACs a sparse frame with this input change is expected to execute."""
+        return 1.0 - (1.0 - min(max(input_fraction, 0.0), 1.0)) ** self.spread
+
+    def _learn_spread(self, input_fraction: float, executed: float) -> None:
+        """Fit ``spread`` to a sparse frame (an average over recent frames: halfway to each new one)."""
+        if 0.0 < input_fraction < 1.0 and executed > 0.0:
+            fitted = math.log1p(-min(executed, 0.999)) / math.log1p(-input_fraction)
+            self.spread = max(1.0, (self.spread + fitted) / 2)
+
+    def _run_steps(self, ctx: FrameContext, refresh: bool) -> dict:
+        """Run the plan's steps on this frame; return what each spatial step did, by label."""
+        layers = {}
+        for step in self.plan.steps[1:]:
+            if isinstance(step, DenseStep):
+                self._run_dense_step(step, ctx, refresh)
+            else:
+                layers[step.label] = self._layer_record(step, *self._run_spatial(step, ctx, refresh))
+        return layers
+
+    def _run_dense_step(self, step: DenseStep, ctx: FrameContext, refresh: bool) -> None:
+        """A non-spatial step reruns whenever one of its inputs changed."""
+        if refresh or any(ctx.changed.get(s) is not None for s in step.srcs):
+            step.run(self.env)
+            ctx.changed[step.name] = FrameContext.FULL
+
+    @staticmethod
+    def _layer_record(step: SpatialStep, mode: str, active_tiles: int) -> dict:
+        total = step.grid[0] * step.grid[1]
+        cells = step.shape[1] * step.shape[2]
+        computed = cells if mode == "dense" else min(active_tiles * step.tile ** 2, cells)
+        return {"kind": step.kind, "mode": mode, "active_fraction": active_tiles / total,
+                "skip_rate": 1.0 - computed / cells, "macs_dense": step.macs_per_cell * cells,
+                "macs_executed": step.macs_per_cell * computed}
 
     def _by_dense_engine(self, x: torch.Tensor, ctx: FrameContext):
         outputs = self.dense_engine(x)
@@ -117,7 +145,7 @@ class ReferenceExecutor:
         """Run one spatial step densely, sparsely or not at all; return (mode, tiles computed)."""
         total = step.grid[0] * step.grid[1]
         if refresh:
-            step.run_dense(self.env)
+            self.run_dense(step)
             ctx.changed[step.name] = FrameContext.FULL
             self.tiles[step.label] = "dense"
             return "dense", total
@@ -128,7 +156,7 @@ class ReferenceExecutor:
         if n == 0:
             mode = "skipped"
         elif n > policy.crossover * total:  # above the cost crossover, dense is cheaper
-            step.run_dense(self.env)
+            self.run_dense(step)
             mode, n = "dense", total
         else:
             self.run_sparse(step, active)
@@ -149,6 +177,10 @@ class ReferenceExecutor:
     def run_sparse(self, step: SpatialStep, active: torch.Tensor) -> None:
         """Recompute the ``active`` tiles of one step (the native executor overrides this)."""
         step.run_sparse(self.env, active)
+
+    def run_dense(self, step: SpatialStep) -> None:
+        """Recompute every cell of one step (the native executor overrides this)."""
+        step.run_dense(self.env)
 
     def tile_masks(self) -> dict:
         """Per layer (by label), the (Ht, Wt) bool mask of tiles recomputed on the last frame."""

@@ -65,6 +65,11 @@ class Policy:
     """Parameters shared by every policy (see the module docstring)."""
 
     name = "policy"
+    # True when a step's tiles depend only on its tile grid ((H, W, tile)) and are known once the frame has
+    # begun (one mask per frame, rescaled: regiondrop), step_done does nothing, and step_tiles marks the
+    # step changed iff it returns tiles: an executor may then ask once per grid and run the steps without
+    # returning to the policy in between (the native executor's whole-plan path).
+    common_tiles = False
     tile_px: int = 16  # a layer's tile covers about this many input pixels ...
     # ... but at least this many output cells per side. 1 on the reference executor: a 1x1 conv is
     # a GEMM over gathered rows whatever the tile size, so small tiles only cost halo in

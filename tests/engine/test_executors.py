@@ -6,12 +6,15 @@ import copy
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import passrt
 from passrt.errors import PassrtError
 from passrt.runtime.frames import read_frames
 from passrt.models import load_model
 from tests.conftest import require_cuda_op, require_op
+from tests.engine.random_nets import decoder_networks, networks
+from tests.engine.test_exact_equals_dense import change_sequence
 
 SIZE = (144, 192)
 
@@ -234,3 +237,84 @@ def test_op_executor_runs_decoders_like_the_reference():
     assert 0 < reference.stats()["active_fraction"] < 0.9
     program = op.executor.program
     assert [s.label for s in program.spatial if s.kind == "conv_transpose"] == program.fallback_layers
+
+
+def test_native_executor_runs_affine_pointwise_steps_bit_for_bit(ssdlite_frames):
+    """SSDLite's input normalisation (x * 2 - 1, two pointwise steps) runs in the native affine kernel,
+    and its caches equal the reference's bit for bit."""
+    _need_op()
+    spec, frames = ssdlite_frames
+    reference = passrt.sparsify(spec.module, "regiondrop", executor="reference")
+    native = passrt.sparsify(spec.module, "regiondrop", executor="native")
+    for x in frames:
+        reference(x), native(x)
+        assert sorted(native.executor.affines) == ["mul", "sub"]
+        for name in ("mul", "sub"):
+            a, b = reference.executor.env[name], native.executor.env[name]
+            assert torch.equal(a.rows[: a.cells], b.rows[: b.cells])
+
+
+def test_native_runs_regiondrop_as_one_program_per_run_of_native_steps(ssdlite_frames):
+    """regiondrop's tiles are known once the frame has begun: SSDLite's 57 native steps run in one call
+    (its reshapes and concatenations after them), with the per-step path's outputs, tiles and stats."""
+    _need_op()
+    spec, frames = ssdlite_frames
+    program = passrt.sparsify(spec.module, "regiondrop", executor="native")
+    per_step = passrt.sparsify(spec.module, "regiondrop", executor="native")
+    program(frames[0]), per_step(frames[0])
+    per_step.executor.schedule = None  # the step-by-step loop of the reference executor
+    runs = [item for item in program.executor.schedule if isinstance(item, tuple)]
+    assert len(runs) == 1 and len(runs[0][1]) == 57
+    for x in frames[1:]:
+        for a, b in zip(per_step(x), program(x)):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+        s, p = per_step.stats(), program.stats()
+        assert not p["refresh"] and p["active_fraction"] == s["active_fraction"] and p["layers"] == s["layers"]
+        masks_s, masks_p = per_step.tile_masks(), program.tile_masks()
+        assert masks_p.keys() == masks_s.keys()
+        for label, m in masks_s.items():
+            assert (m is None and masks_p[label] is None) or torch.equal(m, masks_p[label]), label
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(net=st.one_of(networks(), decoder_networks()), h=st.integers(12, 36), w=st.integers(12, 36),
+       seed=st.integers(0, 1000), crossover=st.sampled_from([0.3, 1.0]))
+def test_native_program_path_equals_the_reference_on_random_networks(net, h, w, seed, crossover):
+    """Pooling, upsampling, concatenations, transposed convs and other steps the kernels do not run split
+    the plan into several programs; every frame still equals the reference executor's."""
+    _need_op()
+    gen = torch.Generator().manual_seed(seed)
+    params = dict(threshold=0.02, block=4, min_pixels=1, crossover=crossover, scene_cut=1.0)
+    reference = passrt.sparsify(net, "regiondrop", executor="reference", **params)
+    native = passrt.sparsify(net, "regiondrop", executor="native", **params)
+    for t, frame in enumerate(change_sequence(h, w, 6, gen)):
+        torch.testing.assert_close(native(frame), reference(frame), rtol=1e-4, atol=1e-4,
+                                   msg=lambda m: f"frame {t}: {m}")
+        assert native.stats()["active_fraction"] == pytest.approx(reference.stats()["active_fraction"])
+    assert native.executor.schedule is not None
+
+
+def test_dense_engine_answers_frames_predicted_to_spread_over_the_network(ssdlite_frames):
+    """exact recomputes everything a change reaches through the receptive fields: a change over a third
+    of the input executes most of the network. After one such sparse frame the executor has learned
+    how far changes spread, and from the second frame predicted over dense_above on, the dense engine
+    answers, although less than dense_above of the input changed."""
+    _need_op()
+    spec, frames = ssdlite_frames
+    base = frames[0]
+    h, w = base.shape[2:]
+    blocks = torch.zeros(1, 1, h // 16, w // 16)
+    blocks.view(-1)[::3] = 1  # every third 16x16 block
+    where = torch.nn.functional.interpolate(blocks, size=(h, w)) > 0
+    clip = [base] + [torch.where(where, base + 0.2 * k, base) for k in range(1, 5)]
+    dense = CountingDense(spec.module)
+    engine = passrt.sparsify(spec.module, "exact", threshold=0.05, executor="native", dense_engine=dense)
+    seen = []
+    with torch.no_grad():
+        for x in clip:
+            engine(x)
+            st = engine.stats()
+            seen.append(st["dense_engine"])
+            assert st["input_active_fraction"] < engine.dense_above or st["refresh"]
+    assert engine.executor.spread > 2  # measured: the changes spread
+    assert seen == [False, False, False, True, True]
