@@ -5,7 +5,7 @@
 // 1. CPU side (runs anywhere): the CPU twins (passrt_tiles.h: tileCells, gatherWindowsNhwc + a GEMM,
 //    depthwiseNhwc, epilogueNhwc) against a direct NHWC convolution written here, over the matrix
 //    below. This checks the twins' composition, which is the CUDA kernels' reference.
-// 2. GPU side (where a CUDA device is): every CUDA kernel (activeCellsCuda, convCellsNhwcCuda,
+// 2. GPU side (where a CUDA device is): every CUDA kernel (activeCellsCuda, tileCellsCuda, convCellsNhwcCuda,
 //    depthwiseCellsNhwcCuda) against its CPU twin over shapes x tiles x masks x dtypes x residual
 //    (none / separate / aliased to the output) x the fused depthwise -> 1x1 pair: cell lists equal,
 //    active cells within a tolerance per dtype (never averaged), inactive cells bit-exact.
@@ -323,6 +323,22 @@ void gpuSide() {
             if (count > 0) CUDA_OK(cudaMemcpy(gotCells.data(), dCells.ptr, count * 4, cudaMemcpyDeviceToHost));
             EXPECT(gotCells == cells, "activeCellsCuda: %d cells, tileCells %zu (tile %d, %s)", count, cells.size(),
                    tile, mk);
+            {  // the same list from tile ids (the native executor's form), into a second buffer
+              std::vector<int64_t> ids;
+              for (size_t t = 0; t < mask.size(); ++t)
+                if (mask[t] > 0.5f) ids.push_back((int64_t)t);
+              Dev dIds(ids.size() * 8), dCells2((size_t)capacity * 4), dCount2(4);
+              if (!ids.empty()) CUDA_OK(cudaMemcpy(dIds.ptr, ids.data(), ids.size() * 8, cudaMemcpyHostToDevice));
+              CUDA_OK(passrt::tileCellsCuda(p.out_h, p.out_w, tile, static_cast<const int64_t*>(dIds.ptr),
+                                            (int32_t)ids.size(), static_cast<int32_t*>(dCells2.ptr),
+                                            static_cast<int32_t*>(dCount2.ptr), 0));
+              int32_t count2 = -1;
+              CUDA_OK(cudaMemcpy(&count2, dCount2.ptr, 4, cudaMemcpyDeviceToHost));
+              std::vector<int32_t> cells2(std::max(count2, 0));
+              if (count2 > 0) CUDA_OK(cudaMemcpy(cells2.data(), dCells2.ptr, count2 * 4, cudaMemcpyDeviceToHost));
+              EXPECT(cells2 == cells, "tileCellsCuda: %d cells, tileCells %zu (tile %d, %s)", count2, cells.size(), tile,
+                     mk);
+            }
             const auto got = dOut.download();
             std::vector<char> active(p.out_h * p.out_w, 0);
             for (int32_t cell : cells) active[cell] = 1;

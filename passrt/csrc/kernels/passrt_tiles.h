@@ -80,6 +80,11 @@ void copyBlocks(int32_t channels, int32_t h, int32_t w, int32_t block, const flo
 cudaError_t activeCellsCuda(int32_t out_h, int32_t out_w, int32_t tile, const float* tile_mask, int32_t* cells,
                             int32_t* count, cudaStream_t stream);
 
+// The same from a device list of tile ids (tileCells on the device). Ids outside the grid are skipped:
+// the CPU function returns -1 for them, but a device-side error would need a host sync to be seen.
+cudaError_t tileCellsCuda(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int32_t tile_count,
+                          int32_t* cells, int32_t* count, cudaStream_t stream);
+
 // Where a kernel's work is: device pointers to the cell list and its length, and the list's capacity.
 struct CellRange {
   const int32_t* cells;  // [capacity] output cell ids (out_y * out_w + out_x)

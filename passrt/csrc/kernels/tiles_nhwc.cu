@@ -71,21 +71,37 @@ __device__ int blockInclusiveSum(int v, int* warpSums) {
   return out;
 }
 
-// One block walks the tile grid in chunks of kScanThreads tiles: each thread counts its tile's cells
-// inside the map (0 when inactive), the scan gives every tile its offset, each thread writes its cells.
+// Which tiles are active: every tile of the grid whose mask value is > 0.5 ...
+struct MaskTiles {
+  const float* mask;  // [tilesH * tilesW]
+  int32_t size;
+  __device__ int32_t tileAt(int32_t i) const { return mask[i] > 0.5f ? i : -1; }
+};
+// ... or a list of tile ids (the native executor's int64 ids; the list's length is known on the host).
+struct ListedTiles {
+  const int64_t* ids;
+  int32_t size;
+  __device__ int32_t tileAt(int32_t i) const { return (int32_t)ids[i]; }
+};
+
+// One block walks the tiles in chunks of kScanThreads: each thread counts its tile's cells inside the
+// map (0 when inactive or not a valid id), the scan gives every tile its offset, each thread writes its
+// cells. Several blocks would need a second pass (or atomics, which would lose tileCells' order).
+template <typename Tiles>
 __global__ void __launch_bounds__(kScanThreads)
-    activeCellsKernel(int32_t outH, int32_t outW, int32_t tile, const float* __restrict__ tileMask,  // [tilesH*tilesW]
-                      int32_t* __restrict__ cells,                                                 // [capacity]
-                      int32_t* __restrict__ count) {                                               // [1]
+    activeCellsKernel(int32_t outH, int32_t outW, int32_t tile, Tiles tiles,
+                      int32_t* __restrict__ cells,   // [capacity]
+                      int32_t* __restrict__ count) {  // [1]
   __shared__ int warpSums[32];
   __shared__ int base;
   if (threadIdx.x == 0) base = 0;
   __syncthreads();
-  const int32_t tilesW = (outW + tile - 1) / tile, tiles = tilesW * ((outH + tile - 1) / tile);
-  for (int32_t t0 = 0; t0 < tiles; t0 += blockDim.x) {
-    const int32_t t = t0 + threadIdx.x;
+  const int32_t tilesW = (outW + tile - 1) / tile, tilesAll = tilesW * ((outH + tile - 1) / tile);
+  for (int32_t t0 = 0; t0 < tiles.size; t0 += blockDim.x) {
+    const int32_t i = t0 + threadIdx.x;
+    const int32_t t = i < tiles.size ? tiles.tileAt(i) : -1;
     int32_t y0 = 0, x0 = 0, rows = 0, cols = 0;
-    if (t < tiles && tileMask[t] > 0.5f) {
+    if (t >= 0 && t < tilesAll) {
       y0 = (t / tilesW) * tile;
       x0 = (t % tilesW) * tile;
       rows = min(tile, outH - y0);
@@ -311,7 +327,17 @@ cudaError_t convCells(const SparseConvParams& p, const void* input, bool rowsIn,
 cudaError_t activeCellsCuda(int32_t out_h, int32_t out_w, int32_t tile, const float* tile_mask, int32_t* cells,
                             int32_t* count, cudaStream_t stream) {
   if (out_h < 1 || out_w < 1 || tile < 1 || !tile_mask || !cells || !count) return cudaErrorInvalidValue;
-  activeCellsKernel<<<1, kScanThreads, 0, stream>>>(out_h, out_w, tile, tile_mask, cells, count);
+  const int32_t tiles = ((out_h + tile - 1) / tile) * ((out_w + tile - 1) / tile);
+  activeCellsKernel<<<1, kScanThreads, 0, stream>>>(out_h, out_w, tile, MaskTiles{tile_mask, tiles}, cells, count);
+  return cudaGetLastError();
+}
+
+cudaError_t tileCellsCuda(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int32_t tile_count,
+                          int32_t* cells, int32_t* count, cudaStream_t stream) {
+  if (out_h < 1 || out_w < 1 || tile < 1 || tile_count < 0 || (tile_count && !tiles) || !cells || !count) {
+    return cudaErrorInvalidValue;
+  }
+  activeCellsKernel<<<1, kScanThreads, 0, stream>>>(out_h, out_w, tile, ListedTiles{tiles, tile_count}, cells, count);
   return cudaGetLastError();
 }
 
