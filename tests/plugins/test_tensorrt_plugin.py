@@ -187,6 +187,63 @@ def test_plugin_host_smoke(version, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# Building the plugin where TensorRT came from pip: no headers in the wheels (the git tag's include/),
+# only libnvinfer.so.10 (no development symlink), and no libcudart on the library path when the plugin
+# is loaded first. A stand-in libnvinfer.so.10 laid out like pip's tensorrt_libs, real CMake and nvcc.
+
+def _pip_like_tensorrt(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler for the stand-in libnvinfer.so.10")
+    libs = tmp_path / "tensorrt_libs"
+    libs.mkdir()
+    stub = tmp_path / "stub.c"
+    stub.write_text("void* getPluginRegistry(void) { return 0; }\nvoid* getLogger(void) { return 0; }\n")
+    done = subprocess.run([cc, "-shared", "-fPIC", str(stub), "-Wl,-soname,libnvinfer.so.10", "-o",
+                           str(libs / "libnvinfer.so.10")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return libs
+
+
+def _cmake_configure(build, *defines):
+    cmake = shutil.which("cmake")
+    if not cmake:
+        skip_or_fail("cmake not found: the plugin's CMake build is not checked")
+    if not shutil.which("nvcc"):
+        skip_or_fail("nvcc not found: the plugin's CMake build is not checked")
+    return subprocess.run([cmake, "-S", str(PLUGIN_DIR), "-B", str(build), "-DCMAKE_CUDA_ARCHITECTURES=87", *defines],
+                          capture_output=True, text=True)
+
+
+def test_plugin_builds_against_pip_tensorrt(tmp_path):
+    headers = _include_dir(_headers("10.3.0"))
+    libs = _pip_like_tensorrt(tmp_path)
+    build = tmp_path / "build"
+    done = _cmake_configure(build, f"-DTENSORRT_ROOT={libs}", f"-DTENSORRT_INCLUDE_DIR={headers}",
+                            "-DPASSRT_STATIC_CUDART=ON")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"linking {libs / 'libnvinfer.so.10'}, CUDA runtime Static" in done.stdout
+    done = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    needed = subprocess.run(["readelf", "-d", str(build / "libpassrt_trt.so")], capture_output=True, text=True).stdout
+    assert "[libnvinfer.so.10]" in needed, needed
+    assert "libcudart" not in needed, "the CUDA runtime is linked statically: nothing to find at load time"
+
+
+def test_plugin_build_names_what_is_missing(tmp_path):
+    headers = _include_dir(_headers("10.3.0"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = _cmake_configure(tmp_path / "b1", f"-DTENSORRT_ROOT={empty}", f"-DTENSORRT_INCLUDE_DIR={headers}")
+    assert done.returncode != 0 and "-DTENSORRT_NVINFER_LIBRARY=" in done.stderr and "tensorrt_libs" in done.stderr
+    done = _cmake_configure(tmp_path / "b2", f"-DTENSORRT_ROOT={empty}")
+    if "TensorRT headers not found" not in done.stderr:  # a machine with TensorRT installed finds its own
+        assert done.returncode == 0
+    else:
+        assert done.returncode != 0 and "NVIDIA/TensorRT git tag" in done.stderr
+
+
+# --------------------------------------------------------------------------------------------
 # A real engine (TensorRT, a GPU and the built library).
 
 # The functions behind contract's activation names; the codes come from the contract.
