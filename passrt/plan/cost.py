@@ -184,12 +184,23 @@ def _state_copy(layer: LayerCost, dev: Device, eff: Efficiency, design: Design) 
     return 2 * layer.out_elems * design.state_copy_bytes / (dev.dram_bw * eff.dense_bw)
 
 
+def mask_time(frame_values: int, dev: Device, eff: Efficiency = Efficiency(), passes: int = 6, launches: int = 12,
+              value_bytes: int = 4) -> float:
+    """The per-frame mask rule on the input frame (RegionDrop: frame differences, block counts, the noise
+    statistic, the reference update): ``passes`` streaming passes over ``frame_values`` values and
+    ``launches`` small kernels. A dense engine pays none of it. Defaults: what regiondrop's traceable rule
+    runs per frame (passrt/policies/regiondrop.py), counted by hand, fp32 frames."""
+    return passes * frame_values * value_bytes / (dev.dram_bw * eff.dense_bw) + launches * dev.launch_s
+
+
 def predict(layers: list[LayerCost], active: Mapping[str, float], dev: Device, eff: Efficiency = Efficiency(),
-            design: Design = NEW_DESIGN, masks_per_frame: int = 1, crossover: bool = True) -> dict:
+            design: Design = NEW_DESIGN, masks_per_frame: int = 1, crossover: bool = True,
+            extra_s: float = 0.0) -> dict:
     """Frame time of the dense engine and of the sparse executor at per-layer active fractions
     (label -> fraction of tiles; a missing label counts as fully active). With ``crossover`` a layer
     whose sparse time exceeds its dense time runs dense (the per-layer crossover of DESIGN.md); the
-    reviewed plugin had none (``crossover=False``)."""
+    reviewed plugin had none (``crossover=False``). ``extra_s``: per-frame sparse-only work such as
+    :func:`mask_time`."""
     dense = sparse = 0.0
     rows = []
     for layer in layers:
@@ -202,7 +213,7 @@ def predict(layers: list[LayerCost], active: Mapping[str, float], dev: Device, e
         sparse += fallback if use_dense else ts
         rows.append({"label": layer.label, "kind": layer.kind, "tile": layer.tile, "active": a, "dense_s": td,
                      "sparse_s": ts, "runs": "dense" if use_dense else "sparse"})
-    sparse += masks_per_frame * design.compaction_launches * dev.launch_s
+    sparse += masks_per_frame * design.compaction_launches * dev.launch_s + extra_s
     return {"device": dev.name, "dense_s": dense, "sparse_s": sparse, "speedup": dense / sparse if sparse else None,
             "layers": rows}
 
