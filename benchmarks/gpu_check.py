@@ -7,7 +7,8 @@ so the whole check stays under 10 minutes on an H200):
 
 1. ``nvidia-smi``: the device, driver and clocks, for the record.
 2. ``native``: tests/native/twins_test.cu built with nvcc for this GPU's architecture, no torch:
-   CUDA tile kernels vs their CPU twins, then per-layer SSDLite timing at 0/15/100 % active (fp16).
+   CUDA tile kernels vs their CPU twins, then per-layer SSDLite timing at 0/15/100 % active (fp16);
+   ``calibrate``: those timings against the cost model's predictions (benchmarks/cost_calibrate.py).
 3. ``sanitizer``: compute-sanitizer memcheck and racecheck on a subset (twins_test --quick).
 4. ``cuda-tests``: the op's CUDA tests and the standalone test through pytest, skips made failures
    (PASSRT_REQUIRE_GPU=1); the op is built for this GPU only (TORCH_CUDA_ARCH_LIST).
@@ -84,6 +85,19 @@ def cuda_in_torch() -> tuple[bool, str]:
     return ok, "" if ok else f"torch has no CUDA device ({out.stdout.strip() or out.stderr.strip()[-200:]})"
 
 
+def device_key() -> str:
+    """The cost model's device for this GPU (passrt.plan.cost.DEVICES): by name, H200 otherwise."""
+    smi = shutil.which("nvidia-smi")
+    name = ""
+    if smi:
+        name = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True).stdout.lower()
+    for key, words in (("orin", ["orin"]), ("xavier", ["xavier"]), ("nano", ["nano", "tegra x1"])):
+        if any(w in name for w in words):
+            return key
+    return "h200"
+
+
 def asset_cached(name: str) -> bool:
     sys.path.insert(0, str(ROOT))
     try:
@@ -115,6 +129,11 @@ def plan(out: Path, frames: int) -> list[Step]:
         Step("native", "CUDA tile kernels vs CPU twins, then SSDLite per-layer timing (no torch)",
              [build, [str(twins), "--time", "--json", str(out / "native_timing.json")]], 150,
              [gpu, (nvcc is not None, "nvcc not found")], env=require),
+        Step("calibrate", "the cost model's per-layer predictions against those timings (measured / predicted)",
+             [[python, "benchmarks/cost_calibrate.py", str(out / "native_timing.json"), device_key(),
+               str(out)]], 60,
+             [gpu, (nvcc is not None, "nvcc not found"), (have_module("torch"), "torch is not importable"),
+              (asset_cached("ssdlite-pedestrian"), "ssdlite-pedestrian not in the asset cache (PASSRT_CACHE)")]),
         Step("sanitizer", "compute-sanitizer memcheck + racecheck on a subset of the kernel matrix",
              [["compute-sanitizer", "--tool", "memcheck", "--error-exitcode", "1", str(twins), "--quick"],
               ["compute-sanitizer", "--tool", "racecheck", "--error-exitcode", "1", str(twins), "--quick"]], 90,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ["nvidia-smi", "native", "sanitizer", "cuda-tests", "bench", "tensorrt"]
+STEPS = ["nvidia-smi", "native", "calibrate", "sanitizer", "cuda-tests", "bench", "tensorrt"]
 
 
 def load():
