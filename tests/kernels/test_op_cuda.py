@@ -142,3 +142,38 @@ def test_conv_tiles_cuda_matches_cpu(case, tile, residual, dtype):
             active[y * wo + x0: y * wo + min(x0 + tile, wo)] = True
     torch.testing.assert_close(got[active], want[active], **TOL[dtype])
     assert torch.equal(got[~active], out[~active]), "rows of inactive cells keep the cache, bit for bit"
+
+
+def test_conv_tiles_is_captured_and_replayed_in_a_cuda_graph():
+    """No host sync and launches sized by what the host knows: conv_tiles can be captured; a replay
+    reads the tile ids' current contents (the cell list and its length are rebuilt on the device)."""
+    torch.manual_seed(0)
+    h = w = 16
+    x = torch.randn(h * w + 2, 32, device="cuda", dtype=torch.float16)
+    weight = torch.randn(32, 24, device="cuda", dtype=torch.float16) * 0.2
+    out = torch.zeros(h * w + 2, 24, device="cuda", dtype=torch.float16)
+    tiles = torch.tensor([0, 5], device="cuda")  # 4x4 tiles: a 4x4 grid
+
+    def step():
+        torch.ops.passrt.conv_tiles(x, weight, None, None, tiles, out, [h, w], [h, w], [1, 1], [1, 1], [0, 0],
+                                    [1, 1], 1, 4, 0, 0.0, 0, None, None, None, 0, 0.0, 0)
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step()  # warm-up outside the capture (allocator pools)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    out.zero_()
+    tiles.copy_(torch.tensor([15, 10], device="cuda"))
+    graph.replay()
+    torch.cuda.synchronize()
+    want = (x[: h * w].float() @ weight.float()).view(h, w, 24)
+    got = out[: h * w].float().view(h, w, 24)
+    for t in (15, 10):
+        y, x0 = (t // 4) * 4, (t % 4) * 4
+        torch.testing.assert_close(got[y:y + 4, x0:x0 + 4], want[y:y + 4, x0:x0 + 4], rtol=1e-2, atol=1e-2)
+        got[y:y + 4, x0:x0 + 4] = 0
+    assert torch.count_nonzero(got) == 0, "only the replayed tiles are written"
