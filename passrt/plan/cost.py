@@ -100,7 +100,7 @@ class LayerCost:
     tile: int
     tiles: int
     macs: float  # dense MACs of the layer
-    in_bytes: float  # dense bytes read from the inputs (elements; times dtype later)
+    in_elems: float  # input elements a dense conv reads (bytes = elements x dtype size)
     out_elems: float  # output elements
     extra_elems: float  # residual/other per-cell operands, elements
     mid_elems: float  # a fused depthwise->1x1 intermediate (dense engines write and read it)
@@ -154,7 +154,7 @@ def _mac_rate(dev: Device, eff: Efficiency, layer: LayerCost, tensor_cores: bool
 
 def dense_time(layer: LayerCost, dev: Device, eff: Efficiency, dtype_bytes: int = 2) -> float:
     """One layer in a dense fp16 engine of TensorRT's kind."""
-    elems = layer.in_bytes + layer.out_elems + layer.extra_elems + 2 * layer.mid_elems + layer.weight_elems
+    elems = layer.in_elems + layer.out_elems + layer.extra_elems + 2 * layer.mid_elems + layer.weight_elems
     launches = 2 if layer.mid_elems else 1
     return max(layer.macs / _mac_rate(dev, eff, layer, True, True), elems * dtype_bytes / (dev.dram_bw * eff.dense_bw)) \
         + launches * dev.launch_s
@@ -163,7 +163,7 @@ def dense_time(layer: LayerCost, dev: Device, eff: Efficiency, dtype_bytes: int 
 def sparse_time(layer: LayerCost, active: float, dev: Device, eff: Efficiency, design: Design = NEW_DESIGN) -> float:
     """One layer on passrt's executor with a fraction ``active`` of its tiles recomputed."""
     b = design.dtype_bytes
-    elems = min(1.0, active * layer.halo) * layer.in_bytes + active * (layer.out_elems + layer.extra_elems)
+    elems = min(1.0, active * layer.halo) * layer.in_elems + active * (layer.out_elems + layer.extra_elems)
     if active > 0:
         elems += layer.weight_elems
     mac_time = active * layer.macs / _mac_rate(dev, eff, layer, design.tensor_cores, False)

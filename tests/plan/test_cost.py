@@ -36,7 +36,7 @@ def test_sizes_by_hand(layers):
     assert set(by_kind) == {"conv", "conv_dw+conv1x1", "conv1x1"}
     stem, dw, pw = by_kind["conv"], by_kind["conv_dw+conv1x1"], by_kind["conv1x1"]
     cells = 32 * 48
-    assert stem.macs == 16 * 3 * 9 * cells and stem.in_bytes == 3 * 64 * 96 and stem.out_elems == 16 * cells
+    assert stem.macs == 16 * 3 * 9 * cells and stem.in_elems == 3 * 64 * 96 and stem.out_elems == 16 * cells
     assert dw.macs == (16 * 9 + 8 * 16) * cells and dw.mid_elems == 16 * cells and dw.weight_elems == 16 * 9 + 8 * 16
     assert pw.extra_elems == 8 * cells, "the residual is read per output cell"
     t = stem.tile  # a 3x3 stride-2 window over a t x t tile reads (2t + 1)^2 input cells for 4t^2
@@ -59,7 +59,7 @@ def test_dense_is_a_roofline(layers):
     by_kind, _ = layers
     stem, dev, eff = by_kind["conv"], cost.DEVICES["nano"], cost.Efficiency()
     mac_s = stem.macs / (dev.simt_fp16_macs * eff.dense_mac)  # no tensor cores on sm_53
-    mem_s = (stem.in_bytes + stem.out_elems + stem.weight_elems) * 2 / (dev.dram_bw * eff.dense_bw)
+    mem_s = (stem.in_elems + stem.out_elems + stem.weight_elems) * 2 / (dev.dram_bw * eff.dense_bw)
     assert cost.dense_time(stem, dev, eff) == pytest.approx(max(mac_s, mem_s) + dev.launch_s)
 
 
