@@ -54,7 +54,8 @@ def _sources(cuda: bool) -> list[Path]:
     cpu = [CSRC / "ops.cpp", CSRC / "cpu" / "ops_cpu.cpp", KERNELS / "cpu" / "sparse_conv2d_cpu.cpp",
            CSRC / "cpu" / "tiles_cpu.cpp", KERNELS / "cpu" / "tiles_nhwc_cpu.cpp",
            CSRC / "cpu" / "frame_cpu.cpp", KERNELS / "cpu" / "frame_change_cpu.cpp"]
-    gpu = [CSRC / "cuda" / "ops_cuda.cu", KERNELS / "sparse_conv2d.cu"]
+    gpu = [CSRC / "cuda" / "ops_cuda.cu", KERNELS / "sparse_conv2d.cu", CSRC / "cuda" / "tiles_cuda.cu",
+           KERNELS / "tiles_nhwc.cu"]
     return cpu + (gpu if cuda else [])
 
 

@@ -234,6 +234,17 @@ def set_workspace(trt, config, workspace_mb: int | None) -> None:
         config.max_workspace_size = int(workspace_mb or LEGACY_WORKSPACE_MB) << 20
 
 
+def enable_aliased_state(trt, config) -> bool:
+    """TensorRT >= 10.3: turn on aliased plugin I/O (a preview feature), so that PassSparseConv2d, which
+    asks for it (getAliasedInput), updates its cache in place instead of copying the whole cache every
+    frame. False where TensorRT has no such feature (the plugin then copies; correct, only slower)."""
+    feature = getattr(getattr(trt, "PreviewFeature", None), "ALIASED_PLUGIN_IO_10_03", None)
+    if feature is None or not hasattr(config, "set_preview_feature"):
+        return False
+    config.set_preview_feature(feature, True)
+    return True
+
+
 def progress_monitor(trt):
     """TensorRT 10's build progress as tqdm bars on a terminal; None where unavailable."""
     base = getattr(trt, "IProgressMonitor", None)
@@ -320,6 +331,7 @@ def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike | Non
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     set_workspace(trt, config, workspace_mb)
+    aliased_state = enable_aliased_state(trt, config)
     monitor = progress_monitor(trt) if progress else None
     if monitor is not None:
         config.progress_monitor = monitor  # kept alive by `monitor` until the build returns
@@ -346,7 +358,7 @@ def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike | Non
         "compute_capability": list(capability) if capability else None,
         "plugin": {"path": str(lib), "sha256": sha256_file(lib)} if lib is not None else None,
         "plugin_nodes": plugin_nodes, "fp16": fp16, "workspace_mb": workspace_mb,
-        "metadata": metadata(model),
+        "aliased_state": aliased_state, "metadata": metadata(model),
         "inputs": io(network.get_input(i) for i in range(network.num_inputs)),
         "outputs": io(network.get_output(i) for i in range(network.num_outputs)),
         "build_seconds": round(seconds, 1), "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -18,7 +18,7 @@ nvinfer1::IPluginCapability* PassSparseConv2dPlugin::getCapabilityInterface(
     case nvinfer1::PluginCapabilityType::kCORE:
       return static_cast<nvinfer1::IPluginV3OneCore*>(this);
     case nvinfer1::PluginCapabilityType::kBUILD:
-      return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+      return static_cast<PluginBuildCapability*>(this);
     case nvinfer1::PluginCapabilityType::kRUNTIME:
       return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
   }
@@ -87,6 +87,12 @@ bool PassSparseConv2dPlugin::supportsFormatCombination(int32_t pos, DynamicPlugi
 }
 
 int32_t PassSparseConv2dPlugin::getNbOutputs() const noexcept { return kNbOutputs; }
+
+#if PASSRT_TRT_ALIASED_IO
+int32_t PassSparseConv2dPlugin::getAliasedInput(int32_t outputIndex) noexcept {
+  return outputIndex == 0 ? kInCache : -1;
+}
+#endif
 
 int32_t PassSparseConv2dPlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* out,
                                               int32_t nbOutputs) noexcept {

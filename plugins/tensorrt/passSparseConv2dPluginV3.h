@@ -16,13 +16,29 @@
 #error "passSparseConv2dPluginV3.h needs TensorRT >= 10 headers; TensorRT 8 uses passSparseConv2dPluginV2.h"
 #endif
 
+// TensorRT >= 10.3 can alias a plugin output to an input (IPluginV3OneBuildV2::getAliasedInput, behind
+// the builder's preview feature kALIASED_PLUGIN_IO_10_03): cache_out is then cache_in's buffer, the
+// plugin writes the active tiles in place and launch() skips the whole-cache copy. Before 10.3 the
+// plugin copies cache_in to cache_out every frame (correct, and the cost the cost model charges).
+#if NV_TENSORRT_MAJOR > 10 || (NV_TENSORRT_MAJOR == 10 && NV_TENSORRT_MINOR >= 3)
+#define PASSRT_TRT_ALIASED_IO 1
+#else
+#define PASSRT_TRT_ALIASED_IO 0
+#endif
+
 namespace passrt::trt {
+
+#if PASSRT_TRT_ALIASED_IO
+using PluginBuildCapability = nvinfer1::IPluginV3OneBuildV2;
+#else
+using PluginBuildCapability = nvinfer1::IPluginV3OneBuild;
+#endif
 
 // TensorRT 10 plugin. One object implements all three capabilities, as TensorRT's own V3 plugins
 // do: the state is the attributes plus the number of inputs, so there is nothing to split.
 class PassSparseConv2dPlugin : public nvinfer1::IPluginV3,
                                public nvinfer1::IPluginV3OneCore,
-                               public nvinfer1::IPluginV3OneBuild,
+                               public PluginBuildCapability,
                                public nvinfer1::IPluginV3OneRuntime {
  public:
   // nbInputs is 5 or 6 when known (6: with residual), 0 until TensorRT tells the plugin.
@@ -51,6 +67,10 @@ class PassSparseConv2dPlugin : public nvinfer1::IPluginV3,
   bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
                                  int32_t nbOutputs) noexcept override;
   int32_t getNbOutputs() const noexcept override;
+#if PASSRT_TRT_ALIASED_IO
+  // cache_out (output 0) is cache_in: the state is updated in place.
+  int32_t getAliasedInput(int32_t outputIndex) noexcept override;
+#endif
 
   // IPluginV3OneRuntime
   int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,

@@ -83,3 +83,97 @@ def test_runs_on_the_current_stream_and_inside_a_cuda_graph():
     torch.testing.assert_close(out[..., 8:12, 12:16], dense[..., 8:12, 12:16], rtol=1e-4, atol=1e-4)
     out[..., 8:12, 12:16] = 0
     assert torch.count_nonzero(out) == 0, "only the active tile is written"
+
+
+# ---- passrt::conv_tiles on CUDA (csrc/cuda/tiles_cuda.cu over kernels/tiles_nhwc.cu) -----------------
+# Against the same op on CPU (itself tested against dense F.conv2d in test_tile_kernels_cpu.py), with the
+# same rounded inputs: active cells within the dtype's tolerance, every other row bit for bit.
+DEVICE = "cuda"  # set to "cpu" to check this test's own logic (shapes, active rows) on a machine without a GPU
+
+TILE_CASES = [
+    # kernel, stride, depthwise, c_in, c_out, h, w, follow channels (0: none)
+    (1, 1, False, 40, 12, 13, 17, 0),
+    (3, 2, False, 3, 32, 15, 18, 0),  # TF-SAME stem: padding (0, 0) top/left here, implied bottom/right
+    (3, 1, False, 24, 70, 10, 9, 0),
+    (3, 1, True, 33, 33, 11, 10, 0),
+    (3, 2, True, 96, 96, 12, 14, 24),  # depthwise -> fused 1x1 through compact rows
+    (1, 1, False, 16, 96, 9, 11, 20),  # 1x1 -> fused 1x1
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: "k{}s{}{}-{}x{}-f{}".format(c[0], c[1], "dw" if c[2] else "",
+                                                                                        c[3], c[4], c[7]))
+@pytest.mark.parametrize("tile", [1, 3, 8])
+@pytest.mark.parametrize("residual", ["none", "separate", "aliased"])
+def test_conv_tiles_cuda_matches_cpu(case, tile, residual, dtype):
+    k, s, dw, cin, cout, h, w, follow = case
+    gen = torch.Generator().manual_seed(hash((case, tile, residual)) % 2 ** 31)
+    ho, wo = -(-h // s), -(-w // s)  # TF SAME: stride 2 pads bottom/right only (implied), stride 1 symmetric
+    pad = 0 if s > 1 else (k - 1) // 2
+    cmid = cin if dw else cout
+    cfin = follow or cmid
+    r = lambda *shape, scale=1.0: (torch.randn(*shape, generator=gen) * scale).to(dtype).float()  # noqa: E731
+    x = r(h * w + 2, cin)  # + a zero row and a spare row, as FeatureMap keeps
+    weight = r(k * k, cin, scale=0.3) if dw else r(k * k * cin, cout, scale=0.3)
+    bias = r(cmid)
+    out = r(ho * wo + 2, cfin)
+    res = r(ho * wo + 2, cfin) if residual == "separate" else None
+    th, tw = -(-ho // tile), -(-wo // tile)
+    tiles = (torch.rand(th * tw, generator=gen) < 0.4).nonzero().reshape(-1)
+    fw, fb = (r(cmid, follow, scale=0.3), r(follow)) if follow else (None, None)
+
+    def call(dev, dt):
+        t = lambda v: None if v is None else v.to(dev, dt).contiguous()  # noqa: E731
+        o = t(out)
+        residual_arg = o if residual == "aliased" else t(res)
+        first_res, follow_res = (None, residual_arg) if follow else (residual_arg, None)
+        torch.ops.passrt.conv_tiles(t(x), t(weight), bias.to(dev), first_res, tiles.to(dev), o, [h, w], [ho, wo],
+                                    [k, k], [s, s], [pad, pad], [1, 1], cin if dw else 1, tile, 2, 0.0, 0, t(fw),
+                                    None if fb is None else fb.to(dev), follow_res, 0, 0.0, 1 if follow else 0)
+        return o
+
+    want = call("cpu", torch.float32)
+    got = call(DEVICE, dtype).cpu().float()
+    active = torch.zeros(ho * wo + 2, dtype=torch.bool)
+    for t_id in tiles.tolist():
+        y0, x0 = (t_id // tw) * tile, (t_id % tw) * tile
+        for y in range(y0, min(y0 + tile, ho)):
+            active[y * wo + x0: y * wo + min(x0 + tile, wo)] = True
+    torch.testing.assert_close(got[active], want[active], **TOL[dtype])
+    assert torch.equal(got[~active], out[~active]), "rows of inactive cells keep the cache, bit for bit"
+
+
+def test_conv_tiles_is_captured_and_replayed_in_a_cuda_graph():
+    """No host sync and launches sized by what the host knows: conv_tiles can be captured; a replay
+    reads the tile ids' current contents (the cell list and its length are rebuilt on the device)."""
+    torch.manual_seed(0)
+    h = w = 16
+    x = torch.randn(h * w + 2, 32, device="cuda", dtype=torch.float16)
+    weight = torch.randn(32, 24, device="cuda", dtype=torch.float16) * 0.2
+    out = torch.zeros(h * w + 2, 24, device="cuda", dtype=torch.float16)
+    tiles = torch.tensor([0, 5], device="cuda")  # 4x4 tiles: a 4x4 grid
+
+    def step():
+        torch.ops.passrt.conv_tiles(x, weight, None, None, tiles, out, [h, w], [h, w], [1, 1], [1, 1], [0, 0],
+                                    [1, 1], 1, 4, 0, 0.0, 0, None, None, None, 0, 0.0, 0)
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step()  # warm-up outside the capture (allocator pools)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    out.zero_()
+    tiles.copy_(torch.tensor([15, 10], device="cuda"))
+    graph.replay()
+    torch.cuda.synchronize()
+    want = (x[: h * w].float() @ weight.float()).view(h, w, 24)
+    got = out[: h * w].float().view(h, w, 24)
+    for t in (15, 10):
+        y, x0 = (t // 4) * 4, (t % 4) * 4
+        torch.testing.assert_close(got[y:y + 4, x0:x0 + 4], want[y:y + 4, x0:x0 + 4], rtol=1e-2, atol=1e-2)
+        got[y:y + 4, x0:x0 + 4] = 0
+    assert torch.count_nonzero(got) == 0, "only the replayed tiles are written"

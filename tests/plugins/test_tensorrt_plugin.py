@@ -187,6 +187,63 @@ def test_plugin_host_smoke(version, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# Building the plugin where TensorRT came from pip: no headers in the wheels (the git tag's include/),
+# only libnvinfer.so.10 (no development symlink), and no libcudart on the library path when the plugin
+# is loaded first. A stand-in libnvinfer.so.10 laid out like pip's tensorrt_libs, real CMake and nvcc.
+
+def _pip_like_tensorrt(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler for the stand-in libnvinfer.so.10")
+    libs = tmp_path / "tensorrt_libs"
+    libs.mkdir()
+    stub = tmp_path / "stub.c"
+    stub.write_text("void* getPluginRegistry(void) { return 0; }\nvoid* getLogger(void) { return 0; }\n")
+    done = subprocess.run([cc, "-shared", "-fPIC", str(stub), "-Wl,-soname,libnvinfer.so.10", "-o",
+                           str(libs / "libnvinfer.so.10")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return libs
+
+
+def _cmake_configure(build, *defines):
+    cmake = shutil.which("cmake")
+    if not cmake:
+        skip_or_fail("cmake not found: the plugin's CMake build is not checked")
+    if not shutil.which("nvcc"):
+        skip_or_fail("nvcc not found: the plugin's CMake build is not checked")
+    return subprocess.run([cmake, "-S", str(PLUGIN_DIR), "-B", str(build), "-DCMAKE_CUDA_ARCHITECTURES=87", *defines],
+                          capture_output=True, text=True)
+
+
+def test_plugin_builds_against_pip_tensorrt(tmp_path):
+    headers = _include_dir(_headers("10.3.0"))
+    libs = _pip_like_tensorrt(tmp_path)
+    build = tmp_path / "build"
+    done = _cmake_configure(build, f"-DTENSORRT_ROOT={libs}", f"-DTENSORRT_INCLUDE_DIR={headers}",
+                            "-DPASSRT_STATIC_CUDART=ON")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"linking {libs / 'libnvinfer.so.10'}, CUDA runtime Static" in done.stdout
+    done = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    needed = subprocess.run(["readelf", "-d", str(build / "libpassrt_trt.so")], capture_output=True, text=True).stdout
+    assert "[libnvinfer.so.10]" in needed, needed
+    assert "libcudart" not in needed, "the CUDA runtime is linked statically: nothing to find at load time"
+
+
+def test_plugin_build_names_what_is_missing(tmp_path):
+    headers = _include_dir(_headers("10.3.0"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = _cmake_configure(tmp_path / "b1", f"-DTENSORRT_ROOT={empty}", f"-DTENSORRT_INCLUDE_DIR={headers}")
+    assert done.returncode != 0 and "-DTENSORRT_NVINFER_LIBRARY=" in done.stderr and "tensorrt_libs" in done.stderr
+    done = _cmake_configure(tmp_path / "b2", f"-DTENSORRT_ROOT={empty}")
+    if "TensorRT headers not found" not in done.stderr:  # a machine with TensorRT installed finds its own
+        assert done.returncode == 0
+    else:
+        assert done.returncode != 0 and "NVIDIA/TensorRT git tag" in done.stderr
+
+
+# --------------------------------------------------------------------------------------------
 # A real engine (TensorRT, a GPU and the built library).
 
 # The functions behind contract's activation names; the codes come from the contract.
@@ -208,21 +265,27 @@ def _plugin_library():
     skip_or_fail(f"libpassrt_trt.so not built ({', '.join(map(str, candidates))}; set PASSRT_TRT_PLUGIN)")
 
 
-def _onnx_model(shapes, weight, bias, attrs, with_residual):
-    """One PassSparseConv2d node, as the exporter writes it (domain passrt, opset 13, IR 7 for TensorRT 8)."""
+def _onnx_model(shapes, weight, bias, attrs, with_residual, fp16=False):
+    """One PassSparseConv2d node, as the exporter writes it (domain passrt, opset 13, IR 7 for TensorRT 8).
+
+    ``fp16``: x, cache_in/cache_out, residual, weight and bias are FLOAT16 in the graph itself (the mask
+    stays FLOAT, as the plugin declares). The builder's FP16 flag alone would leave the graph's I/O
+    FLOAT and TensorRT free to run the plugin's fp32 path between reformat layers: the half path
+    would never be tested."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    elem, np_dtype = (TensorProto.FLOAT16, np.float16) if fp16 else (TensorProto.FLOAT, np.float32)
     names = ["x", "tile_mask", "cache_in", "weight", "bias"] + (["residual"] if with_residual else [])
-    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n])
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT if n == "tile_mask" else elem, shapes[n])
               for n in names if n not in ("weight", "bias")]
     node = helper.make_node("PassSparseConv2d", names, ["cache_out"], domain="passrt", plugin_version="1",
                             plugin_namespace="passrt", **attrs)
     graph = helper.make_graph([node], "pass_sparse_conv2d", inputs,
-                              [helper.make_tensor_value_info("cache_out", TensorProto.FLOAT, shapes["cache_in"])],
-                              initializer=[numpy_helper.from_array(weight.numpy().astype(np.float32), "weight"),
-                                           numpy_helper.from_array(bias.numpy().astype(np.float32), "bias")])
+                              [helper.make_tensor_value_info("cache_out", elem, shapes["cache_in"])],
+                              initializer=[numpy_helper.from_array(weight.numpy().astype(np_dtype), "weight"),
+                                           numpy_helper.from_array(bias.numpy().astype(np_dtype), "bias")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("passrt", 1)])
     model.ir_version = 7
     onnx.checker.check_model(model)
@@ -270,7 +333,28 @@ CASES = {
     "depthwise-relu6": (1, 6, 13, 9, 6, 3, 1, 1, (1, 1, 1, 1), 6, 4, ACT["relu6"], 0.0, ACT[None], False, False),
     "dilated-silu-residual": (1, 8, 9, 12, 5, 3, 1, 2, (2, 2, 2, 2), 1, 3, ACT["silu"], 0.0, ACT[None], True, False),
     "fp16-hardswish": (1, 8, 12, 12, 16, 1, 1, 1, (0, 0, 0, 0), 1, 4, ACT["hardswish"], 0.0, ACT[None], True, True),
+    "fp16-depthwise-tile1": (1, 24, 9, 10, 24, 3, 2, 1, (0, 0, 1, 1), 24, 1, ACT["relu6"], 0.0, ACT[None], False, True),
 }
+
+
+def test_fp16_cases_declare_half_io():
+    """The fp16 engine cases put FLOAT16 in the graph's I/O (not only the builder flag), mask FLOAT."""
+    import onnx
+
+    for case, row in CASES.items():
+        n, cin, h, w, cout, k, s, d, pads, g, tile, *_, with_residual, fp16 = row
+        shapes = {"x": [n, cin, h, w], "tile_mask": [n, 1, 2, 2], "cache_in": [n, cout, 4, 4],
+                  "residual": [n, cout, 4, 4]}
+        attrs = dict(kernel_shape=[k, k], strides=[s, s], dilations=[d, d], pads=list(pads), group=g, tile=tile,
+                     activation=0, activation_alpha=0.0, post_activation=0)
+        model = onnx.load_from_string(_onnx_model(shapes, torch.zeros(cout, cin // g, k, k), torch.zeros(cout),
+                                                  attrs, with_residual, fp16))
+        want = onnx.TensorProto.FLOAT16 if fp16 else onnx.TensorProto.FLOAT
+        types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+        assert types.pop("tile_mask") == onnx.TensorProto.FLOAT, case
+        assert set(types.values()) == {want}, (case, types)
+        assert {t.data_type for t in model.graph.initializer} == {want}, case
+    assert sum(row[-1] for row in CASES.values()) >= 2, "fp16 cases: a 1x1 GEMM and a depthwise conv"
 
 
 @pytest.mark.tensorrt
@@ -302,15 +386,22 @@ def test_engine_matches_reference(case):
                  activation=act, activation_alpha=float(alpha), post_activation=post)
 
     logger = trt.Logger(trt.Logger.WARNING)
-    engine = _build_engine(trt, logger, _onnx_model(shapes, weight, bias, attrs, with_residual), fp16)
+    engine = _build_engine(trt, logger, _onnx_model(shapes, weight, bias, attrs, with_residual, fp16), fp16)
     context = engine.create_execution_context()
+    io_dtype = torch.float16 if fp16 else torch.float32
+    if fp16:  # the engine's I/O must be half, so the plugin's half path is the one that ran
+        dtype_of = (engine.get_tensor_dtype if hasattr(engine, "get_tensor_dtype")
+                    else lambda n: engine.get_binding_dtype(engine.get_binding_index(n)))
+        assert dtype_of("cache_out") == trt.DataType.HALF and dtype_of("x") == trt.DataType.HALF
+        weight, bias = weight.half().float(), bias.half().float()  # the values the engine holds
 
     act_fn, post_fn = _activation(act, alpha), _activation(post, alpha)
-    cache = torch.randn(n, cout, ho, wo, generator=gen)
+    # Inputs are drawn as io_dtype values, so the fp32 reference sees exactly what the engine reads.
+    cache = torch.randn(n, cout, ho, wo, generator=gen).to(io_dtype).float()
     for _ in range(2):  # the second frame starts from the first one's cache_out
-        x = torch.randn(n, cin, h, w, generator=gen)
+        x = torch.randn(n, cin, h, w, generator=gen).to(io_dtype).float()
         mask = (torch.rand(n, 1, th, tw, generator=gen) > 0.5).float()
-        residual = torch.randn(n, cout, ho, wo, generator=gen) if with_residual else None
+        residual = torch.randn(n, cout, ho, wo, generator=gen).to(io_dtype).float() if with_residual else None
         want = cache.clone()
         for i in range(n):  # the reference is batch 1; padding in its (top, bottom, left, right) order
             sparse_conv2d(x[i:i + 1], weight, bias, want[i:i + 1], mask[i, 0], stride=s,
@@ -320,15 +411,15 @@ def test_engine_matches_reference(case):
         if post_fn is not None:  # the reference has no post-activation: apply it on the active cells
             want = torch.where(cells, post_fn(want), want)
 
-        tensors = {"x": x, "tile_mask": mask, "cache_in": cache, "cache_out": torch.empty_like(cache)}
+        tensors = {"x": x, "cache_in": cache, "cache_out": torch.empty_like(cache)}
         if with_residual:
             tensors["residual"] = residual
-        tensors = {name: t.cuda().contiguous() for name, t in tensors.items()}
+        tensors = {name: t.to(io_dtype).cuda().contiguous() for name, t in tensors.items()}
+        tensors["tile_mask"] = mask.cuda().contiguous()
         _run(trt, engine, context, tensors)
-        got = tensors["cache_out"].cpu()
+        got = tensors["cache_out"].cpu().float()
         tol = dict(rtol=2e-2, atol=2e-2) if fp16 else dict(rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(got, want, **tol)
-        if not fp16:  # inactive cells are the previous cache, bit for bit (fp16 I/O would round them)
-            keep = ~cells.expand_as(cache)
-            assert torch.equal(got[keep], cache[keep])
+        keep = ~cells.expand_as(cache)  # inactive cells are the previous cache, bit for bit, in both dtypes
+        assert torch.equal(got[keep], cache[keep])
         cache = got

@@ -76,4 +76,45 @@ void blockChangeCounts(int32_t channels, int32_t h, int32_t w, int32_t block, fl
 void copyBlocks(int32_t channels, int32_t h, int32_t w, int32_t block, const float* mask, FrameView src, FrameView dst,
                 int64_t begin, int64_t end);
 
+// ---- CUDA twins (tiles_nhwc.cu): the same storage and cell lists, on the device ---------------
+// The list of active cells is built on the device and its length stays there: every launch is
+// sized by `capacity` (a persistent grid whose blocks stride over the list and stop at *count),
+// so nothing waits for the host and a frame can be captured in a CUDA graph or run in TensorRT.
+// Batch 1; fp32 or fp16 storage (`dtype`), fp32 accumulation; bias is fp32. Tested against the
+// CPU functions above by tests/native/twins_test.cu.
+
+// The output cells of the tiles with tile_mask > 0.5 (tile_mask [tilesH * tilesW], row-major), in
+// tileCells' order, into cells (capacity tilesH * tilesW * tile * tile); *count = how many.
+cudaError_t activeCellsCuda(int32_t out_h, int32_t out_w, int32_t tile, const float* tile_mask, int32_t* cells,
+                            int32_t* count, cudaStream_t stream);
+
+// The same from a device list of tile ids (tileCells on the device). Ids outside the grid are skipped:
+// the CPU function returns -1 for them, but a device-side error would need a host sync to be seen.
+cudaError_t tileCellsCuda(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int32_t tile_count,
+                          int32_t* cells, int32_t* count, cudaStream_t stream);
+
+// Where a kernel's work is: device pointers to the cell list and its length, and the list's capacity.
+struct CellRange {
+  const int32_t* cells;  // [capacity] output cell ids (out_y * out_w + out_x)
+  const int32_t* count;  // [1] how many are valid, read on the device
+  int32_t capacity;
+};
+
+// A groups == 1 conv + bias -> act -> + residual[cell] -> post_act on the listed cells: the CUDA twin
+// of gatherWindowsNhwc + GEMM + epilogueNhwc. input: the map [in_h * in_w, in_channels], or with
+// rows_in compact rows [capacity, in_channels] (only for 1x1 stride-1 convs: the projection after a
+// depthwise conv that wrote rows). weight [kernel_h * kernel_w * in_channels, out_channels], the
+// GEMM operand of gatherWindowsNhwc's columns. residual [out_h * out_w, out_channels] or null (may be
+// output). Result to output[cell] ([out_h * out_w, out_channels]), or with rows_out to row i
+// ([capacity, out_channels]). fp16 runs on tensor cores on sm_70+, on CUDA cores below.
+cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType dtype, const void* input, bool rows_in,
+                              const void* weight, const float* bias, const void* residual, CellRange cells,
+                              void* output, bool rows_out, cudaStream_t stream);
+
+// A depthwise conv (groups == in_channels == out_channels) + epilogue on the listed cells: the CUDA
+// twin of depthwiseNhwc + epilogueNhwc. weight [kernel_h * kernel_w, channels] (tap-major).
+cudaError_t depthwiseCellsNhwcCuda(const SparseConvParams& p, DataType dtype, const void* input, const void* weight,
+                                   const float* bias, const void* residual, CellRange cells, void* output,
+                                   bool rows_out, cudaStream_t stream);
+
 }  // namespace passrt

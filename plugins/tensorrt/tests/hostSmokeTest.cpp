@@ -247,6 +247,13 @@ int main() {
   }
   CHECK(std::strcmp(plugin->getPluginNamespace(), "passrt") == 0);
   CHECK(plugin->getNbOutputs() == 1);
+#if PASSRT_TRT_ALIASED_IO
+  {  // TensorRT >= 10.3: the build capability TensorRT asks for aliases cache_out to cache_in (state in place)
+    auto* build = static_cast<nvinfer1::IPluginV3OneBuildV2*>(
+        plugin->getCapabilityInterface(nvinfer1::PluginCapabilityType::kBUILD));
+    CHECK(build != nullptr && build->getAliasedInput(0) == passrt::trt::kInCache && build->getAliasedInput(1) == -1);
+  }
+#endif
 
   // Formats: fp32 or fp16 x, everything else in x's type except the fp32 mask; linear only.
   for (int32_t nbInputs : {5, 6}) {
