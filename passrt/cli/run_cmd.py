@@ -58,7 +58,7 @@ def register(sub) -> None:
     src.add_argument("--input-width", type=int, metavar="W", help="ask the camera for this width; frames of "
                                                                   "any source are scaled to it (jetson-utils' option)")
     src.add_argument("--input-height", type=int, metavar="H", help="the same for the height")
-    src.add_argument("--input-rate", type=float, metavar="FPS", help="ask the camera for this frame rate")
+    src.add_argument("--input-rate", type=float, metavar="FPS", help="ask the camera for this frame rate; the frame rate of an image folder")
     src.add_argument("--input-codec", metavar="FOURCC", help="ask a V4L2 camera for this format, e.g. MJPG, YUYV")
     src.add_argument("--input-loop", type=int, default=0, metavar="N",
                      help="play a file input N more times, -1 forever (jetson-utils' --input-loop; default 0)")
