@@ -116,3 +116,13 @@ def test_cli_errors_are_one_line(tmp_path, clip_frames):
     assert out.returncode == 2 and "frame4.png is 88x72" in out.stderr and "Traceback" not in out.stderr
     assert json.loads((tmp_path / "run.json").read_text())["frames"] == 3  # what ran is summarised
     assert list_images(str(folder)) == [str(folder / f"frame{i}.png") for i in range(1, 5)]
+
+
+def test_an_output_never_overwrites_an_image_of_the_folder(tmp_path, clip_frames):
+    from passrt.runtime.outputs import check_outputs
+
+    folder = write_folder(tmp_path / "frames", clip_frames[:3])
+    for uri in (str(folder), str(folder / "*.png")):
+        with pytest.raises(PassrtError, match="is the input"):
+            check_outputs([uri], {"--json": str(folder / "frame2.png")})
+    check_outputs([str(folder)], {"--json": str(folder / "run.json")})  # a new file next to them is fine
