@@ -9,7 +9,7 @@ from typing import Any
 
 from passrt.errors import PassrtError
 
-SOURCE_HELP = ("a video file, an asset name (vtest, sports2d, pose2sim, franck, marketstreet, bigbuckbunny, "
+SOURCE_HELP = ("a video file, a directory of images or a quoted glob ('frames/*.jpg', natural order), an asset name (vtest, sports2d, pose2sim, franck, marketstreet, bigbuckbunny, "
                "carphone: fetched on first use; `passrt assets` lists them), "
                "/dev/videoN or v4l2:///dev/videoN, csi://N (Jetson CSI camera), rtsp://..., or a camera index")
 POLICY_HELP = ("dense, exact, regiondrop, layerwise or pass (learned gates: --gates PATH), optionally with "

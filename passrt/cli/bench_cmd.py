@@ -43,6 +43,10 @@ def register(sub) -> None:
                         "against the dense engine's tracks as ground truth (needs the 'track' extra)")
     p.add_argument("--json", metavar="PATH", help="write all results (and per-frame series) here")
     p.add_argument("--plot", metavar="PNG", help="plot latency and active fraction per frame (needs matplotlib)")
+    p.epilog = ("SIGTERM (docker stop, systemd) and SIGINT (Ctrl-C) end the bench after the current frame: the "
+                "results cover the blocks of frames that every engine completed (the same frames for all), are "
+                "printed and written to --json with \"stopped_by\"; exit status 143 after SIGTERM, 130 after "
+                "SIGINT (fewer frames than asked), a second signal aborts.")
     p.set_defaults(func=main)
 
 
@@ -61,13 +65,24 @@ def main(args) -> int:
     uri = SOURCE.parse(args)
     # before decoding and minutes of measuring: results that cannot be written are lost results
     check_outputs([uri], {"--json": args.json, "--plot": args.plot})
-    result = run_benchmark(uri, MODEL.parse(args), POLICIES.parse(args), frames=args.frames,
-                           warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
-                           progress=sys.stderr.isatty(), engines=args.engine, plugin=PLUGIN.parse(args),
-                           device=args.device, half=args.half, track=args.track,
-                           dense_engine=None if args.dense_engine == "none" else args.dense_engine,
-                           executors=_executors(args.executors))
+    from passrt.runtime.shutdown import StopOnSignal
+
+    executors = _executors(args.executors)
+    with StopOnSignal() as stop:  # SIGTERM/SIGINT: stop after the current frame, keep what was measured
+        result = run_benchmark(uri, MODEL.parse(args), POLICIES.parse(args), frames=args.frames,
+                               warmup=args.warmup, onnxruntime=not args.no_onnxruntime,
+                               progress=sys.stderr.isatty(), engines=args.engine, plugin=PLUGIN.parse(args),
+                               device=args.device, half=args.half, track=args.track,
+                               dense_engine=None if args.dense_engine == "none" else args.dense_engine,
+                               executors=executors, stop=stop)
     result["command"] = redact("passrt " + " ".join(sys.argv[1:]))
+    if result["frames"] == 0:  # stopped before one block was measured: nothing to tabulate
+        if args.json:
+            from passrt.runtime.sinks import JsonSink
+
+            JsonSink(args.json).write(result)
+        print(f"passrt: stopped by {result['stopped_by']} before any frame was measured", file=sys.stderr)
+        return _stop_status(result["stopped_by"])
     w, h = result["resolution"]
     where = (f"{result['machine']['gpu']} ({result['dtype']})" if args.device == "cuda" else
              f"{result['machine']['cpu']}, {result['machine']['torch_threads']} threads")
@@ -88,7 +103,19 @@ def main(args) -> int:
         JsonSink(args.json).write(result)
     if args.plot:
         plot(result, args.plot)
+    if result["stopped_by"]:
+        print(f"passrt: stopped by {result['stopped_by']} after {result['frames']} of {args.frames} frames; the "
+              "results above cover those frames", file=sys.stderr)
+        return _stop_status(result["stopped_by"])
     return 0
+
+
+def _stop_status(signal_name: str | None) -> int:
+    """A bench cut short measured fewer frames than asked: the shell's status for the signal (128 + its
+    number: 143 for SIGTERM, 130 for SIGINT), so that a script notices, with the results still written."""
+    import signal
+
+    return 128 + signal.Signals[signal_name].value if signal_name else 1
 
 
 def _executors(text: str) -> list[str]:

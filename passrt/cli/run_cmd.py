@@ -26,6 +26,10 @@ def register(sub) -> None:
                      help="run this engine (from `passrt build`) on the GPU; the model, input size and policy are "
                           "the ones it was exported with (its ENGINE.json sidecar says which)")
     PLUGIN.add_to(trt)
+    p.add_argument("--batch-streams", action="store_true",
+                   help="with several --input and --policy dense: one batched forward for the streams' frames of "
+                        "one size, instead of one call per stream (sparse policies keep one call per stream: each "
+                        "has its own caches and masks)")
     p.add_argument("--dense-engine", choices=("ort", "none"), default="ort",
                    help="what answers the dense frames (the first, scene cuts, a moving camera) on CPU: ONNX Runtime, "
                         "or passrt itself (default: ort)")
@@ -39,7 +43,11 @@ def register(sub) -> None:
     out.add_argument("--output", "-o", metavar="VIDEO", help="write the annotated video here (.mp4 or .avi)")
     out.add_argument("--headless", action="store_true", help="do not open a window")
     out.add_argument("--show-tiles", action="store_true",
-                     help="overlay the tiles recomputed on each frame as a heatmap (the paper's Figure 1)")
+                     help="overlay a heatmap of how often each tile was recomputed over the last --tiles-window "
+                          "frames (the paper's Figure 1; colour map inferno: dark = rarely, yellow = every frame)")
+    out.add_argument("--tiles-window", type=int, default=30, metavar="N",
+                     help="with --show-tiles: frames the heatmap averages over (exponentially; 1: only the tiles "
+                          "recomputed on the current frame; default 30)")
     out.add_argument("--tiles-layer", metavar="LAYER", default="0",
                      help="with --show-tiles: the layer whose tiles are shown, by position among the sparse layers "
                           "(0: the first, -1: the last) or by name (default 0)")
@@ -58,7 +66,7 @@ def register(sub) -> None:
     src.add_argument("--input-width", type=int, metavar="W", help="ask the camera for this width; frames of "
                                                                   "any source are scaled to it (jetson-utils' option)")
     src.add_argument("--input-height", type=int, metavar="H", help="the same for the height")
-    src.add_argument("--input-rate", type=float, metavar="FPS", help="ask the camera for this frame rate")
+    src.add_argument("--input-rate", type=float, metavar="FPS", help="ask the camera for this frame rate; the frame rate of an image folder")
     src.add_argument("--input-codec", metavar="FOURCC", help="ask a V4L2 camera for this format, e.g. MJPG, YUYV")
     src.add_argument("--input-loop", type=int, default=0, metavar="N",
                      help="play a file input N more times, -1 forever (jetson-utils' --input-loop; default 0)")
@@ -94,6 +102,7 @@ def main(args) -> int:
     tracks = {f"--tracks (stream {i + 1})" if len(uris) > 1 else "--tracks":
               tracks_path(args.tracks, i, len(uris)) if args.tracks else None for i in range(len(uris))}
     positive("--snapshot-every", args.snapshot_every)
+    positive("--tiles-window", args.tiles_window)
     positive("--input-width", args.input_width)
     positive("--input-height", args.input_height)
     if args.input_rate is not None and args.input_rate <= 0:
@@ -129,8 +138,9 @@ def main(args) -> int:
                             plugin=PLUGIN.parse(args), guard=args.guard, guard_target=args.guard_target,
                             reconnect_timeout=args.reconnect_timeout, track=args.track, tracks=args.tracks,
                             loop=args.input_loop, snapshot=args.snapshot, snapshot_every=args.snapshot_every,
-                            tiles_layer=args.tiles_layer, capture=capture,
-                            dense_engine=None if args.dense_engine == "none" else args.dense_engine)
+                            tiles_layer=args.tiles_layer, tiles_window=args.tiles_window, capture=capture,
+                            dense_engine=None if args.dense_engine == "none" else args.dense_engine,
+                            batch=args.batch_streams)
         if stop.is_set():  # stopped while the model loaded: nothing ran, nothing to write
             return 130 if stop.signal_name == "SIGINT" else 0
         summary = pipeline.run(live=sys.stderr, stop=stop)

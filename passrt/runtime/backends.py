@@ -51,6 +51,7 @@ class TorchDense:
     def __init__(self, module: nn.Module, label: str = "dense"):
         self.label = label
         self.module = copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
+        self._vmapped = None  # batch(): the module under torch.func.vmap, made on first use
 
     def __call__(self, x):
         with torch.inference_mode():
@@ -58,6 +59,17 @@ class TorchDense:
 
     def new_stream(self) -> "TorchDense":
         return self  # no state from frame to frame: every stream can share it
+
+    def batch(self, xs: list[torch.Tensor]) -> list:
+        """Several streams' frames (each (1, C, H, W), one shape) in one forward; each frame's outputs as
+        ``self(x)`` gives them (to float rounding: a batched convolution may sum in another order).
+        Batched with ``torch.func.vmap``, so a model written for one frame (ours reshape their heads to
+        batch 1) runs batched unchanged."""
+        if self._vmapped is None:
+            self._vmapped = torch.func.vmap(self.module)
+        with torch.inference_mode():
+            outs = self._vmapped(torch.stack(xs))  # (N, 1, C, H, W): each call of the module sees (1, C, H, W)
+        return [_select(outs, i) for i in range(len(xs))]
 
     def stats(self) -> dict:
         return {"active_fraction": 1.0}
@@ -193,6 +205,13 @@ class OnnxRuntimeFile(OnnxRuntimeDense):
         x = x.permute(0, 2, 3, 1) if self.info.input_layout == "nhwc" else x
         outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x.numpy())})
         return tuple(torch.from_numpy(o) for o in outs)
+
+
+def _select(outputs, i: int):
+    """Frame ``i`` of batched outputs: a tensor, or a tuple/list of them (nested)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs[i]
+    return type(outputs)(_select(o, i) for o in outputs)
 
 
 def open_backend(spec, model=None, example: torch.Tensor | None = None, common: dict | None = None,

@@ -91,14 +91,16 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                   engines: list[str] = (), plugin: str | None = None, device: str = "cpu",
                   half: bool = False, score_threshold: float = 0.3, start: int = 0,
                   desc: str = "bench", track: str | None = None, dense_engine: str | None = "ort",
-                  executors: list[str] = ("auto",)) -> dict:
+                  executors: list[str] = ("auto",), stop=None) -> dict:
     """Measure dense PyTorch, (optionally) dense ONNX Runtime, each policy (:class:`~passrt.policies.PolicySpec`)
     and each TensorRT engine file in ``engines`` (labelled by its file name). ``device``/``half``: where and in
     which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's op); ``start``: the
     first frame; ``track``: also track every engine's detections with this tracker and score its tracks
     against the dense engine's (MOTA, IDF1, ID switches: :func:`~passrt.runtime.mot.tracking_agreement`);
     ``dense_engine``: what answers the sparse engines' dense frames on CPU ('ort' or None); ``executors``:
-    each policy runs on each (labelled ``policy@executor`` when there are several). Agreement
+    each policy runs on each (labelled ``policy@executor`` when there are several); ``stop``: an Event-like
+    object (``is_set()``): once set (SIGTERM/SIGINT in the CLI) the run ends after the current frame and the
+    result covers the blocks every engine completed (``stopped_by`` names the signal). Agreement
     (:class:`~passrt.metrics.Agreement`) is against the dense PyTorch engine, whose detections at
     ``score_threshold`` are the ground truth."""
     from dataclasses import replace
@@ -129,8 +131,11 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         backends.append(b)
     entries = [Entry(b, agreement=Agreement(score_threshold)) for b in backends]
 
+    stopped = _stopped(stop)
     for e in entries:  # warm-up: allocators, oneDNN primitives, plans; then forget the state
         for x in first[:warmup]:
+            if stopped():
+                break
             e.backend(x)
         e.backend.reset()
 
@@ -138,41 +143,31 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     bar = tqdm(total=clip.expected * len(entries), desc=desc, unit="frame", disable=not progress,
                file=sys.stderr)
     measured = 0
-    for images in clip.blocks():
+    for images in ([] if stopped() else clip.blocks()):
         tensors = [spec.preprocess(image).to(device, dtype) for image in images]
-        done, measured = measured, measured + len(tensors)
-        dense_out = []  # the dense engine runs first in every block: its outputs are the reference
+        # A block counts only once every engine has run all of it, so that a stop (SIGTERM) in the
+        # middle leaves every engine measured on the same frames: the partial block is dropped.
+        ran = []  # (entry, frame in block, latency ms, outputs on CPU, stats)
         for e in entries:
             for i, x in enumerate(tensors):
+                if stopped():
+                    break
                 clock()
                 t0 = _now()
                 out = e.backend(x)
                 clock()
-                e.latency_ms.append((_now() - t0) * 1e3)
-                out = _on_cpu(out)
-                if e is entries[0]:
-                    dense_out.append(out)
-                if spec.postprocess is not None and spec.task == "pose":
-                    kps = spec.postprocess(out, (h, w)).points
-                    e.detections.append(kps)
-                    e.agreement.add_keypoints(kps, entries[0].detections[done + i])
-                elif spec.postprocess is not None:  # a model with no task head: raw outputs only
-                    det = spec.postprocess(out, (h, w), score_threshold=LOW_SCORE)
-                    shown = det.scores >= score_threshold
-                    e.detections.append((det.boxes[shown], det.scores[shown]))
-                    e.agreement.add_detections(det.boxes, det.scores, entries[0].detections[done + i][0])
-                e.agreement.add_outputs(out, dense_out[i])
-                st = e.backend.stats()
-                e.active.append(st.get("active_fraction", 1.0))
-                e.macs_exec.append(st.get("macs_executed"))
-                e.skip.append(st.get("skip_rate") or 0.0)
-                e.gate_macs.append(st.get("gate_macs", 0.0))
-                e.macs_dense = st.get("macs_dense", e.macs_dense)
-                for k, v in st.items():
-                    if k.endswith("_ms"):
-                        e.stage_ms.setdefault(k, []).append(v)
+                ran.append((e, i, (_now() - t0) * 1e3, _on_cpu(out), e.backend.stats()))
                 bar.update()
+        if stopped():
+            break
+        done, measured = measured, measured + len(tensors)
+        dense_out = [out for e, _, _, out, _ in ran if e is entries[0]]  # dense runs first: the reference
+        for e, i, latency, out, st in ran:
+            _account(e, entries[0], spec, out, dense_out[i], done + i, latency, st, (h, w), score_threshold)
     bar.close()
+    if measured == 0:  # stopped before a whole block was measured
+        return {"machine": machine(device), "input": redact(uri), "model": model_name, "frames": 0, "start": start,
+                "device": device, "policies": {}, "stopped_by": getattr(stop, "signal_name", None)}
 
     sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
     result = {"machine": machine(device), "input": redact(uri), "model": model_name, "frames": measured, "start": start,
@@ -213,6 +208,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         from passrt.runtime.tensorrt_backend import tensorrt_machine
 
         result["machine"].update(tensorrt_machine())
+    result["stopped_by"] = getattr(stop, "signal_name", None) if stopped() else None
     dense_fps = result["policies"]["dense"]["fps_median"]
     ort_fps = result["policies"].get("onnxruntime", {}).get("fps_median")
     for entry in result["policies"].values():
@@ -220,6 +216,35 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         if ort_fps:
             entry["speedup_vs_onnxruntime"] = entry["fps_median"] / ort_fps
     return result
+
+
+def _account(e: Entry, dense: Entry, spec, out, dense_out, frame: int, latency: float, st: dict, size,
+             score_threshold: float) -> None:
+    """One engine's frame into its figures: latency, detections and agreement with the dense engine's."""
+    e.latency_ms.append(latency)
+    if spec.postprocess is not None and spec.task == "pose":
+        kps = spec.postprocess(out, size).points
+        e.detections.append(kps)
+        e.agreement.add_keypoints(kps, dense.detections[frame])
+    elif spec.postprocess is not None:  # a model with no task head: raw outputs only
+        det = spec.postprocess(out, size, score_threshold=LOW_SCORE)
+        shown = det.scores >= score_threshold
+        e.detections.append((det.boxes[shown], det.scores[shown]))
+        e.agreement.add_detections(det.boxes, det.scores, dense.detections[frame][0])
+    e.agreement.add_outputs(out, dense_out)
+    e.active.append(st.get("active_fraction", 1.0))
+    e.macs_exec.append(st.get("macs_executed"))
+    e.skip.append(st.get("skip_rate") or 0.0)
+    e.gate_macs.append(st.get("gate_macs", 0.0))
+    e.macs_dense = st.get("macs_dense", e.macs_dense)
+    for k, v in st.items():
+        if k.endswith("_ms"):
+            e.stage_ms.setdefault(k, []).append(v)
+
+
+def _stopped(stop):
+    """``stop.is_set`` (an Event-like object, e.g. the CLI's SIGTERM/SIGINT flag), or never."""
+    return stop.is_set if stop is not None else (lambda: False)
 
 
 def _add_tracking(result: dict, entries: list, track: str, fps: float) -> None:

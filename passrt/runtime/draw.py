@@ -1,4 +1,5 @@
-"""Drawing detections, a text overlay and the recomputed tiles. Inputs are never modified."""
+"""Drawing detections, a text overlay and the recomputed tiles as a heatmap over time. Inputs are never
+modified."""
 
 from __future__ import annotations
 
@@ -48,13 +49,44 @@ def draw_overlay(image: np.ndarray, lines: list[str]) -> np.ndarray:
     return out
 
 
-def draw_tile_mask(image: np.ndarray, tile_mask: np.ndarray, alpha: float = 0.25,
-                   color=(0, 0, 255)) -> np.ndarray:
-    """Tint the image regions of active tiles; tile (i, j) covers the matching fraction of the image."""
+class TileHeat:
+    """How often each tile of one layer was recomputed lately: a moving average of its tile masks over
+    about ``window`` frames (exponential, weight 1/``window`` on the newest; 1: the last frame alone).
+    One per stream; a new tile grid (another resolution, another layer) starts it afresh."""
+
+    def __init__(self, window: int = 30):
+        if window < 1:
+            raise ValueError(f"window must be at least 1 frame, got {window}")
+        self.window = window
+        self.heat: np.ndarray | None = None
+
+    def update(self, tile_mask: np.ndarray) -> np.ndarray:
+        mask = np.asarray(tile_mask, dtype=np.float32)
+        if self.heat is None or self.heat.shape != mask.shape:
+            self.heat = mask.copy()
+        else:
+            self.heat += (mask - self.heat) / self.window
+        return self.heat
+
+
+def draw_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.6, legend: str | None = None) -> np.ndarray:
+    """The paper's Figure 1: each tile coloured by ``heat`` in [0, 1] (the share of recent frames that
+    recomputed it; colour map 'inferno', dark to yellow), blended in proportion to its heat, so tiles
+    never recomputed show the frame untouched. ``legend``: a caption under a colour bar, bottom left."""
     h, w = image.shape[:2]
-    cells = cv2.resize(np.asarray(tile_mask, dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-    out = image.copy()
-    out[cells] = (out[cells] * (1 - alpha) + np.array(color) * alpha).astype(out.dtype)
+    level = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
+    cells = cv2.resize(level, (w, h), interpolation=cv2.INTER_NEAREST)
+    colours = cv2.applyColorMap((cells * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    weight = (alpha * cells)[..., None]
+    out = (image * (1 - weight) + colours * weight).astype(image.dtype)
+    if legend:
+        bar_w, bar_h, x, y = min(160, w - 12), 10, 6, h - 30
+        if bar_w > 20 and y > 0:
+            ramp = cv2.applyColorMap(np.linspace(0, 255, bar_w, dtype=np.uint8)[None].repeat(bar_h, 0),
+                                     cv2.COLORMAP_INFERNO)
+            out[y:y + bar_h, x:x + bar_w] = ramp
+            cv2.putText(out, legend, (x, y + bar_h + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                        cv2.LINE_AA)
     return out
 
 

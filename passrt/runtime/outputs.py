@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from passrt.errors import PassrtError, redact
+from passrt.runtime.image_folder import is_image_folder, list_images
 
 VIDEO_SUFFIXES = (".mp4", ".avi")
 
@@ -61,8 +62,14 @@ def inputs_as_files(inputs: list[str]) -> list[tuple[str, str]]:
         text = str(uri)
         if text.startswith("file://"):
             text = text[len("file://"):]
+        flag = "--input" if len(inputs) == 1 else f"--input #{i + 1}"
         if Path(text).is_file():
-            out.append(("--input" if len(inputs) == 1 else f"--input #{i + 1}", os.path.realpath(text)))
+            out.append((flag, os.path.realpath(text)))
+        elif is_image_folder(text):  # an image folder's images are inputs too, each of them
+            try:
+                out += [(flag, os.path.realpath(f)) for f in list_images(text)]
+            except PassrtError:
+                pass  # an empty folder: opening the source says so, in its own words
     return out
 
 

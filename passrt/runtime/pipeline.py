@@ -8,7 +8,8 @@ Either way the video is closed (playable) and a summary is returned, with ``stop
 
 Several inputs run in one process on one model (one copy of the weights, its plans shared:
 ``new_stream()``), each with its own capture thread, caches, policy state, timers and tracker;
-the streams take turns, one frame each, and the output shows them tiled.
+the streams take turns, one frame each, and the output shows them tiled. With ``batch`` the
+dense engine takes one frame of every stream (of one size) in one forward.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from passrt.errors import PassrtError, redact
 from passrt.runtime.backends import open_with_model, policy_name
 from passrt.runtime.capture import CaptureThread
-from passrt.runtime.draw import draw_detections, draw_keypoints, draw_overlay, draw_tile_mask, draw_tracks
+from passrt.runtime.draw import TileHeat, draw_detections, draw_heatmap, draw_keypoints, draw_overlay, draw_tracks
 from passrt.runtime.sinks import DisplaySink, VideoFileSink
 from passrt.runtime.sources import open_source
 from passrt.runtime.tegrastats import PowerMonitor
@@ -48,14 +49,18 @@ class Pipeline:
                  guard_target: float = 0.98, reconnect_timeout: float | None = None,
                  track: str | None = None, tracks: str | None = None, loop: int = 0,
                  snapshot: str | None = None, snapshot_every: int = 100, tiles_layer: str = "0",
-                 capture=None, dense_engine: str | None = "ort"):
+                 tiles_window: int = 30, capture=None, dense_engine: str | None = "ort", batch: bool = False):
         """``guard``: hold the sparse engine to the dense model every ``guard`` frames
         (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement. ``track``: a tracker name
         (:mod:`passrt.runtime.tracking`); ``tracks``: write its tracks here (MOTChallenge text; with
         several streams one file each, :func:`tracks_path`). ``max_frames``: per stream. ``loop``: replay
         file inputs (:func:`~passrt.runtime.sources.open_source`). ``snapshot``: a directory for a PNG of
-        the annotated (tiled) frame every ``snapshot_every`` frames and of the last one. ``dense_engine``:
-        what answers a sparse engine's dense frames on CPU ('ort' or None, :func:`open_backend`)."""
+        the annotated (tiled) frame every ``snapshot_every`` frames and of the last one. ``show_tiles``: a
+        heatmap of how often each tile of layer ``tiles_layer`` was recomputed over about ``tiles_window``
+        frames (:class:`~passrt.runtime.draw.TileHeat`; 1: the current frame's tiles). ``dense_engine``:
+        what answers a sparse engine's dense frames on CPU ('ort' or None, :func:`open_backend`). ``batch``:
+        run the streams' frames of one size through one batched forward of the dense engine (policy 'dense';
+        a sparse engine's streams have their own caches and masks and keep one call each)."""
         self.uris = [uris] if isinstance(uris, (str, int)) else list(uris)
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
@@ -67,6 +72,10 @@ class Pipeline:
         if len(self.uris) > 1 and not hasattr(self.backend, "new_stream"):
             raise PassrtError(f"several inputs need passrt's PyTorch engine (a policy); '{self.backend.label}' "
                               "serves one stream")
+        if batch and not hasattr(self.backend, "batch"):
+            raise PassrtError(f"--batch-streams batches the dense engine (--policy dense); '{self.backend.label}' "
+                              "runs each stream's own caches and masks, one call per stream")
+        self.batch = batch
         self.backends = [self.backend] + [self.backend.new_stream() for _ in self.uris[1:]]
         self.policy = policy_name(self.backend)
         self.output, self.show_tiles = output, show_tiles
@@ -74,7 +83,7 @@ class Pipeline:
         self.reconnect_timeout = reconnect_timeout
         self.track, self.tracks_path = track, tracks
         self.loop, self.snapshot, self.snapshot_every = loop, snapshot, snapshot_every
-        self.tiles_layer, self.capture_options = tiles_layer, capture
+        self.tiles_layer, self.tiles_window, self.capture_options = tiles_layer, tiles_window, capture
         self.render = bool(output or display or snapshot)
         if track:
             from passrt.runtime.tracking import Tracker
@@ -104,9 +113,7 @@ class Pipeline:
         try:
             power.__enter__()
             while not all(st.done for st in streams):
-                for st in streams:
-                    if not st.done:
-                        self._step(st)
+                self._round([st for st in streams if not st.done])
                 if not any(st.new for st in streams):
                     continue
                 if self.render:
@@ -152,7 +159,7 @@ class Pipeline:
         else:
             summary = {"model": self.spec.name, "policy": self.policy, "inputs": [p["input"] for p in per_stream],
                        "frames": sum(p["frames"] for p in per_stream),
-                       "fps": sum(p["fps"] for p in per_stream), "streams": per_stream}
+                       "fps": sum(p["fps"] for p in per_stream), "batched": self.batch, "streams": per_stream}
         summary["stopped_by"] = getattr(stop, "signal_name", None) if stop is not None and stop.is_set() else None
         if (energy := power.summary(summary["frames"])) is not None:
             summary["power"] = energy
@@ -166,7 +173,7 @@ class Pipeline:
     def _open(self, index: int, uri, backend, until) -> "_Stream":
         source = open_source(uri, reconnect_timeout=self.reconnect_timeout, loop=self.loop,
                              options=self.capture_options)
-        st = _Stream(index, source, backend)
+        st = _Stream(index, source, backend, heat=TileHeat(self.tiles_window))
         if self.track:
             from passrt.runtime.mot import MotWriter
             from passrt.runtime.tracking import Tracker
@@ -178,19 +185,40 @@ class Pipeline:
         st.frames_iter = st.capture.frames(until=until)
         return st
 
-    def _step(self, st: "_Stream") -> None:
-        """The next frame of ``st`` through the engine and the tracker; ``st.image`` its rendering."""
-        st.new = False
-        frame = next(st.frames_iter, None)
-        if frame is None:
-            st.done = True
+    def _round(self, streams: list) -> None:
+        """One frame of each stream through the engine: one call per stream, or with ``batch`` one call per
+        input shape for all of them (each stream's engine time is then the whole batched call: its frame
+        waited that long)."""
+        ready = []
+        for st in streams:
+            st.new = False
+            frame = next(st.frames_iter, None)
+            if frame is None:
+                st.done = True
+                continue
+            with st.timer.stage("preprocess"):
+                ready.append((st, frame, self.spec.preprocess(frame.image)))
+        if not self.batch:
+            for st, frame, x in ready:
+                with st.timer.stage("engine"):
+                    out = st.backend(x)
+                self._finish(st, frame, out)
             return
+        groups: dict = {}
+        for item in ready:  # streams of one resolution share a call; another resolution is another call
+            groups.setdefault(tuple(item[2].shape), []).append(item)
+        for group in groups.values():
+            t0 = time.perf_counter()
+            outs = self.backend.batch([x for _, _, x in group])
+            ms = (time.perf_counter() - t0) * 1e3
+            for (st, frame, _), out in zip(group, outs):
+                st.timer.add("engine", ms)
+                self._finish(st, frame, out)
+
+    def _finish(self, st: "_Stream", frame, out) -> None:
+        """A frame's outputs through the task head and the tracker; ``st.image`` its rendering."""
         timer = st.timer
         h, w = frame.image.shape[:2]
-        with timer.stage("preprocess"):
-            x = self.spec.preprocess(frame.image)
-        with timer.stage("engine"):
-            out = st.backend(x)
         with timer.stage("postprocess"):
             det = self.spec.postprocess(out, (h, w), score_threshold=self.score_threshold) \
                 if self.spec.postprocess is not None else None  # no task head: nothing to draw
@@ -250,7 +278,9 @@ class Pipeline:
         if self.show_tiles and tile_masks is not None:
             mask = _pick_layer({k: m for k, m in tile_masks().items() if m is not None}, self.tiles_layer)
             if mask is not None:
-                image = draw_tile_mask(image, mask.numpy())
+                shown = "this frame" if self.tiles_window == 1 else f"the last {self.tiles_window} frames"
+                image = draw_heatmap(image, st.heat.update(mask.numpy()),
+                                     legend=f"recomputed 0-100% of {shown}, layer {self.tiles_layer}")
         if tracked is not None:
             image = draw_tracks(image, tracked[1], tracked[0])
         elif det is not None and self.spec.task == "pose":
@@ -276,6 +306,7 @@ class _Stream:
     fps: RollingFps = field(default_factory=RollingFps)
     tracker: object = None
     track_writer: object = None
+    heat: TileHeat | None = None  # --show-tiles: how often each tile was recomputed lately
     track_ids: set = field(default_factory=set)
     stats: dict = field(default_factory=dict)
     image: np.ndarray | None = None

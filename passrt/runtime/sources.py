@@ -1,6 +1,7 @@
 """Frame sources behind one URI factory, with jetson-utils' conventions.
 
     open_source("clip.mp4")          a video file (also file://clip.mp4)
+    open_source("frames/")           a directory of images, or a glob ("frames/*.jpg"): read like a file
     open_source("vtest")             a sample clip, fetched on first use
     open_source(0) / open_source("0")   a camera index
     open_source("/dev/video0")       V4L2 (also v4l2:///dev/video0)
@@ -27,6 +28,7 @@ import numpy as np
 
 from passrt import assets
 from passrt.errors import PassrtError, redact
+from passrt.runtime.image_folder import ImageFolderCapture, is_image_folder, list_images
 
 MAX_CONSECUTIVE_FAILURES = 10  # files: undecodable frames in a row before we give up
 CAMERA_TIMEOUT_S = 2.0  # live sources: no frame for this long means the camera is gone: reopen it
@@ -245,6 +247,13 @@ def _open(text: str, max_frames, reconnect_timeout, loop, opts: CaptureOptions) 
         return FrameSource(text, cap, is_live=True, reopen=reopen, **live)
     if text.startswith("file://"):
         text = text[len("file://"):]
+    if is_image_folder(text):
+        files = list_images(text)
+        scaled = bool(opts.width and opts.height)
+
+        def images():
+            return ImageFolderCapture(files, opts.rate, scaled)
+        return FrameSource(text, images(), is_live=False, max_frames=max_frames, loop=loop, reopen=images)
     path = Path(assets.resolve_input(text))
     if not path.exists():
         raise PassrtError(f"no such file: {path}")

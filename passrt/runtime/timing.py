@@ -98,6 +98,11 @@ class StageTimer:
         not counted in 'total', which the host-side stages already cover."""
         self._recorded[name] = self._recorded.get(name, 0.0) + ms
 
+    def add(self, name: str, ms: float) -> None:
+        """Add a host-side time measured once for several frames (a batched engine call) to this frame's
+        ``name``, counted in 'total' like a :meth:`stage`."""
+        self._frame[name] += ms
+
     def last(self, name: str) -> float:
         """This frame's time so far in ``name`` (CPU timing), in ms."""
         return self._frame.get(name, 0.0)

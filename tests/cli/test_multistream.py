@@ -44,3 +44,46 @@ def test_two_streams_equal_each_stream_alone(tmp_path):
 def test_several_inputs_need_a_pytorch_engine():
     out = passrt("run", "--input", "carphone", "--input", "franck", "--headless", "--guard", "5")
     assert out.returncode == 2 and "--guard runs with one input" in out.stderr
+
+
+def test_batched_dense_streams_equal_each_stream_alone(tmp_path):
+    """--batch-streams: one forward for both streams (same size: carphone, and carphone backwards from an
+    image folder); each stream's outputs as alone, to float rounding, so its tracks are the same."""
+    import numpy as np
+    import torch
+
+    from passrt.models import load_model
+    from passrt.runtime.backends import open_backend
+    from passrt.runtime.sources import open_source
+
+    with open_source("carphone", max_frames=8) as source:
+        frames = [f.image for f in source]
+    folder = tmp_path / "backwards"
+    folder.mkdir()
+    for i, image in enumerate(reversed(frames)):
+        cv2.imwrite(str(folder / f"{i}.png"), image)
+    spec = load_model("ssdlite-pedestrian")
+    dense = open_backend("dense", spec)
+    xs = [spec.preprocess(frames[0]), spec.preprocess(frames[-1]), spec.preprocess(frames[3])]
+    for x, batched in zip(xs, dense.batch(xs)):
+        for a, b in zip(batched, dense(x)):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    assert isinstance(dense.batch(xs[:1])[0][0], torch.Tensor)
+
+    inputs = ["carphone", str(folder)]
+    args = ["--headless", "--max-frames", "8", "--policy", "dense", "--track", "bytetrack"]
+    out = passrt("run", *args, "--batch-streams", "--input", inputs[0], "--input", inputs[1],
+                 "--tracks", str(tmp_path / "multi.txt"), "--json", str(tmp_path / "multi.json"))
+    assert out.returncode == 0, out.stderr
+    multi = json.loads((tmp_path / "multi.json").read_text())
+    assert multi["batched"] and [s["frames"] for s in multi["streams"]] == [8, 8]
+    for i, uri in enumerate(inputs):
+        alone = passrt("run", *args, "--input", uri, "--tracks", str(tmp_path / f"alone{i}.txt"))
+        assert alone.returncode == 0, alone.stderr
+        assert (tmp_path / f"multi.{i + 1}.txt").read_text() == (tmp_path / f"alone{i}.txt").read_text()
+
+
+def test_batching_is_for_the_dense_engine():
+    out = passrt("run", "--input", "carphone", "--input", "carphone", "--headless", "--batch-streams")
+    assert out.returncode == 2 and "--batch-streams batches the dense engine" in out.stderr

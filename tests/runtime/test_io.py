@@ -9,7 +9,7 @@ import pytest
 
 from passrt.errors import PassrtError
 from passrt.runtime.capture import CaptureThread
-from passrt.runtime.draw import draw_detections, draw_overlay, draw_tile_mask
+from passrt.runtime.draw import TileHeat, draw_detections, draw_heatmap, draw_overlay
 from passrt.runtime.sinks import DisplaySink, JsonSink, VideoFileSink
 from passrt.runtime.sources import Frame, open_source
 
@@ -155,8 +155,27 @@ def test_drawing_leaves_input_untouched():
     boxed = draw_detections(img, np.array([[10, 10, 40, 50]], np.float32), np.array([0.9]))
     assert boxed.shape == img.shape and boxed.any() and not img.any()
     assert draw_overlay(img, ["a", "bb"]).shape == img.shape and not img.any()
-    tinted = draw_tile_mask(np.full_like(img, 100), np.array([[True, False], [False, False]]))
-    assert (tinted[:30, :40] != 100).any() and (tinted[30:, 40:] == 100).all()
+    grey = np.full_like(img, 100)
+    heat = draw_heatmap(grey, np.array([[1.0, 0.5], [0.0, 0.0]]))
+    assert (heat[:30, :40] != 100).any() and (heat[30:, :] == 100).all() and (grey == 100).all()
+
+
+def test_tile_heat_is_the_recent_share_of_frames_that_recomputed_a_tile():
+    # Three tiles: recomputed every frame, every other frame, never; 200 frames, window 10.
+    heat = TileHeat(window=10)
+    for i in range(200):
+        level = heat.update(np.array([[True, i % 2 == 0, False]]))
+    assert level[0, 0] == 1.0 and level[0, 2] == 0.0 and abs(level[0, 1] - 0.5) < 0.06
+    assert TileHeat(1).update(np.array([[True, False]])).tolist() == [[1.0, 0.0]]
+    heat.update(np.ones((2, 2), bool))  # another grid (resolution or layer): starts afresh
+    assert heat.heat.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    # Graded: more heat, more colour; no heat, the frame untouched.
+    grey = np.full((40, 120, 3), 100, np.uint8)
+    drawn = draw_heatmap(grey, np.array([[1.0, 0.5, 0.0]])).astype(int)
+    change = np.abs(drawn - 100).sum(axis=2)
+    assert change[:, :40].min() > change[:, 40:80].max() > 0 and change[:, 80:].max() == 0
+    legend = draw_heatmap(grey, np.zeros((1, 3)), legend="recomputed")
+    assert (legend[-30:] != 100).any() and (legend[:-30] == 100).all()
 
 
 def test_capture_block_with_slow_consumer_keeps_the_last_frames():
