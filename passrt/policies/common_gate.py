@@ -17,7 +17,7 @@ measured against the stream's noise level tau (:mod:`passrt.policies.noise`):
 then a small network over the block grid (a 3x3 conv, so a decision sees its neighbours;
 ``depth`` ConvMixer blocks; a two-layer per-block classifier) gives one skip logit per block.
 The per-pixel part is a few comparisons per pixel, the network runs on the block grid (1728
-blocks at 768x576): about 0.3 % of SSDLite's dense MACs (:meth:`CommonGate.macs`).
+blocks at 768x576): 12.8 MMACs, about 0.45 % of SSDLite's dense MACs (:meth:`CommonGate.macs`).
 
 RegionDrop's own test (at least ``min_pixels`` pixels above tau) is the first count feature
 compared with log(2), so the gate can represent the rule exactly; training starts by imitating it
