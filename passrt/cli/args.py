@@ -12,7 +12,8 @@ from passrt.errors import PassrtError
 SOURCE_HELP = ("a video file, a directory of images or a quoted glob ('frames/*.jpg', natural order), an asset name (vtest, sports2d, pose2sim, franck, marketstreet, bigbuckbunny, "
                "carphone: fetched on first use; `passrt assets` lists them), "
                "/dev/videoN or v4l2:///dev/videoN, csi://N (Jetson CSI camera), rtsp://..., or a camera index")
-POLICY_HELP = ("dense, exact, regiondrop, layerwise or pass (learned gates: --gates PATH), optionally with "
+POLICY_HELP = ("dense, exact, regiondrop, layerwise or pass (learned gates: --gates PATH; the design the file holds, "
+               "common or paper: docs/PASS.md), optionally with "
                "parameters: 'regiondrop:noise_multiple=6,margin=1', or a policy file from `passrt calibrate` "
                "(policy.json)")
 

@@ -16,11 +16,12 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "train-gates", help="train PASS gates on unlabeled clips (stage 1, backbone frozen)",
-        description="Train one PASS gate per gated conv on unlabeled video, self-supervised: triplets built from "
-                    "each gate's mask, judged by the frozen model's outputs, plus a skip-rate budget term "
-                    "(docs/PASS.md). Writes a gates file for `passrt run --policy pass --gates FILE`. "
-                    "CPU by default, CUDA when present; several GPUs: torchrun --nproc_per_node N -m passrt "
-                    "train-gates ...")
+        description="Train PASS gates on unlabeled video, self-supervised (docs/PASS.md). Default design 'common': "
+                    "one learned block mask per frame at the input, warm-started by imitating regiondrop, then "
+                    "triplets on what inference reuses plus a budget term. '--design paper': one gate per gated "
+                    "conv, triplets built from each gate's mask, plus a skip-rate budget term. Writes a gates file for `passrt run --policy pass --gates FILE`. "
+                    "CPU by default, CUDA when present; several GPUs (paper design): torchrun "
+                    "--nproc_per_node N -m passrt train-gates ...")
     MODEL.add_to(p)
     add_options(p, TrainOptions)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (up to --steps)")
@@ -43,9 +44,15 @@ def train_main(args) -> int:
     gates = train_gates(opts, resume=args.resume, progress=True)  # long jobs: progress in logs too
     if os.environ.get("RANK", "0") != "0":  # torchrun: one report, from rank 0
         return 0
-    last = gates.info.get("history", [{}])[-1]
-    print(f"wrote {args.out}: {len(gates.labels())} gates ({', '.join(gates.labels())}); step {last.get('step')}, "
-          f"loss {last.get('loss', float('nan')):.4f}, skip {last.get('skip', float('nan')):.2f}")
+    last = (gates.info.get("history") or [{}])[-1]
+    if opts.design == "common":
+        warm = gates.info.get("warm") or {}
+        print(f"wrote {args.out}: common-mask gate; warm start IoU with regiondrop {warm.get('iou', float('nan')):.3f}; "
+              f"step {last.get('step', 0)}, loss {last.get('loss', float('nan')):.4f}, kept blocks "
+              f"{last.get('keep', float('nan')):.3f} (regiondrop {last.get('rule_keep', float('nan')):.3f})")
+    else:
+        print(f"wrote {args.out}: {len(gates.labels())} gates ({', '.join(gates.labels())}); step {last.get('step')}, "
+              f"loss {last.get('loss', float('nan')):.4f}, skip {last.get('skip', float('nan')):.2f}")
     print(f"next: passrt run --input vtest --policy pass --gates {args.out}")
     return 0
 

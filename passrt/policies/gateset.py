@@ -160,6 +160,9 @@ def read_checkpoint(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one line
         raise PassrtError(f"{path}: not a readable gates file ({str(e).splitlines()[0][:200]})") from None
+    if isinstance(ckpt, dict) and ckpt.get("design") == "common":
+        raise PassrtError(f"{path} holds a common-design gate: this needs paper-design gates (`passrt train-gates "
+                          "--design paper`)")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise PassrtError(f"{path}: not a passrt gates file (expected format {FORMAT})")
     return ckpt
@@ -167,3 +170,22 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load(path: str | Path) -> GateSet:
     return GateSet.from_checkpoint(read_checkpoint(path))
+
+
+def load_any(path: str | Path):
+    """Gates of either PASS design from a file: a :class:`GateSet` (paper) or a
+    :class:`~passrt.policies.common_gate.CommonGate` (common), or a one-line error."""
+    from passrt.policies import common_gate
+
+    path = Path(path)
+    if path.is_file():
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - read_checkpoint below says why in one line
+            ckpt = None
+        if isinstance(ckpt, dict) and ckpt.get("format") == common_gate.FORMAT:
+            try:
+                return common_gate.CommonGate.from_checkpoint(ckpt)
+            except PassrtError as e:
+                raise PassrtError(f"{path}: {e}") from None
+    return load(path)

@@ -1,5 +1,13 @@
-"""``pass``: the learned policy. Each gated conv's gate picks its tiles; the layers after it
-follow that gate's mask (see :mod:`passrt.policies.gateset`).
+"""``pass``: the learned policy, in two designs (docs/PASS.md):
+
+- ``design="common"`` (the default, :mod:`passrt.policies.pass_common`): one learned mask per
+  frame at the input, dilated by a margin and rescaled for every layer (RegionDrop's structure,
+  a learned decision);
+- ``design="paper"`` (the paper's, this module): each gated conv's gate picks its tiles; the
+  layers after it follow that gate's mask (see :mod:`passrt.policies.gateset`).
+
+The gates file says which design it holds; ``design`` given explicitly must match it. What
+follows describes the paper design.
 
 Each gate compares the gated conv's input now with a reference input:
 - ``compare="reference"`` (default): the input the conv's cached output was computed from,
@@ -42,25 +50,33 @@ from passrt.plan.steps import SpatialStep
 from passrt.policies.base import FrameContext, MaskSource, Policy, nonempty
 from passrt.policies.gateset import conv_sites
 
+DESIGNS = ("common", "paper")
+
 
 @dataclass
 class PassGates(Policy):
     name = "pass"
     gates: Optional[str] = None  # path of a gates file (`passrt train-gates`)
     skip_above: float = 0.5  # a patch is skipped when its skip probability is above this
-    compare: str = "reference"  # or "previous"
-    margin: int = 0  # the layers *after* a gated conv also recompute this many patches more around its kept ones
+    compare: str = "reference"  # or "previous" (paper design)
+    # paper design: the layers *after* a gated conv also recompute this many patches more around its
+    # kept ones (default 0); common design: kept blocks are dilated by this many blocks (default 1)
+    margin: Optional[int] = None
+    design: Optional[str] = None  # "common" or "paper"; default: what the gates file holds
 
     def __post_init__(self):
-        if self.margin < 0:
+        if self.margin is not None and self.margin < 0:
             raise PassrtError(f"policy 'pass': margin must be >= 0, got {self.margin}")
         if self.compare not in ("reference", "previous"):
             raise PassrtError(f"policy 'pass': compare must be 'reference' or 'previous', got '{self.compare}'")
+        if self.design not in (None,) + DESIGNS:
+            raise PassrtError(f"policy 'pass': design must be one of {', '.join(DESIGNS)}, got '{self.design}'")
         self.net = None
+        self.common = None  # the common design's policy (CommonPass), when the gates are common ones
         if self.gates is not None:
-            from passrt.policies.gateset import load
+            from passrt.policies.gateset import load_any
 
-            self.use(load(self.gates))
+            self.use(load_any(self.gates))
         self.masks: Optional[PassMasks] = None  # the mask source of the current plan
         self.reset()
 
@@ -77,21 +93,47 @@ class PassGates(Policy):
         return policy
 
     def use(self, net) -> None:
-        self.net = net.eval()
+        """Gates of either design: a GateSet (paper) or a CommonGate (common)."""
+        from passrt.policies.common_gate import CommonGate
+
+        design = "common" if isinstance(net, CommonGate) else "paper"
+        if self.design is not None and self.design != design:
+            raise PassrtError(f"policy 'pass': design={self.design} asked for, but the gates file holds {design}-design "
+                              f"gates (train them with `passrt train-gates --design {self.design}`)")
+        self.design = design
         # Patches were sized for the tile settings the gates were trained with.
         for name, value in net.tiles.items():
             setattr(self, name, value)
+        if design == "paper":
+            self.net = net.eval()
+            self.margin = 0 if self.margin is None else self.margin
+            return
+        from passrt.policies.pass_common import CommonPass
+
+        self.margin = 1 if self.margin is None else self.margin
+        self.common = CommonPass(margin=self.margin, skip_above=self.skip_above, scene_cut=self.scene_cut,
+                                 crossover=self.crossover, refresh_every=self.refresh_every, tile_px=self.tile_px,
+                                 min_tile=self.min_tile, max_tile=self.max_tile)
+        self.common.use(net)
+        self.net = net
 
     def reset(self):
         self.refs: Optional[list] = None  # one reference input per gate, in the gates' order
         self._ran = False
+        if getattr(self, "common", None) is not None:
+            self.common.reset()
 
     def mask_source(self, plan) -> "PassMasks":
         if self.net is None:
             raise PassrtError("policy 'pass' needs gates: --gates PATH (train them with `passrt train-gates`)")
+        if self.common is not None:
+            return self.common.mask_source(plan)
         return PassMasks(plan, self)
 
+    # The common design delegates every per-frame call to its CommonPass.
     def begin_frame(self, ctx, x, refresh):
+        if self.common is not None:
+            return self.common.begin_frame(ctx, x, refresh)
         if self.masks is None or self.masks.plan is not ctx.plan:
             self.masks = self.mask_source(ctx.plan)
             self.refs = None
@@ -104,28 +146,42 @@ class PassGates(Policy):
         return False
 
     def step_tiles(self, step, ctx):
+        if self.common is not None:
+            return self.common.step_tiles(step, ctx)
         tiles = nonempty(self.masks.step_mask(step, ctx.value))
         ctx.changed[step.name] = FrameContext.FULL if tiles is not None else None
         return tiles
 
     def end_frame(self):
+        if self.common is not None:
+            return self.common.end_frame()
         if self._ran:
             self.refs = self.masks.end()
 
     def after_refresh(self, steps, env):
+        if self.common is not None:
+            return self.common.after_refresh(steps, env)
         by_label = {s.label: s for s in steps}
         self.refs = [env[by_label[label].srcs[0]].nchw().clone() for label in self.net.labels()]
 
     def overhead_macs(self) -> float:
+        if self.common is not None:
+            return self.common.overhead_macs()
         return float(self.masks.overhead_macs()) if self._ran else 0.0
 
     def frame_stats(self) -> dict:
+        if self.common is not None:
+            return self.common.frame_stats()
         gates = self.masks.gate_stats() if self._ran else {}
         return {"gates": gates, "gate_macs": self.overhead_macs()}
 
     def describe(self) -> dict:
         out = super().describe()
-        if self.net is not None:
+        if self.common is not None:
+            from dataclasses import asdict
+
+            out["gate_config"] = asdict(self.net.config)
+        elif self.net is not None:
             out["gated_layers"] = self.net.labels()
             out["gate_config"] = self.net.spec_summary()
         return out

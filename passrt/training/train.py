@@ -23,12 +23,11 @@ from torch import nn
 from tqdm import tqdm
 
 from passrt.errors import PassrtError
-from passrt.training.options import TrainOptions
+from passrt.training.options import TILES, TrainOptions, plain as _plain
 from passrt.training import triplet
 from passrt.training.data import ClipSpec, FramePairs, read_clip
 from passrt.policies.gateset import GateSet, read_checkpoint
 
-TILES = {"tile_px": 16, "min_tile": 1, "max_tile": 8}  # the engine's defaults: patches match its tiles
 
 
 class Distributed:
@@ -88,15 +87,16 @@ def prepare_frames(opts, preprocess) -> tuple[FramePairs, tuple[int, int]]:
 
 
 def train_gates(opts: TrainOptions, resume: bool = False, progress: bool = True,
-                model: Optional[nn.Module] = None, preprocess=None) -> GateSet:
+                model: Optional[nn.Module] = None, preprocess=None):
     """Train gates per ``opts`` and write them to ``opts.out``; ``model``/``preprocess`` default
-    to the named model's (pass them to train gates for your own CNN)."""
+    to the named model's (pass them to train gates for your own CNN). Returns a GateSet (``design="paper"``)
+    or a CommonGate (``design="common"``, :mod:`passrt.training.common`)."""
     from passrt.models import load_model
 
     if model is None or preprocess is None:
         spec = load_model(opts.model)
         model, preprocess = model or spec.module, preprocess or spec.preprocess
-    for name, lo in (("steps", 1), ("checkpoint_every", 1)):
+    for name, lo in (("steps", 0 if opts.design == "common" else 1), ("checkpoint_every", 1)):
         if getattr(opts, name) < lo:
             raise PassrtError(f"--{name.replace('_', '-')} must be at least {lo}")
     if not 0.0 <= opts.target_skip <= 1.0:
@@ -108,6 +108,22 @@ def train_gates(opts: TrainOptions, resume: bool = False, progress: bool = True,
     dist = Distributed(opts.device)
     torch.manual_seed(opts.seed)
     pairs, size = prepare_frames(opts, preprocess)
+    if opts.design == "common":
+        from passrt.training.common import train_common
+
+        if dist.world > 1:
+            raise PassrtError("the common design trains in one process (one small gate): run it without torchrun")
+        if opts.layers is not None:
+            raise PassrtError("--layers applies to --design paper (the common design has one gate, at the input)")
+        for name in ("warm_steps", "cache_frames"):
+            if getattr(opts, name) < (0 if name == "warm_steps" else 1):
+                raise PassrtError(f"--{name.replace('_', '-')} must be at least {0 if name == 'warm_steps' else 1}")
+        if not 0.0 <= opts.reduce_keep < 1.0:
+            raise PassrtError(f"--reduce-keep must be in [0, 1), got {opts.reduce_keep}")
+        example = preprocess(pairs.clips[0][0])
+        steps = plan_steps(model.cpu(), example)
+        return train_common(opts, model, preprocess, pairs.clips, pairs.specs, size, steps, dist.device,
+                            resume=resume, progress=progress and dist.main)
     model = model.eval().requires_grad_(False).to(dist.device)
     example = preprocess(pairs.clips[0][0])
     gates = GateSet.for_steps(opts.model, plan_steps(model.cpu(), example), opts.gate, TILES, opts.layers)
@@ -180,12 +196,3 @@ def _restore(out, gates, optimizer, generator, opts) -> tuple[int, list]:
     generator.set_state(state["generator"])
     torch.set_rng_state(state["rng"])
     return state["step"], list(ckpt.get("info", {}).get("history", []))
-
-
-def _plain(value):
-    """Options as plain JSON-like values (tuples to lists), loadable with weights_only."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

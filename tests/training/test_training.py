@@ -19,7 +19,7 @@ SMALL = (144, 192)
 
 def _opts(tmp_path, name, **kw):
     base = dict(clips=["vtest@100:"], out=str(tmp_path / name), input_size=SMALL, max_frames=40, steps=6,
-                checkpoint_every=2)
+                checkpoint_every=2, design="paper")
     return TrainOptions(**{**base, **kw})
 
 
@@ -74,7 +74,7 @@ def test_cli_train_gates_then_run_and_bench_with_them(tmp_path):
     out = _passrt("train-gates", "--clips", "vtest@300:", "--input-size", "144x192", "--steps", "3",
                   "--max-frames", "12", "--out", str(gates))
     assert out.returncode == 0, out.stderr
-    assert "wrote" in out.stdout and gates.is_file()
+    assert "wrote" in out.stdout and "common-mask gate" in out.stdout and gates.is_file()  # the default design
     out = _passrt("run", "--input", "vtest", "--headless", "--max-frames", "6", "--policy", "pass",
                   "--gates", str(gates), "--json", str(tmp_path / "run.json"))
     assert out.returncode == 0, out.stderr
@@ -90,7 +90,8 @@ def test_cli_train_gates_then_run_and_bench_with_them(tmp_path):
 def test_torchrun_two_processes_train_one_set_of_gates(tmp_path):
     """DistributedDataParallel on CPU (gloo): what several GPUs do, with two processes."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
-    out = subprocess.run([*torchrun, "-m", "passrt", "train-gates", "--clips", "vtest@300:", "--input-size", "144x192",
+    out = subprocess.run([*torchrun, "-m", "passrt", "train-gates", "--design", "paper", "--clips", "vtest@300:",
+                          "--input-size", "144x192",
                           "--steps", "3", "--max-frames", "12", "--out", str(tmp_path / "g.pt")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -101,7 +102,9 @@ def test_torchrun_two_processes_train_one_set_of_gates(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["train-gates", "--clips", "nope.mp4"], "no such file"),
     (["train-gates", "--clips", "vtest@5:5"], "frame range 5:5 is empty"),
-    (["train-gates", "--clips", "vtest", "--layers", "not.a.conv", "--max-frames", "3"], "cannot gate not.a.conv"),
+    (["train-gates", "--design", "paper", "--clips", "vtest", "--layers", "not.a.conv", "--max-frames", "3"],
+     "cannot gate not.a.conv"),
+    (["train-gates", "--clips", "vtest", "--layers", "stem.0", "--max-frames", "3"], "--layers applies to --design paper"),
     (["run", "--input", "vtest", "--headless", "--policy", "pass"], "needs gates"),
     (["run", "--input", "vtest", "--headless", "--policy", "pass", "--gates", "missing.pt"], "no such gates file"),
     (["finetune", "--gates", "missing.pt", "--clips", "vtest"], "no such gates file"),
