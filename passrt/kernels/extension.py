@@ -142,12 +142,23 @@ def _compile(cpp_extension, cuda: bool, verbose: bool) -> None:
         sources=[str(s) for s in _sources(cuda)],
         extra_include_paths=[str(CSRC), str(KERNELS)],
         # Built where it runs (on first use), so the CPU kernels may use every vector unit the machine has.
-        extra_cflags=["-O3"] + _native_arch(),
+        # OpenMP as PyTorch's own: at::parallel_for is a header template that splits work with
+        # `#pragma omp parallel`, so without -fopenmp every kernel of ours would run on one thread.
+        extra_cflags=["-O3"] + _native_arch() + _openmp(),
+        extra_ldflags=_openmp(),
         extra_cuda_cflags=["-O3"],
         build_directory=str(build),
         verbose=verbose,
         is_python_module=False,  # a plain library: loading it runs TORCH_LIBRARY, no Python module needed
     )
+
+
+def _openmp() -> list[str]:
+    """['-fopenmp'] when PyTorch runs its threads with OpenMP (the loaded libgomp/libomp is then shared),
+    else [] (at::parallel_for then uses PyTorch's own thread pool, no flag needed)."""
+    import torch
+
+    return ["-fopenmp"] if torch.backends.openmp.is_available() and shutil.which("c++") else []
 
 
 def _native_arch() -> list[str]:
