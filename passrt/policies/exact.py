@@ -44,7 +44,8 @@ class Exact(Policy):
         limit, measured = self.threshold, None
         if noise.is_auto(self.threshold):
             if len(prevs) == 2 and prevs[1].shape == x.shape:
-                measured, _ = noise.frame_noise(x, prevs[0], prevs[1], NOISE_BLOCK, NOISE_RANK, self.noise_floor)
+                measured, _ = noise.frame_noise(x, prevs[0], prevs[1], NOISE_BLOCK, NOISE_RANK, self.noise_floor,
+                                                _native_statistics(ctx, x))
             else:
                 measured = torch.zeros(1)
             limit = float(noise.threshold(self.level, measured, self.noise_multiple, self.noise_floor,
@@ -69,3 +70,13 @@ class Exact(Policy):
 
     def frame_stats(self) -> dict:
         return {"noise_level": float(self.level)} if noise.is_auto(self.threshold) else {}
+
+
+def _native_statistics(ctx, x: torch.Tensor):
+    """passrt's kernel for the noise statistic (equal to the tensor ops, one pass) when the executor runs
+    the native kernels and the frame is a float32 CPU frame at least a block in size; else None."""
+    if not ctx.native or x.device.type != "cpu" or x.dtype != torch.float32 or min(x.shape[2:]) < NOISE_BLOCK:
+        return None
+    from passrt.kernels import native
+
+    return native.block_rank_changes
