@@ -1,8 +1,9 @@
 """Where one frame's time goes: a sparse frame and a dense frame of SSDLite on a real clip.
 
 Times every step of the plan (wall clock around the step, by step kind and by what it did:
-skipped / sparse / dense), the policy's mask work and the Python between steps, and lists
-the ATen operators the frame spends its time in (torch.profiler). Medians over --repeat frames.
+skipped / sparse / dense; a run of native steps the native executor runs in one call is one
+entry), the policy's mask work and the Python between steps, and lists the ATen operators the
+frame spends its time in (torch.profiler). Medians over --repeat frames.
 
     python benchmarks/profile_frame.py [--input vtest] [--frames 40] [--executor native|reference] [--cpu-time]
 """
@@ -33,6 +34,14 @@ def timed_steps(executor, sink, clock):
         return wrapper
 
     executor.run_sparse = timed(executor.run_sparse, lambda step, active: (step.kind, "sparse"))
+    # The native executor's whole-plan path: runs of native steps in one call each (every conv step of
+    # SSDLite and its input normalisation), timed as one entry.
+    schedule = getattr(executor, "schedule", None) or []
+    for i, item in enumerate(schedule):
+        if isinstance(item, tuple):
+            program, steps = item
+            schedule[i] = (timed(program, lambda tiles, _n=len(steps): (f"native program ({_n} steps)", "sparse")),
+                           steps)
     for step in executor.plan.steps[1:]:
         method = "run" if isinstance(step, DenseStep) else "run_dense"
         kind = "dense_step" if isinstance(step, DenseStep) else step.kind
