@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "passrt_tiles.h"
+#include "tiles_op.h"
 
 namespace passrt::op {
 namespace {
@@ -76,40 +77,10 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
                   double act_alpha, int64_t post_act, const std::optional<at::Tensor>& follow_weight,
                   const std::optional<at::Tensor>& follow_bias, const std::optional<at::Tensor>& follow_residual,
                   int64_t follow_act, double follow_alpha, int64_t follow_post_act) {
-  for (const auto& [name, v] : {std::pair<const char*, at::IntArrayRef>{"in_size", in_size}, {"out_size", out_size},
-                                {"kernel", kernel}, {"stride", stride}, {"padding", padding}, {"dilation", dilation}}) {
-    TORCH_CHECK(v.size() == 2, kOp, ": ", name, " must have 2 values (height, width), got ", v.size());
-  }
-  SparseConvParams p{};
-  p.batch = 1;
-  p.in_channels = static_cast<int32_t>(input.size(1));
-  p.in_h = static_cast<int32_t>(in_size[0]);
-  p.in_w = static_cast<int32_t>(in_size[1]);
-  p.out_h = static_cast<int32_t>(out_size[0]);
-  p.out_w = static_cast<int32_t>(out_size[1]);
-  p.kernel_h = static_cast<int32_t>(kernel[0]);
-  p.kernel_w = static_cast<int32_t>(kernel[1]);
-  p.stride_h = static_cast<int32_t>(stride[0]);
-  p.stride_w = static_cast<int32_t>(stride[1]);
-  p.pad_top = static_cast<int32_t>(padding[0]);
-  p.pad_left = static_cast<int32_t>(padding[1]);
-  p.dilation_h = static_cast<int32_t>(dilation[0]);
-  p.dilation_w = static_cast<int32_t>(dilation[1]);
-  p.groups = static_cast<int32_t>(groups);
-  p.tile = static_cast<int32_t>(tile);
-  p.act = static_cast<Activation>(act);
-  p.act_alpha = static_cast<float>(act_alpha);
-  p.post_act = static_cast<Activation>(post_act);
+  const SparseConvParams p = convTilesParams(kOp, input, weight, in_size, out_size, kernel, stride, padding, dilation,
+                                             groups, tile, act, act_alpha, post_act);
   const bool depthwise = groups > 1;
-  const int64_t taps = p.kernel_h * p.kernel_w;
-  TORCH_CHECK(input.dim() == 2, kOp, ": input must be [cells, C_in] (NHWC rows), got ", input.sizes());
-  p.out_channels = static_cast<int32_t>(depthwise ? p.in_channels : weight.size(1));
-  if (const char* error = checkSparseConv2d(p)) {
-    TORCH_CHECK(false, kOp, ": ", error, "; got in_size ", in_size, ", out_size ", out_size, ", kernel ", kernel,
-                ", stride ", stride, ", padding ", padding, ", dilation ", dilation, ", groups ", groups);
-  }
-  TORCH_CHECK(!depthwise || groups == p.in_channels, kOp, ": grouped convs other than depthwise (groups == C_in) ",
-              "are not supported, got groups ", groups, " for ", p.in_channels, " channels");
+  const int64_t taps = (int64_t)p.kernel_h * p.kernel_w;
   checkRows("input", input, (int64_t)p.in_h * p.in_w, p.in_channels);
   checkMatrix("weight", weight, depthwise ? taps : taps * p.in_channels, p.out_channels);
   checkBias("bias", bias, p.out_channels);
