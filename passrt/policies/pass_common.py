@@ -16,12 +16,9 @@ refresh, rescaling, crossover) is RegionDrop's own code, reused by subclassing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
-from passrt.plan import masks
-from passrt.policies import noise
 from passrt.policies.regiondrop import RegionDrop, RegionDropMasks
 
 
@@ -75,34 +72,13 @@ class CommonGateMasks(RegionDropMasks):
         self.gate_macs = self.gate.macs(self.frame_h, self.frame_w)
         self.kept = None
 
-    def begin(self, image, refresh, states, in_place: bool = False):
-        p = self.p
-        if in_place:
-            from passrt.kernels import native
-        else:
-            frame, image = image, image.contiguous()
-        refresh = refresh.reshape(1)
-        ref, prev, prev2, level = states
-        measured, _ = noise.frame_noise(image, prev, prev2, p.block, p.min_pixels, p.noise_floor,
-                                        native.block_rank_change if in_place else None)
-        tau = noise.threshold(level, measured, p.noise_multiple, p.noise_floor, p.max_threshold)
+    def changed_blocks(self, image, ref, limit, in_place: bool) -> torch.Tensor:
+        """The gate's decision replaces RegionDrop's test: the blocks it keeps (``limit``: the stream's
+        change threshold, the unit of the gate's features)."""
         with torch.no_grad():
-            kept = 1.0 - self.gate.decide(self.gate(self.gate.features(image, ref, tau)), p.skip_above)
-        blocks = masks.dilate(kept, p.margin)
+            kept = 1.0 - self.gate.decide(self.gate(self.gate.features(image, ref, limit)), self.p.skip_above)
         self.kept = kept[0, 0]
-        self.fraction = blocks.mean().reshape(1)
-        self.full = torch.maximum(refresh, (self.fraction > p.scene_cut).float())
-        self.blocks = blocks[0, 0]
-        self._per_grid = {}
-        moved = torch.maximum(kept, self.full.reshape(1, 1, 1, 1))
-        if in_place:
-            new_ref = native.copy_blocks_(ref, image, moved, p.block)
-        else:
-            new_ref = torch.lerp(ref, image, masks.cells_of(moved, p.block, self.frame_h, self.frame_w))
-        self.level = noise.update_level(level, measured, self.fraction, refresh)
-        if in_place:
-            return [new_ref, prev2.copy_(image), prev, self.level]
-        return [new_ref, image.clone() if image is frame else image, prev, self.level]
+        return kept
 
     def overhead_macs(self):
         return (1.0 - self.full) * self.gate_macs  # the gate runs on every frame but refreshes

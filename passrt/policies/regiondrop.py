@@ -138,15 +138,10 @@ class RegionDropMasks(MaskSource):
             prev, prev2, level = states[1], states[2], states[3]
             measured, _ = noise.frame_noise(image, prev, prev2, p.block, p.min_pixels, p.noise_floor,
                                             native.block_rank_changes if in_place else None)
-            limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor, p.max_threshold).reshape(1, 1, 1, 1)
+            limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor, p.max_threshold)
         else:
             limit = p.threshold
-        if in_place:
-            counts = native.block_change_counts(image, ref, float(limit), p.block)
-        else:
-            changed = (masks.pixel_change(image, ref) > limit).float()
-            counts = F.avg_pool2d(changed, p.block, p.block, ceil_mode=True) * (p.block ** 2)
-        changed_blocks = (counts >= p.min_pixels).float()
+        changed_blocks = self.changed_blocks(image, ref, limit, in_place)
         blocks = masks.dilate(changed_blocks, p.margin)
         self.fraction = blocks.mean().reshape(1)
         # Compared in float32, on every device and in the exported graph alike.
@@ -170,6 +165,21 @@ class RegionDropMasks(MaskSource):
             return [new_ref, prev2.copy_(image), prev, self.level]
         # The caller owns its frame: keep a copy (contiguous() may have made one already).
         return [new_ref, image.clone() if image is frame else image, prev, self.level]
+
+    def changed_blocks(self, image, ref, limit, in_place: bool) -> torch.Tensor:
+        """(1, 1, Hb, Wb) 0/1: the blocks found changed on this frame (RegionDrop's test: at least
+        ``min_pixels`` pixels whose change is over ``limit``, a number or a (1,) tensor). The one decision
+        a subclass replaces (PASS's common gate); everything around it is the rule's bookkeeping."""
+        p = self.p
+        if in_place:
+            from passrt.kernels import native
+
+            counts = native.block_change_counts(image, ref, float(limit), p.block)
+        else:
+            limit = limit.reshape(1, 1, 1, 1) if isinstance(limit, torch.Tensor) else limit
+            changed = (masks.pixel_change(image, ref) > limit).float()
+            counts = F.avg_pool2d(changed, p.block, p.block, ceil_mode=True) * (p.block ** 2)
+        return (counts >= p.min_pixels).float()
 
     def step_mask(self, step, value):
         key = (step.shape[1], step.shape[2], step.tile)
