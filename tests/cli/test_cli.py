@@ -79,9 +79,12 @@ def test_bench_json(tmp_path):
         assert max(entry["output_error"]["max"]) > 0, name  # sparse and approximate: not bit-equal
         assert 0 < entry["active_fraction"] < active, (name, entry["active_fraction"])
         assert 0 < entry["macs_executed"] < entry["macs_dense"] == dense["macs_dense"], name
-        # CPU: the native executor, with ONNX Runtime standing by for runs of dense frames (vtest has none)
+        # CPU: the native executor, with ONNX Runtime standing by for runs of frames predicted to be dense:
+        # regiondrop has none on vtest; exact and layerwise may hand it frames whose change spreads over most
+        # of the network, never all of them (the first of a run, and the first frame, stay passrt's)
         assert entry["executor"] == "native (C++ tile kernels, CPU)", (name, entry["executor"])
-        assert entry["dense_engine"] == "onnxruntime" and entry["dense_engine_frames"] == 0, name
+        assert entry["dense_engine"] == "onnxruntime", name
+        assert entry["dense_engine_frames"] == 0 if name == "regiondrop" else entry["dense_engine_frames"] < 12, name
     assert result["machine"]["cores"] >= 1 and "torch" in result["machine"]
     assert "x dense" in out.stdout
 
