@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +36,7 @@ from torch import nn
 
 from passrt.errors import PassrtError
 from passrt.plan import masks
-from passrt.policies.gate import MixerBlock
+from passrt.policies.gate import MixerBlock, save_checkpoint
 
 FORMAT = "passrt-common-gate/1"
 MULTIPLES = (0.5, 1.0, 2.0, 4.0)  # count features: pixels changed by more than m x tau
@@ -129,10 +128,7 @@ class CommonGate(nn.Module):
                 "config": asdict(self.config), "state_dict": self.state_dict(), "info": self.info, **extra}
 
     def save(self, path, **extra) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.checkpoint(**extra), tmp)
-        tmp.replace(path)  # never a half-written gates file
+        save_checkpoint(self.checkpoint(**extra), path)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> "CommonGate":

@@ -32,6 +32,8 @@ import math
 from dataclasses import asdict
 from typing import Optional
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -145,3 +147,11 @@ class PassGate(nn.Module):
     def from_spec(cls, spec: dict) -> "PassGate":
         grid = tuple(spec["grid"]) if spec.get("grid") else None
         return cls(spec["in_channels"], spec["patch"], GateConfig(**spec["config"]), grid)
+
+
+def save_checkpoint(checkpoint: dict, path) -> None:
+    """torch.save through a temporary file and a rename: never a half-written gates file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(path)

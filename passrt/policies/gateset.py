@@ -24,7 +24,7 @@ from torch import nn
 
 from passrt.plan.steps import ConvStep
 from passrt.errors import PassrtError
-from passrt.policies.gate import GateConfig, PassGate
+from passrt.policies.gate import GateConfig, PassGate, save_checkpoint
 
 FORMAT = "passrt-gates/1"
 
@@ -136,10 +136,7 @@ class GateSet(nn.Module):
         }
 
     def save(self, path: str | Path, **extra) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.checkpoint(**extra), tmp)
-        tmp.replace(path)  # never a half-written gates file
+        save_checkpoint(self.checkpoint(**extra), path)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> "GateSet":
