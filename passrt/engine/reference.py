@@ -85,7 +85,6 @@ class ReferenceExecutor:
         if refresh:
             ctx.changed[plan.input_name] = FrameContext.FULL
         layers = self._run_steps(ctx, refresh)
-        macs_dense = sum(v["macs_dense"] for v in layers.values())
         macs_exec = sum(v["macs_executed"] for v in layers.values())
         if refresh:
             policy.after_refresh(plan.steps, env)
@@ -93,7 +92,7 @@ class ReferenceExecutor:
             policy.end_frame()
             self._learn_spread(ctx.input_fraction, macs_exec / self.macs_dense if self.macs_dense else 0.0)
         macs_exec += policy.overhead_macs()
-        record = FrameRecord(refresh, macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
+        record = FrameRecord(refresh, self.macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
         return fx.node.map_aggregate(plan.outputs, self._output_value), record
 
     def predicted_work(self, input_fraction: float) -> float:

@@ -158,7 +158,7 @@ def _openmp() -> list[str]:
     else [] (at::parallel_for then uses PyTorch's own thread pool, no flag needed)."""
     import torch
 
-    return ["-fopenmp"] if torch.backends.openmp.is_available() and shutil.which("c++") else []
+    return ["-fopenmp"] if torch.backends.openmp.is_available() else []
 
 
 def _native_arch() -> list[str]:
