@@ -34,21 +34,25 @@ from torch import nn
 from passrt import contract
 from passrt.engine.node import NodeAttributes, sparse_conv_node
 from passrt.engine.reference import FrameRecord
+from passrt.kernels import native
 from passrt.errors import PassrtError
 from passrt.plan import Plan
-from passrt.plan.epilogue import kernel_epilogue
+from passrt.plan.epilogue import kernel_affine, kernel_epilogue
 from passrt.plan.masks import cells_of
-from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, MoveStep, Pointwise, PointwiseStep, PoolStep, Ref,
+from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, InputStep, MoveStep, Pointwise, PointwiseStep, PoolStep, Ref,
                                ResampleStep, SpatialStep, TransposedConvStep)
 
 class SparseProgram(nn.Module):
     """``forward(image, refresh, *states) -> (*outputs, active_fraction, *new_states)``."""
 
-    def __init__(self, plan: Plan, policy, node=sparse_conv_node):
+    def __init__(self, plan: Plan, policy, node=sparse_conv_node, eager: bool = False):
         """``node``: how a PassSparseConv2d node runs (default: the reference, which exports as the
-        node); :func:`op_node` runs passrt's compiled op in place instead (the op executor)."""
+        node); :class:`OpNode` runs passrt's compiled op in place instead (the op executor). ``eager``:
+        the program runs, never traced (the op executor), so the mask source may run its rule in
+        native kernels and a per-channel affine step (an input normalisation) may go to the node's
+        ``affine`` on the active tiles instead of a dense op and a Where."""
         super().__init__()
-        self.node = node
+        self.node, self.eager = node, eager
         self._scratch: dict[str, torch.Tensor] = {}
         self.plan, self.policy = plan, policy
         self.spatial = [s for s in plan.steps if isinstance(s, SpatialStep)]
@@ -65,6 +69,13 @@ class SparseProgram(nn.Module):
         # transposed conv (the plugin and the op have no transposed kernel yet).
         self.fallback_layers: list[str] = []
         self._convs: dict[str, list] = {}
+        self._affines: dict[str, tuple] = {}  # step name -> (input name, scale, shift), eager only
+        if eager and hasattr(node, "affine"):
+            shapes = {s.name: tuple(s.shape) for s in plan.steps if isinstance(s, (SpatialStep, InputStep))}
+            for step in self.spatial:
+                found = kernel_affine(step.op, step.shape[0]) if isinstance(step, PointwiseStep) else None
+                if found is not None and found[0] in shapes and shapes[found[0]] == tuple(step.shape):
+                    self._affines[step.name] = found
         for step in self.spatial:
             if isinstance(step, ConvStep):
                 self._convs[step.name] = self._conv_nodes(step)
@@ -102,7 +113,10 @@ class SparseProgram(nn.Module):
     def forward(self, image: torch.Tensor, refresh: torch.Tensor, *states: torch.Tensor):
         n_mask = len(self.masks.state_keys)
         caches = dict(zip(self.state_keys[n_mask:], states[n_mask:]))
-        mask_states = self.masks.begin(image, refresh, states[:n_mask])
+        if self.eager and self.masks.in_place_ok(image):  # the rule in native kernels, states in place
+            mask_states = self.masks.begin(image, refresh, states[:n_mask], True)
+        else:
+            mask_states = self.masks.begin(image, refresh, states[:n_mask])
         values = {self.plan.input_name: image}
         new_states, active = [], torch.zeros(1, device=image.device)
         for step in self.plan.steps[1:]:
@@ -113,6 +127,9 @@ class SparseProgram(nn.Module):
             cache = caches[step.name]
             if isinstance(step, ConvStep):
                 out = self._conv(step, values, mask, cache, refresh.reshape(1) * 0)
+            elif step.name in self._affines:
+                src, scale, shift = self._affines[step.name]
+                out = self.node.affine(values[src], mask, cache, scale, shift, step.tile)
             else:
                 dense = self._dense_step(step, values)
                 out = torch.where(cells_of(mask, step.tile, step.shape[1], step.shape[2]) > 0.5, dense, cache)
@@ -149,7 +166,7 @@ class SparseProgram(nn.Module):
         if self.node is sparse_conv_node:
             return zero.reshape(1, 1, 1, 1).expand(shape)
         if conv.name not in self._scratch:
-            self._scratch[conv.name] = torch.zeros(shape, device=zero.device, dtype=zero.dtype)
+            self._scratch[conv.name] = _layout(torch.zeros(shape, device=zero.device, dtype=zero.dtype))
         return self._scratch[conv.name]
 
     def _dense_step(self, step: SpatialStep, values):
@@ -193,15 +210,69 @@ def _flatten(structure) -> list:
     return out
 
 
-def op_node(x, tile_mask, cache, weight, bias, residual, attrs: NodeAttributes) -> torch.Tensor:
-    """A node run by ``torch.ops.passrt.sparse_conv2d``, in place: ``cache`` becomes the output."""
-    from passrt.kernels.extension import sparse_conv2d_op
+class OpNode:
+    """A node run by passrt's compiled op, in place: ``cache`` becomes the output.
 
-    top, left, bottom, right = attrs.pads
-    return sparse_conv2d_op(x, weight, bias, cache, tile_mask[0, 0], stride=attrs.strides,
-                            padding=(top, bottom, left, right), dilation=attrs.dilations, groups=attrs.group,
-                            tile=attrs.tile, activation=contract.ACTIVATION_NAMES[attrs.activation], residual=residual,
-                            act_alpha=attrs.activation_alpha, post_activation=contract.ACTIVATION_NAMES[attrs.post_activation])
+    On CPU, caches kept channels-last (NHWC in memory) run through ``passrt::conv_tiles``, the native
+    executor's kernels (windows read straight from the cache, one GEMM, epilogue and write-back fused;
+    the weights converted once per node), for ordinary and depthwise float32 convs; anything else runs
+    through ``passrt::sparse_conv2d``, whose CPU kernels are the CUDA kernels' plain NCHW twins."""
+
+    def __init__(self):
+        self._weights: dict[int, tuple] = {}  # id(weight) -> (weight, its layout for conv_tiles)
+
+    def __call__(self, x, tile_mask, cache, weight, bias, residual, attrs: NodeAttributes) -> torch.Tensor:
+        top, left, bottom, right = attrs.pads
+        if _nhwc_rows_ok(x, cache, residual) and native.supports(weight, attrs.group):
+            tiles = torch.nonzero(tile_mask.reshape(-1) > 0.5).reshape(-1)
+            if tiles.numel():
+                torch.ops.passrt.conv_tiles(
+                    _rows(x), self._kernel_weight(weight, attrs.group), bias, _rows(residual), tiles, _rows(cache),
+                    list(x.shape[2:]), list(cache.shape[2:]), list(attrs.kernel_shape), list(attrs.strides),
+                    [top, left], list(attrs.dilations), attrs.group, attrs.tile, attrs.activation,
+                    attrs.activation_alpha, attrs.post_activation, None, None, None, 0, 0.01, 0)
+            return cache
+        from passrt.kernels.extension import sparse_conv2d_op
+
+        out = cache if cache.is_contiguous() else cache.contiguous()  # the twins take NCHW
+        sparse_conv2d_op(x, weight, bias, out, tile_mask[0, 0], stride=attrs.strides,
+                         padding=(top, bottom, left, right), dilation=attrs.dilations, groups=attrs.group,
+                         tile=attrs.tile, activation=contract.ACTIVATION_NAMES[attrs.activation], residual=residual,
+                         act_alpha=attrs.activation_alpha,
+                         post_activation=contract.ACTIVATION_NAMES[attrs.post_activation])
+        return out if out is cache else cache.copy_(out)
+
+    def affine(self, x, tile_mask, cache, scale, shift, tile: int) -> torch.Tensor:
+        """``x * scale + shift`` (per channel) on the active tiles of ``cache``."""
+        if not _nhwc_rows_ok(x, cache):
+            return torch.where(cells_of(tile_mask, tile, *cache.shape[2:]) > 0.5,
+                               x * scale.to(x).reshape(1, -1, 1, 1) + shift.to(x).reshape(1, -1, 1, 1), cache)
+        tiles = torch.nonzero(tile_mask.reshape(-1) > 0.5).reshape(-1)
+        if tiles.numel():
+            torch.ops.passrt.affine_tiles(_rows(x), scale, shift, tiles, _rows(cache), list(cache.shape[2:]), tile)
+        return cache
+
+    def _kernel_weight(self, weight: torch.Tensor, groups: int) -> torch.Tensor:
+        entry = self._weights.get(id(weight))
+        if entry is None or entry[0] is not weight:
+            entry = self._weights[id(weight)] = (weight, native.kernel_weight(weight, groups))
+        return entry[1]
+
+
+def _layout(t: torch.Tensor) -> torch.Tensor:
+    """Maps on CPU kept channels-last, the layout OpNode's fast path reads and writes in place."""
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and t.device.type == "cpu" else t
+
+
+def _rows(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A channels-last single-image map as its [cells, C] rows (a view: writes reach the map)."""
+    return t.permute(0, 2, 3, 1).view(-1, t.shape[1]) if t is not None else None
+
+
+def _nhwc_rows_ok(*tensors) -> bool:
+    """Single-image float32 CPU maps stored channels-last, so each is a [cells, C] row matrix as it is."""
+    return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32 and t.shape[0] == 1
+                             and t.is_contiguous(memory_format=torch.channels_last)) for t in tensors)
 
 
 class ProgramExecutor:
@@ -212,10 +283,10 @@ class ProgramExecutor:
 
     def __init__(self, plan: Plan, policy, device, dtype):
         self.plan = plan
-        self.program = SparseProgram(plan, policy, node=op_node).to(device, dtype)
+        self.program = SparseProgram(plan, policy, node=OpNode(), eager=True).to(device, dtype)
         self.name = f"passrt op ({torch.device(device).type.upper()})"
-        states = {contract.STATE_IN + k: t for k, t in zip(self.program.state_keys,
-                                                           self.program.initial_states(device, dtype))}
+        states = {contract.STATE_IN + k: _layout(t) for k, t in zip(self.program.state_keys,
+                                                                    self.program.initial_states(device, dtype))}
         self.n_outputs = len(_flatten(plan.outputs))
         outputs = {f"{contract.OUTPUT}{i}": () for i in range(self.n_outputs)}
         outputs[contract.ACTIVE_FRACTION] = (1,)
@@ -228,7 +299,7 @@ class ProgramExecutor:
 
     def run(self, x: torch.Tensor, refresh: bool):
         self.loop.refresh = refresh
-        feeds = self.loop.feeds(x, self._flag)
+        feeds = self.loop.feeds(_layout(x), self._flag)
         result = self.program(*feeds.values())
         outputs, _ = self.loop.advance(dict(zip(self.output_names, result)))
         macs_dense = self.program.macs_dense

@@ -171,5 +171,10 @@ class MaskSource(nn.Module):
     def overhead_macs(self):
         return 0.0
 
+    def in_place_ok(self, image) -> bool:
+        """Whether ``begin(..., in_place=True)`` may run this frame's rule eagerly in passrt's native
+        kernels, updating the states in place (no source does unless it says so)."""
+        return False
+
     def end(self) -> list:
         return []

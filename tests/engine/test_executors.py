@@ -50,6 +50,25 @@ def test_op_executor_equals_reference_on_real_frames(ssdlite_frames):
     assert stats["executor"] == "passrt op (CPU)"
 
 
+def test_op_executor_on_cpu_runs_the_tile_kernels(ssdlite_frames, monkeypatch):
+    """On CPU the op executor keeps its maps channels-last and runs every SSDLite conv through conv_tiles
+    (and the input normalisation through affine_tiles), never the NCHW twins, equal to the reference."""
+    _need_op()
+    from passrt.kernels import extension
+
+    def twins(*args, **kwargs):
+        raise AssertionError("the NCHW twin kernel ran")
+
+    monkeypatch.setattr(extension, "sparse_conv2d_op", twins)
+    _compare(*ssdlite_frames, "cpu", 1e-4)
+    op = passrt.sparsify(ssdlite_frames[0].module, "regiondrop", executor="op")
+    op(ssdlite_frames[1][0])
+    program = op.executor.program
+    assert len(program._affines) == 2  # x * 2 - 1
+    assert all(t.is_contiguous(memory_format=torch.channels_last) for t in op.executor.loop.state.values()
+               if t.dim() == 4)
+
+
 @pytest.mark.cuda
 def test_cuda_op_executor_equals_reference_on_real_frames(ssdlite_frames):
     require_cuda_op()
