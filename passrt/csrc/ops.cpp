@@ -40,6 +40,9 @@ TORCH_LIBRARY(passrt, m) {
   m.def("frame_block_rank_change(Tensor a, Tensor[] others, int block, int rank) -> Tensor");
   m.def("frame_block_counts(Tensor a, Tensor b, float limit, int block) -> Tensor");
   m.def("frame_copy_blocks_(Tensor(a!) dst, Tensor src, Tensor mask, int block) -> ()");
+  // exact's per-pixel rule (policies/exact.py): the (1, 1, H, W) 0/1 map of pixels whose max over channels
+  // |a - ref| > limit, and ref = a at those pixels.
+  m.def("frame_pixel_changes_(Tensor(a!) ref, Tensor a, float limit) -> Tensor");
 }
 
 namespace passrt::op {

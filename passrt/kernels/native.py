@@ -118,6 +118,11 @@ def block_change_counts(a: torch.Tensor, b: torch.Tensor, limit: float, block: i
     return torch.ops.passrt.frame_block_counts(a, b, float(limit), block)
 
 
+def pixel_changes_(ref: torch.Tensor, a: torch.Tensor, limit: float) -> torch.Tensor:
+    """= ``(pixel_change(a, ref) > limit).float()``, and in place ``ref = a`` at those pixels."""
+    return torch.ops.passrt.frame_pixel_changes_(ref, a, float(limit))
+
+
 def copy_blocks_(dst: torch.Tensor, src: torch.Tensor, mask: torch.Tensor, block: int) -> torch.Tensor:
     """In place, = ``torch.lerp(dst, src, cells_of(mask, block, H, W))`` for a 0/1 block ``mask``."""
     torch.ops.passrt.frame_copy_blocks_(dst, src, mask.reshape(-1).contiguous().float(), block)

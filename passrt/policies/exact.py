@@ -36,8 +36,15 @@ class Exact(Policy):
 
     def begin_frame(self, ctx, x, refresh):
         prevs = self.prevs
-        if noise.is_auto(self.threshold):
-            self.prevs = [x.clone()] + prevs[:1]
+        dense = self._test(ctx, x, refresh, prevs)
+        if noise.is_auto(self.threshold):  # measured: the oldest frame's buffer takes this frame
+            oldest = prevs[1] if len(prevs) == 2 and prevs[1].shape == x.shape else None
+            self.prevs = [oldest.copy_(x) if oldest is not None else x.clone()] + prevs[:1]
+        return dense
+
+    def _test(self, ctx, x, refresh, prevs) -> bool:
+        """The frame's change test against the reference (``prevs``: the two previous frames); True: dense."""
+        native = _native(ctx, x)
         if refresh or self.ref is None or self.ref.shape != x.shape:
             self.ref = x.clone()
             return True
@@ -45,12 +52,15 @@ class Exact(Policy):
         if noise.is_auto(self.threshold):
             if len(prevs) == 2 and prevs[1].shape == x.shape:
                 measured, _ = noise.frame_noise(x, prevs[0], prevs[1], NOISE_BLOCK, NOISE_RANK, self.noise_floor,
-                                                _native_statistics(ctx, x))
+                                                native and native.block_rank_changes)
             else:
                 measured = torch.zeros(1)
             limit = float(noise.threshold(self.level, measured, self.noise_multiple, self.noise_floor,
                                           self.max_threshold))
-        changed = (masks.pixel_change(x, self.ref) > limit).float()
+        if native is not None:  # one pass: the change map, and the reference moved where it changed
+            changed = native.pixel_changes_(self.ref, x, limit)
+        else:
+            changed = (masks.pixel_change(x, self.ref) > limit).float()
         ctx.input_fraction = float(masks.to_tiles(changed, CUT_BLOCK).mean())
         if measured is not None:
             self.level = noise.update_level(self.level, measured, torch.tensor([ctx.input_fraction]), torch.zeros(1))
@@ -61,7 +71,8 @@ class Exact(Policy):
         # is recomputed), so each cached value was computed from inputs within `threshold`
         # of the reference, which is within `threshold` of the current frame: the input
         # error is at most 2 * threshold per pixel, on every frame, with no drift.
-        self.ref = torch.where(changed.bool(), x, self.ref)
+        if native is None:
+            self.ref = torch.where(changed.bool(), x, self.ref)
         ctx.changed[ctx.input_name] = nonempty(changed)
         return False
 
@@ -72,11 +83,12 @@ class Exact(Policy):
         return {"noise_level": float(self.level)} if noise.is_auto(self.threshold) else {}
 
 
-def _native_statistics(ctx, x: torch.Tensor):
-    """passrt's kernel for the noise statistic (equal to the tensor ops, one pass) when the executor runs
-    the native kernels and the frame is a float32 CPU frame at least a block in size; else None."""
+def _native(ctx, x: torch.Tensor):
+    """passrt's kernels (passrt.kernels.native: the noise statistic and the change map, each equal to the
+    tensor ops, one pass) when the executor runs the native kernels and the frame is a float32 CPU frame at
+    least a noise block in size; else None."""
     if not ctx.native or x.device.type != "cpu" or x.dtype != torch.float32 or min(x.shape[2:]) < NOISE_BLOCK:
         return None
     from passrt.kernels import native
 
-    return native.block_rank_changes
+    return native

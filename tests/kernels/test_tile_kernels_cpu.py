@@ -241,6 +241,24 @@ def test_copy_blocks_equals_lerp_on_block_cells(shape, channels_last):
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 7, 5), (1, 4, 33, 80)])
+@pytest.mark.parametrize("layouts", [(False, False), (True, True), (True, False)])
+@pytest.mark.parametrize("limit", [0.0, 0.004, 0.3])
+def test_pixel_changes_equal_exacts_change_test(shape, layouts, limit):
+    """The change map and the reference moved at the changed pixels (mixed layouts too)."""
+    from passrt.plan.masks import pixel_change
+
+    a, ref = frames(shape, seed_of(shape, "pixels", limit), False)
+    a, ref = (t.contiguous(memory_format=torch.channels_last) if last and shape[1] in (3, 4) else t
+              for t, last in zip((a, ref), layouts))
+    want = (pixel_change(a, ref) > limit).float()
+    want_ref = torch.where(want.bool(), a, ref)
+    got_ref = ref.clone()
+    got = native.pixel_changes_(got_ref, a, limit)
+    assert 0 < want.mean() < 1 or limit == 0.0
+    assert torch.equal(got, want) and torch.equal(got_ref, want_ref)
+
+
 def test_frame_ops_clear_errors():
     a = torch.rand(1, 3, 32, 32)
     with pytest.raises(RuntimeError, match="smaller than a block"):
@@ -251,6 +269,8 @@ def test_frame_ops_clear_errors():
         native.block_change_counts(a.double(), a.double(), 0.1, 16)
     with pytest.raises(RuntimeError, match="mask must be"):
         native.copy_blocks_(a.clone(), a, torch.ones(3), 16)
+    with pytest.raises(RuntimeError, match="another tensor"):
+        native.pixel_changes_(a, a, 0.1)
 
 
 @pytest.mark.parametrize("channels", [1, 3, 16])

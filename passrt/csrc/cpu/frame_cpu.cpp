@@ -1,4 +1,4 @@
-// passrt's frame-level change ops on CPU (RegionDrop's per-frame rule, eager path): the kernels of
+// passrt's frame-level change ops on CPU (RegionDrop's and exact's per-frame rules, eager path): the kernels of
 // passrt_tiles.h over (1, C, H, W) float32 tensors of any strides, split over threads.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -53,6 +53,18 @@ at::Tensor blockChangeCountsCpu(const at::Tensor& a, const at::Tensor& b, double
   return counts;
 }
 
+at::Tensor pixelChangesCpu(at::Tensor& ref, const at::Tensor& a, double limit) {
+  const FrameView va = view("a", a, a), vr = view("ref", ref, a);
+  TORCH_CHECK(!ref.is_same(a), kOp, ": ref must be another tensor than a");
+  const int64_t h = a.size(2), w = a.size(3);
+  at::Tensor changed = at::empty({1, 1, h, w}, a.options());
+  at::parallel_for(0, h, 8, [&](int64_t begin, int64_t end) {
+    pixelChanges(static_cast<int32_t>(a.size(1)), static_cast<int32_t>(w), static_cast<float>(limit), va, vr, begin,
+                 end, changed.data_ptr<float>());
+  });
+  return changed;
+}
+
 void copyBlocksCpu(at::Tensor& dst, const at::Tensor& src, const at::Tensor& mask, int64_t block) {
   checkBlock(block);
   const FrameView vs = view("src", src, src), vd = view("dst", dst, src);
@@ -73,4 +85,5 @@ TORCH_LIBRARY_IMPL(passrt, CPU, m) {
   m.impl("frame_block_rank_change", &passrt::op::blockRankChangeCpu);
   m.impl("frame_block_counts", &passrt::op::blockChangeCountsCpu);
   m.impl("frame_copy_blocks_", &passrt::op::copyBlocksCpu);
+  m.impl("frame_pixel_changes_", &passrt::op::pixelChangesCpu);
 }

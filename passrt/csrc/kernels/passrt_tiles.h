@@ -52,7 +52,7 @@ void affineNhwc(int32_t channels, const float* input, const float* scale, const 
 
 // ---- Frame-level change kernels (RegionDrop's per-frame rule, eager CPU) -----------------------
 // The rule itself is written once, as traceable tensor ops (passrt/policies/regiondrop.py, noise.py);
-// these are its three full-frame operations in one pass each, tested equal to those ops. A frame is
+// these are its full-frame operations (and exact's) in one pass each, tested equal to those ops. A frame is
 // (C, H, W) float32 with any strides (a decoded frame is often channels-last).
 struct FrameView {
   float* data;
@@ -71,6 +71,11 @@ void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols
 // ceil_mode scales it: count / (pixels inside the block) * block * block.
 void blockChangeCounts(int32_t channels, int32_t h, int32_t w, int32_t block, float limit, FrameView a, FrameView b,
                        int64_t begin, int64_t end, float* counts);
+
+// exact's per-pixel rule, rows [begin, end): changed[y * w + x] = 1 where max over channels |a - ref| > limit,
+// else 0; and ref = a at those pixels (the reference moves only where a change was found).
+void pixelChanges(int32_t channels, int32_t w, float limit, FrameView a, FrameView ref, int64_t begin, int64_t end,
+                  float* changed);
 
 // dst = src inside the blocks with mask > 0.5 (mask [ceil(H / block), ceil(W / block)]), block rows [begin, end).
 void copyBlocks(int32_t channels, int32_t h, int32_t w, int32_t block, const float* mask, FrameView src, FrameView dst,

@@ -95,6 +95,24 @@ void blockChangeCounts(int32_t channels, int32_t h, int32_t w, int32_t block, fl
   }
 }
 
+void pixelChanges(int32_t channels, int32_t w, float limit, FrameView a, FrameView ref, int64_t begin, int64_t end,
+                  float* changed) {
+  for (int64_t y = begin; y < end; ++y) {
+    float* row = changed + y * w;
+    changeRow(channels, a, ref, y, 0, w, row);
+    for (int64_t x = 0; x < w; ++x) {
+      if (!(row[x] > limit)) {
+        row[x] = 0.f;
+        continue;
+      }
+      row[x] = 1.f;
+      for (int32_t c = 0; c < channels; ++c)
+        ref.data[c * ref.c_stride + y * ref.y_stride + x * ref.x_stride] =
+            a.data[c * a.c_stride + y * a.y_stride + x * a.x_stride];
+    }
+  }
+}
+
 void copyBlocks(int32_t channels, int32_t h, int32_t w, int32_t block, const float* mask, FrameView src, FrameView dst,
                 int64_t begin, int64_t end) {
   const int64_t blocksW = (w + block - 1) / block;
