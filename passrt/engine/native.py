@@ -13,6 +13,7 @@ C++ here (one pass each instead of several tensor ops).
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 import torch
@@ -30,6 +31,7 @@ _NONE = torch.empty(0, dtype=torch.long)  # no tile: the program skips the step
 # heads and extra layers, single thread: 3-10x faster on 5x6 maps and smaller, about 2x on 9x12; on
 # larger maps either may win).
 DENSE_NATIVE_CELLS = 128
+DENSE_TRIALS = 2  # timed dense runs of each way, per conv step, before run_dense keeps the faster
 
 
 class NativeExecutor(ReferenceExecutor):
@@ -45,6 +47,7 @@ class NativeExecutor(ReferenceExecutor):
         self.affines = {s.name: a for s in plan.steps if isinstance(s, PointwiseStep)
                         for a in [tile_affine(s, spatial)] if a is not None}
         self._every: dict = {}  # tile grid (Ht, Wt) -> the ids of all its tiles
+        self._dense_seconds: dict = {}  # conv step name -> {"torch": [s, ...], "tiles": [s, ...]} (run_dense)
         self.schedule = self._whole_plan_schedule() if policy.common_tiles else None
 
     def run_sparse(self, step: SpatialStep, active: torch.Tensor) -> None:
@@ -138,10 +141,25 @@ class NativeExecutor(ReferenceExecutor):
         return ids
 
     def run_dense(self, step: SpatialStep) -> None:
-        if step.name in self.convs and step.shape[1] * step.shape[2] <= DENSE_NATIVE_CELLS:
-            self.run_sparse(step, self._every_tile(step))
-        else:
+        """Every tile of a step: PyTorch's conv or the tile kernels with every tile active, whichever ran a
+        dense frame of this step faster on this machine (each is tried DENSE_TRIALS times first: which wins
+        depends on the layer, e.g. a padded stride-2 conv makes PyTorch copy its input, and on the CPU)."""
+        if step.name not in self.convs:
             step.run_dense(self.env)
+            return
+        if step.shape[1] * step.shape[2] <= DENSE_NATIVE_CELLS:
+            self.run_sparse(step, self._every_tile(step))
+            return
+        seconds = self._dense_seconds.setdefault(step.name, {"torch": [], "tiles": []})
+        trying = min(seconds, key=lambda k: len(seconds[k]))
+        way = trying if len(seconds[trying]) < DENSE_TRIALS else min(seconds, key=lambda k: min(seconds[k]))
+        start = time.perf_counter()
+        if way == "torch":
+            step.run_dense(self.env)
+        else:
+            self.run_sparse(step, self._every_tile(step))
+        if way == trying and len(seconds[way]) < DENSE_TRIALS:
+            seconds[way].append(time.perf_counter() - start)
 
     def _every_tile(self, step: SpatialStep) -> torch.Tensor:
         if step.grid not in self._every:

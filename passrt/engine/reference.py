@@ -10,6 +10,7 @@ every kernel is tested against, and on CPU the faster path.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -46,9 +47,17 @@ class ReferenceExecutor:
     spread through the network on recent sparse frames: ``1 - (1 - i) ** spread``, the area a random
     change of that size covers after dilation, with ``spread`` fitted to the frames' executed MACs (about
     1 for regiondrop, whose mask is already dilated; several for exact and layerwise on textured motion).
-    An isolated scene cut is computed here as before (one dense frame either way); a camera that keeps
-    moving runs at the dense engine's speed, plus one dense frame of passrt's own when it starts and
-    one when it comes to rest."""
+    An isolated scene cut is computed here as before (one dense frame either way).
+
+    When the motion stops, catching the caches up costs one dense frame of passrt's own, slower than the
+    engine's; if the calm lasts a frame or two that costs more than it saves. So the engine also answers
+    calm frames while the caches are stale, until what sparse frames would have saved over it (the engine's
+    time less the predicted share of a dense frame's, summed over those frames) pays for the catch-up's
+    extra time (passrt's dense frame less the engine's): the ski-rental rule, which never spends more than
+    twice what the best choice in hindsight would. The times are measured on the stream (wall clock, the
+    latest of each); ``pinned_seconds`` = (own dense frame, engine frame) fixes them instead. A camera that
+    keeps moving runs at the dense engine's speed, plus one dense frame of passrt's own when it starts and
+    one once it has been calm long enough."""
 
     name = NAME
     native_kernels = False  # the policies' frame-level rules run as tensor ops
@@ -59,6 +68,9 @@ class ReferenceExecutor:
         self.stale = False  # the caches miss frames answered by the dense engine
         self.last_dense = False  # the previous frame had to be dense (or was predicted over dense_above)
         self.spread = 1.0  # how the input's changed fraction grows into executed MACs (see the class docstring)
+        self.seconds = {"own": None, "engine": None}  # latest wall time of a dense frame: passrt's, the engine's
+        self.pinned_seconds = None  # (own, engine): fixed instead of measured
+        self.credit = 0.0  # seconds sparse frames would have saved over the engine since the caches went stale
         self.macs_dense = sum(s.macs_per_cell * s.shape[1] * s.shape[2] for s in plan.steps
                               if isinstance(s, SpatialStep))
         self.env: dict = {}
@@ -70,21 +82,26 @@ class ReferenceExecutor:
 
     def run(self, x: torch.Tensor, refresh: bool):
         plan, env, policy = self.plan, self.env, self.policy
-        env[plan.input_name].write_nchw(x)
         ctx = FrameContext(plan, env, native=self.native_kernels)
         forced = refresh  # first frame, reset(), refresh_every, the guard: not a sign of a moving camera
         refresh = policy.begin_frame(ctx, x, refresh)
         dense_now = not forced and (refresh or self.predicted_work(ctx.input_fraction) >= self.dense_above)
         run_of_dense, self.last_dense = self.last_dense, dense_now
-        if self.dense_engine is not None and dense_now and run_of_dense:
+        calm_but_stale = self.stale and not forced and not dense_now
+        if self.dense_engine is not None and ((dense_now and run_of_dense) or
+                                              (calm_but_stale and not self._catch_up_pays(ctx))):
             answered = self._by_dense_engine(x, ctx)
             if answered is not None:
                 return answered
         if self.stale:  # the policy measured the change against its reference; the caches still need this frame
             refresh, self.stale = True, False
+        env[plan.input_name].write_nchw(x)  # the policies' frame tests read x itself
         if refresh:
             ctx.changed[plan.input_name] = FrameContext.FULL
+        start = time.perf_counter()
         layers = self._run_steps(ctx, refresh)
+        if refresh:
+            self.seconds["own"] = time.perf_counter() - start
         macs_exec = sum(v["macs_executed"] for v in layers.values())
         if refresh:
             policy.after_refresh(plan.steps, env)
@@ -94,6 +111,14 @@ class ReferenceExecutor:
         macs_exec += policy.overhead_macs()
         record = FrameRecord(refresh, self.macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
         return fx.node.map_aggregate(plan.outputs, self._output_value), record
+
+    def _catch_up_pays(self, ctx: FrameContext) -> bool:
+        """Whether this calm frame, the caches being stale, should catch them up (see the class docstring)."""
+        own, engine = self.pinned_seconds or (self.seconds["own"], self.seconds["engine"])
+        if own is None or engine is None or own <= engine:
+            return True
+        self.credit = max(0.0, self.credit + engine - self.predicted_work(ctx.input_fraction) * own)
+        return self.credit >= own - engine
 
     def predicted_work(self, input_fraction: float) -> float:
         """The share of the dense MACs a sparse frame with this input change is expected to execute."""
@@ -131,11 +156,14 @@ class ReferenceExecutor:
                 "macs_executed": step.macs_per_cell * computed}
 
     def _by_dense_engine(self, x: torch.Tensor, ctx: FrameContext):
+        start = time.perf_counter()
         outputs = self.dense_engine(x)
         if outputs is None:  # the engine cannot answer (it said why): passrt runs every frame itself
             self.dense_engine = None
             return None
-        self.stale = True
+        self.seconds["engine"] = time.perf_counter() - start
+        if not self.stale:
+            self.stale, self.credit = True, 0.0
         self.tiles = {s.label: "dense" for s in self.plan.steps if isinstance(s, SpatialStep)}
         macs = self.macs_dense + self.policy.overhead_macs()
         return outputs, FrameRecord(True, self.macs_dense, macs, ctx.input_fraction, {}, dense_engine=True)

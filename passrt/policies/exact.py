@@ -13,7 +13,7 @@ import torch
 
 from passrt.plan import masks
 from passrt.policies import noise
-from passrt.policies.base import CUT_BLOCK, Policy, nonempty
+from passrt.policies.base import CUT_BLOCK, Policy
 
 NOISE_BLOCK, NOISE_RANK = 16, 8  # the noise statistic: 8th-largest change in 16x16 blocks (as regiondrop's)
 
@@ -73,7 +73,7 @@ class Exact(Policy):
         # error is at most 2 * threshold per pixel, on every frame, with no drift.
         if native is None:
             self.ref = torch.where(changed.bool(), x, self.ref)
-        ctx.changed[ctx.input_name] = nonempty(changed)
+        ctx.changed[ctx.input_name] = changed if ctx.input_fraction > 0 else None  # a changed pixel marks its block
         return False
 
     def operating_knob(self):

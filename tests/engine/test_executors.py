@@ -214,6 +214,8 @@ def test_dense_engine_answers_dense_frames_and_the_caches_catch_up(ssdlite_frame
     seen = []
     with torch.no_grad():
         for x in clip:
+            if engine.executor is not None:  # passrt's dense frame as fast as the engine's: catching up pays at once
+                engine.executor.pinned_seconds = (1.0, 1.0)
             out = engine(x)
             st = engine.stats()
             seen.append((st["dense_engine"], st["refresh"]))
@@ -227,6 +229,30 @@ def test_dense_engine_answers_dense_frames_and_the_caches_catch_up(ssdlite_frame
     assert seen == [(False, True), (False, False), (False, True), (True, True), (True, True), (False, True),
                     (False, True)]
     assert engine.stats()["dense_engine_frames"] == dense.calls == 2
+
+
+def test_the_engine_answers_calm_frames_until_catching_up_pays(ssdlite_frames):
+    """After a run of engine frames the caches are stale; with passrt's dense frame 3x the engine's, a calm
+    frame predicted to execute a share p of the dense work would save (1 - 3p) engine-frames over the
+    engine, and catching up costs 2 more: the engine answers calm frames until those savings add up to 2."""
+    _need_op()
+    spec, frames = ssdlite_frames
+    cut = torch.flip(frames[0], dims=[2, 3])
+    clip = [frames[0], cut, frames[0], cut] + [frames[0]] * 8
+    dense = CountingDense(spec.module)
+    engine = passrt.sparsify(spec.module, "regiondrop", executor="native", dense_engine=dense)
+    seen = []
+    with torch.no_grad():
+        for x in clip:
+            if engine.executor is not None:
+                engine.executor.pinned_seconds = (3.0, 1.0)
+            engine(x)
+            st = engine.stats()
+            seen.append("engine" if st["dense_engine"] else "refresh" if st["refresh"] else "sparse")
+    # an isolated cut (passrt), then a run of changed frames (the engine from the second on); then calm frames
+    # (nothing changes against the reference: predicted work 0) each save one engine frame, so the second
+    # calm frame catches up, and the rest run sparse
+    assert seen == ["refresh", "refresh", "engine", "engine", "engine", "engine", "refresh"] + ["sparse"] * 5, seen
 
 
 def test_dense_above_is_validated(ssdlite_frames):
