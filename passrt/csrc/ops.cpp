@@ -43,6 +43,9 @@ TORCH_LIBRARY(passrt, m) {
   // exact's per-pixel rule (policies/exact.py): the (1, 1, H, W) 0/1 map of pixels whose max over channels
   // |a - ref| > limit, and ref = a at those pixels.
   m.def("frame_pixel_changes_(Tensor(a!) ref, Tensor a, float limit) -> Tensor");
+  // layerwise's per-layer test (policies/layerwise.py) on NHWC row caches [cells(+), C]: the [cells] 0/1 map
+  // of the listed rows whose max over channels |src - ref| > threshold, and ref = src on them.
+  m.def("row_changes_(Tensor(a!) ref, Tensor src, Tensor rows, float threshold, int cells) -> Tensor");
 }
 
 namespace passrt::op {

@@ -214,6 +214,10 @@ def _register_fakes() -> None:
     def _(ref, a, limit):
         return a.new_empty(1, 1, *a.shape[2:])
 
+    @register("passrt::row_changes_")
+    def _(ref, src, rows, threshold, cells):
+        return src.new_empty(cells)
+
     @register("passrt::affine_tiles")
     def _(input, scale, shift, tiles, output, size, tile):
         return None  # writes into `output`, returns nothing

@@ -48,20 +48,27 @@ class Exact(Policy):
         if refresh or self.ref is None or self.ref.shape != x.shape:
             self.ref = x.clone()
             return True
-        limit, measured = self.threshold, None
-        if noise.is_auto(self.threshold):
-            if len(prevs) == 2 and prevs[1].shape == x.shape:
-                measured, _ = noise.frame_noise(x, prevs[0], prevs[1], NOISE_BLOCK, NOISE_RANK, self.noise_floor,
-                                                native and native.block_rank_changes)
-            else:
-                measured = torch.zeros(1)
-            limit = float(noise.threshold(self.level, measured, self.noise_multiple, self.noise_floor,
-                                          self.max_threshold))
+        auto, limit, measured = noise.is_auto(self.threshold), self.threshold, None
+
+        def measure():
+            if len(prevs) < 2 or prevs[1].shape != x.shape:
+                return torch.zeros(1)
+            return noise.frame_noise(x, prevs[0], prevs[1], NOISE_BLOCK, NOISE_RANK, self.noise_floor,
+                                     native and native.block_rank_changes)[0]
+
+        if auto:
+            # Once the level is known it alone sets the threshold, and a measurement can only update it on a
+            # frame found mostly static (noise.update_level): a moving camera's frames skip the measurement.
+            measured = None if float(self.level) > 0 else measure()
+            limit = float(noise.threshold(self.level, torch.zeros(1) if measured is None else measured,
+                                          self.noise_multiple, self.noise_floor, self.max_threshold))
         if native is not None:  # one pass: the change map, and the reference moved where it changed
             changed = native.pixel_changes_(self.ref, x, limit)
         else:
             changed = (masks.pixel_change(x, self.ref) > limit).float()
         ctx.input_fraction = float(masks.to_tiles(changed, CUT_BLOCK).mean())
+        if auto and measured is None and ctx.input_fraction < noise.STATIC:
+            measured = measure()
         if measured is not None:
             self.level = noise.update_level(self.level, measured, torch.tensor([ctx.input_fraction]), torch.zeros(1))
         if ctx.input_fraction > self.scene_cut:

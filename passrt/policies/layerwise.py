@@ -50,8 +50,11 @@ class LayerWise(Policy):
         producers = {s.name: s for s in steps}
         for step in steps:
             if isinstance(step, (ConvStep, TransposedConvStep, PoolStep)) and not isinstance(producers[step.srcs[0]], InputStep):
-                src = env[step.srcs[0]]
-                self.refs[step.name] = src.rows.clone()
+                src, ref = env[step.srcs[0]], self.refs.get(step.name)
+                # Into the buffer of the last refresh: a fresh clone of every layer's input faults in as much
+                # memory again on each refresh.
+                self.refs[step.name] = ref.copy_(src.rows) if ref is not None and ref.shape == src.rows.shape \
+                    else src.rows.clone()
                 scale = float(src.rows[: src.cells].abs().mean())
                 self.thresholds[step.name] = self.feature_threshold * scale
 
@@ -62,11 +65,16 @@ class LayerWise(Policy):
             # Test only the cells the producer rewrote this frame: nothing else can have changed.
             src = ctx.env[step.srcs[0]]
             rows = maps[0].reshape(-1).nonzero().reshape(-1)
-            diff = (src.rows[rows] - ref[rows]).abs().amax(1)
-            flagged = rows[diff > self.thresholds[step.name]]
-            ref[flagged] = src.rows[flagged]
-            own = torch.zeros(src.cells)
-            own[flagged] = 1.0
+            if ctx.native and src.rows.dtype == torch.float32:  # passrt's kernel: the same test, one pass
+                from passrt.kernels import native
+
+                own = native.row_changes_(ref, src.rows, rows, self.thresholds[step.name], src.cells)
+            else:
+                diff = (src.rows[rows] - ref[rows]).abs().amax(1)
+                flagged = rows[diff > self.thresholds[step.name]]
+                ref[flagged] = src.rows[flagged]
+                own = torch.zeros(src.cells)
+                own[flagged] = 1.0
             maps[0] = nonempty(own.view(1, 1, src.height, src.width))
         changed = nonempty(step.propagate(maps))
         return masks.to_tiles(changed, step.tile) if changed is not None else None

@@ -259,6 +259,27 @@ def test_pixel_changes_equal_exacts_change_test(shape, layouts, limit):
     assert torch.equal(got, want) and torch.equal(got_ref, want_ref)
 
 
+@pytest.mark.parametrize("cells,channels", [(1, 1), (77, 3), (4000, 24), (300, 96)])
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_row_changes_equal_layerwises_test(cells, channels, share):
+    """The listed rows' change test against the reference and its update, as layerwise's tensor ops do it."""
+    gen = torch.Generator().manual_seed(cells * channels)
+    ref = torch.rand(cells + 3, channels, generator=gen)  # + the row cache's three special rows
+    src = torch.where(torch.rand(cells + 3, 1, generator=gen) < 0.5, ref + 0.02 * torch.randn(ref.shape, generator=gen),
+                      torch.rand(ref.shape, generator=gen))
+    rows = torch.nonzero(torch.rand(cells, generator=gen) < share).reshape(-1)
+    threshold = 0.05
+    diff = (src[rows] - ref[rows]).abs().amax(1)
+    flagged = rows[diff > threshold]
+    want_ref = ref.clone()
+    want_ref[flagged] = src[flagged]
+    want = torch.zeros(cells)
+    want[flagged] = 1.0
+    got_ref = ref.clone()
+    got = native.row_changes_(got_ref, src, rows, threshold, cells)
+    assert torch.equal(got, want) and torch.equal(got_ref, want_ref)
+
+
 def test_frame_ops_clear_errors():
     a = torch.rand(1, 3, 32, 32)
     with pytest.raises(RuntimeError, match="smaller than a block"):
@@ -271,6 +292,9 @@ def test_frame_ops_clear_errors():
         native.copy_blocks_(a.clone(), a, torch.ones(3), 16)
     with pytest.raises(RuntimeError, match="another tensor"):
         native.pixel_changes_(a, a, 0.1)
+    rows = torch.rand(10, 4)
+    with pytest.raises(RuntimeError, match="is not a cell"):
+        native.row_changes_(rows.clone(), rows, torch.tensor([8]), 0.1, 7)
 
 
 @pytest.mark.parametrize("channels", [1, 3, 16])

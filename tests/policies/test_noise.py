@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, strategies as st
 
 import passrt
 from passrt.errors import PassrtError
@@ -141,3 +142,12 @@ def test_threshold_parameter_takes_auto_or_a_number():
     assert passrt.make_policy("exact", threshold="auto").operating_knob() == "noise_multiple"
     with pytest.raises(PassrtError, match="threshold must be a number >= 0 or 'auto'"):
         passrt.make_policy("regiondrop", threshold="loud")
+
+
+@given(st.floats(1e-3, 0.15), st.floats(0.0, 1.0), st.floats(noise.STATIC, 1.0))
+def test_a_known_level_ignores_measurements_on_mostly_changed_frames(level, measured, fraction):
+    """Why exact may skip measuring a frame found mostly changed once the level is known: neither the
+    threshold nor the level's update depends on that frame's measurement."""
+    lv, m, zero = torch.tensor([level]), torch.tensor([measured]), torch.zeros(1)
+    assert torch.equal(noise.update_level(lv, m, torch.tensor([fraction]), zero), lv)
+    assert torch.equal(noise.threshold(lv, m, 4.0, 1 / 255, 0.1), noise.threshold(lv, zero, 4.0, 1 / 255, 0.1))

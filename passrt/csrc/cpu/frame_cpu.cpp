@@ -1,4 +1,4 @@
-// passrt's frame-level change ops on CPU (RegionDrop's and exact's per-frame rules, eager path): the kernels of
+// passrt's frame-level change ops on CPU (RegionDrop's and exact's per-frame rules, layerwise's per-layer test; eager path): the kernels of
 // passrt_tiles.h over (1, C, H, W) float32 tensors of any strides, split over threads.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -65,6 +65,28 @@ at::Tensor pixelChangesCpu(at::Tensor& ref, const at::Tensor& a, double limit) {
   return changed;
 }
 
+at::Tensor rowChangesCpu(at::Tensor& ref, const at::Tensor& src, const at::Tensor& rows, double threshold,
+                         int64_t cells) {
+  for (const at::Tensor* t : {static_cast<const at::Tensor*>(&ref), &src})
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kFloat && t->is_contiguous() && t->dim() == 2, kOp,
+                ": src and ref must be contiguous float32 CPU row caches [cells, C], got ", t->sizes());
+  TORCH_CHECK(ref.sizes() == src.sizes() && !ref.is_same(src), kOp, ": ref must be another tensor of src's shape ",
+              src.sizes(), ", got ", ref.sizes());
+  TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == at::kLong && rows.is_contiguous(), kOp,
+              ": rows must be a contiguous 1-D int64 tensor");
+  TORCH_CHECK(cells >= 0 && cells <= src.size(0), kOp, ": cells must be in 0 .. ", src.size(0), ", got ", cells);
+  const int64_t n = rows.numel();
+  const int64_t* r = rows.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) TORCH_CHECK(r[i] >= 0 && r[i] < cells, kOp, ": row ", r[i], " is not a cell");
+  at::Tensor own = at::zeros({cells}, src.options());
+  const int32_t channels = static_cast<int32_t>(src.size(1));
+  at::parallel_for(0, n, std::max<int64_t>(1, (1 << 14) / std::max<int32_t>(1, channels)), [&](int64_t b, int64_t e) {
+    rowChanges(channels, static_cast<float>(threshold), src.data_ptr<float>(), ref.data_ptr<float>(), r, b, e,
+               own.data_ptr<float>());
+  });
+  return own;
+}
+
 void copyBlocksCpu(at::Tensor& dst, const at::Tensor& src, const at::Tensor& mask, int64_t block) {
   checkBlock(block);
   const FrameView vs = view("src", src, src), vd = view("dst", dst, src);
@@ -86,4 +108,5 @@ TORCH_LIBRARY_IMPL(passrt, CPU, m) {
   m.impl("frame_block_counts", &passrt::op::blockChangeCountsCpu);
   m.impl("frame_copy_blocks_", &passrt::op::copyBlocksCpu);
   m.impl("frame_pixel_changes_", &passrt::op::pixelChangesCpu);
+  m.impl("row_changes_", &passrt::op::rowChangesCpu);
 }

@@ -77,6 +77,11 @@ void blockChangeCounts(int32_t channels, int32_t h, int32_t w, int32_t block, fl
 void pixelChanges(int32_t channels, int32_t w, float limit, FrameView a, FrameView ref, int64_t begin, int64_t end,
                   float* changed);
 
+// layerwise's per-layer test on NHWC row caches, listed rows [begin, end): own[r] = 1 where max over channels
+// |src[r] - ref[r]| > threshold (and ref[r] = src[r] there), for r = rows[i]; other entries of own untouched.
+void rowChanges(int32_t channels, float threshold, const float* src, float* ref, const int64_t* rows, int64_t begin,
+                int64_t end, float* own);
+
 // dst = src inside the blocks with mask > 0.5 (mask [ceil(H / block), ceil(W / block)]), block rows [begin, end).
 void copyBlocks(int32_t channels, int32_t h, int32_t w, int32_t block, const float* mask, FrameView src, FrameView dst,
                 int64_t begin, int64_t end);

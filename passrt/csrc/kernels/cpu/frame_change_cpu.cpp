@@ -113,6 +113,20 @@ void pixelChanges(int32_t channels, int32_t w, float limit, FrameView a, FrameVi
   }
 }
 
+void rowChanges(int32_t channels, float threshold, const float* src, float* ref, const int64_t* rows, int64_t begin,
+                int64_t end, float* own) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float* __restrict s = src + rows[i] * channels;
+    float* __restrict r = ref + rows[i] * channels;
+    float m = 0.f;
+    for (int32_t c = 0; c < channels; ++c) m = std::max(m, std::fabs(s[c] - r[c]));
+    if (m > threshold) {
+      std::copy(s, s + channels, r);
+      own[rows[i]] = 1.f;
+    }
+  }
+}
+
 void copyBlocks(int32_t channels, int32_t h, int32_t w, int32_t block, const float* mask, FrameView src, FrameView dst,
                 int64_t begin, int64_t end) {
   const int64_t blocksW = (w + block - 1) / block;
