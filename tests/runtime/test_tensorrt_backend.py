@@ -451,17 +451,24 @@ def test_sparse_engine_matches_reference_runner(tmp_path, trt_gpu, capsys):
         f[20:44, 10 + 12 * i:34 + 12 * i] = 255
         frames.append(f)
     tensors = [preprocess(f) for f in frames]
+    eager = tb.TensorRTBackend(tmp_path / "rd.engine", cuda_graphs=False)
     for i, x in enumerate(tensors):
-        got, want = engine(x), reference(x)
-        for g, w in zip(got, want):
+        got, want, ungraphed = engine(x), reference(x), eager(x)
+        for g, w, u in zip(got, want, ungraphed):
             torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-3)
+            torch.testing.assert_close(g, u, rtol=1e-5, atol=1e-5)  # a replayed graph = the same enqueue
         assert engine.stats()["active_fraction"] == pytest.approx(reference.last_active_fraction, abs=1e-5)
         if i == 0:
             assert engine.stats()["active_fraction"] == pytest.approx(1.0)
     assert engine.stats()["active_fraction"] < 1.0
-    engine.reset()
+    # The state buffers swap every frame: two address sets, each enqueued once, then captured and replayed.
+    st = engine.stats()
+    assert "cuda_graph_error" not in st and st["cuda_graphs"] == 2 and st["graph_replays"] == len(tensors) - 2
+    assert eager.stats()["cuda_graphs"] == 0 and eager.stats()["graph_replays"] == 0
+    engine.reset()  # in place: the graphs stay valid
     engine(tensors[-1])
     assert engine.stats()["active_fraction"] == pytest.approx(1.0)
+    assert engine.stats()["graph_replays"] == len(tensors) - 1
 
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (192, 144))
