@@ -363,6 +363,39 @@ void gpuSide() {
   std::printf("CUDA kernels vs CPU twins: %d cases, %s\n", checked, failures ? "FAILED" : "ok");
 }
 
+// The plugin's weight preparation (kernelLayoutCuda) against the layout written out here from ONNX's OIHW:
+// pure data movement, so bit for bit; the bias converted to float32 (exact from fp16).
+void layoutSide() {
+  int checked = 0;
+  std::mt19937 g(7);
+  struct L { int c_in, c_out, k, dw; } const layouts[] = {{5, 7, 3, 0}, {16, 24, 1, 0}, {3, 32, 3, 0}, {6, 6, 3, 1},
+                                                           {40, 40, 5, 1}};
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16})
+    for (const L& l : layouts)
+      for (bool withBias : {true, false}) {
+        const SparseConvParams p = params(l.c_in, l.c_out, 9, 9, l.k, 1, l.dw ? l.c_in : 1, 2, Activation::kNone,
+                                          Activation::kNone);
+        const int cin = l.dw ? 1 : l.c_in, taps = l.k * l.k;
+        const auto oihw = randomVec(g, (size_t)l.c_out * cin * taps, dt);
+        const auto bias = randomVec(g, l.c_out, dt);
+        std::vector<float> want(oihw.size());
+        for (int co = 0; co < l.c_out; ++co)
+          for (int c = 0; c < cin; ++c)
+            for (int t = 0; t < taps; ++t) want[((size_t)t * cin + c) * l.c_out + co] = oihw[((size_t)co * cin + c) * taps + t];
+        Dev dW(oihw, dt), dB(bias, dt), dOut(std::vector<float>(want.size(), -1.f), dt);
+        Dev dBias(std::vector<float>(l.c_out, -1.f), DataType::kFloat32);
+        CUDA_OK(passrt::kernelLayoutCuda(p, dt, dW.ptr, withBias ? dB.ptr : nullptr, dOut.ptr,
+                                         static_cast<float*>(dBias.ptr), 0));
+        CUDA_OK(cudaDeviceSynchronize());
+        EXPECT(dOut.download() == want, "kernelLayoutCuda: %s c_in %d c_out %d k %d dw %d: weight layout differs",
+               dt == DataType::kFloat16 ? "fp16" : "fp32", l.c_in, l.c_out, l.k, l.dw);
+        EXPECT(dBias.download() == (withBias ? bias : std::vector<float>(l.c_out, 0.f)),
+               "kernelLayoutCuda: bias differs (%s, bias %d)", dt == DataType::kFloat16 ? "fp16" : "fp32", withBias);
+        ++checked;
+      }
+  std::printf("plugin weight layout vs OIHW: %d cases, %s\n", checked, failures ? "FAILED" : "ok");
+}
+
 // ---- timing ------------------------------------------------------------------------------------------
 
 void timeSsdlite(FILE* json) {
@@ -464,6 +497,7 @@ int main(int argc, char** argv) {
   CUDA_OK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
   gpuSide();
+  layoutSide();
   if (failures) return 1;
   if (timing) {
     FILE* json = jsonPath ? std::fopen(jsonPath, "w") : nullptr;
