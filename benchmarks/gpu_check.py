@@ -143,8 +143,8 @@ def plan(out: Path, frames: int) -> list[Step]:
               ["compute-sanitizer", "--tool", "racecheck", "--error-exitcode", "1", str(twins), "--quick"]], 90,
              [gpu, (nvcc is not None, "nvcc not found"), (sanitizer is not None, "compute-sanitizer not found")],
              env=require),
-        Step("cuda-tests", "the op's CUDA tests, the native executor on CUDA (graphs on/off, fp32/fp16) and the standalone "
-                           "test via pytest, skips are failures",
+        Step("cuda-tests", "the op's CUDA tests, the native executor on CUDA (graphs on/off, fp32/fp16) and the "
+                           "standalone test via pytest, skips are failures",
              [[python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/kernels/test_op_cuda.py",
                "tests/engine/test_native_cuda.py",
                "tests/engine/test_executors.py::test_cuda_op_executor_equals_reference_on_real_frames",

@@ -36,11 +36,11 @@ import torch.fx as fx
 from passrt.engine.graphs import FrameGraphs
 from passrt.engine.native import tile_conv
 from passrt.engine.program import _epilogue, dense_value
-from passrt.engine.reference import FrameRecord
+from passrt.engine.reference import FrameRecord, ReferenceExecutor
 from passrt.kernels import native
 from passrt.kernels.storage import FeatureMap
 from passrt.plan.masks import cells_of
-from passrt.plan.steps import ConvStep, DenseStep, InputStep, Pointwise, Ref, SpatialStep, TransposedConvStep
+from passrt.plan.steps import ConvStep, DenseStep, InputStep, Pointwise, SpatialStep, TransposedConvStep
 
 NAME = "native (NHWC tile kernels, CUDA)"
 WARMUP_FRAMES = 2  # eager frames before the capture: the first is a refresh, the second a sparse frame
@@ -152,12 +152,7 @@ class DeviceNativeExecutor:
         return y
 
     # ---- what SparseModel asks --------------------------------------------------------------------
-    def _output_value(self, a):
-        if not isinstance(a, Ref):
-            return a
-        v = self.env[a.name]
-        v = v.nchw() if isinstance(v, FeatureMap) else v
-        return v.clone() if isinstance(v, torch.Tensor) else v  # the caches (and graph buffers) stay private
+    _output_value = ReferenceExecutor._output_value  # a copy of each output: the caches and graph buffers stay private
 
     def tile_masks(self) -> dict:
         """Per layer (by label), the (Ht, Wt) bool mask of tiles recomputed on the last frame (read from the

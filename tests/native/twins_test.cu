@@ -381,7 +381,8 @@ void layoutSide() {
         std::vector<float> want(oihw.size());
         for (int co = 0; co < l.c_out; ++co)
           for (int c = 0; c < cin; ++c)
-            for (int t = 0; t < taps; ++t) want[((size_t)t * cin + c) * l.c_out + co] = oihw[((size_t)co * cin + c) * taps + t];
+            for (int t = 0; t < taps; ++t)
+              want[((size_t)t * cin + c) * l.c_out + co] = oihw[((size_t)co * cin + c) * taps + t];
         Dev dW(oihw, dt), dB(bias, dt), dOut(std::vector<float>(want.size(), -1.f), dt);
         Dev dBias(std::vector<float>(l.c_out, -1.f), DataType::kFloat32);
         CUDA_OK(passrt::kernelLayoutCuda(p, dt, dW.ptr, withBias ? dB.ptr : nullptr, dOut.ptr,

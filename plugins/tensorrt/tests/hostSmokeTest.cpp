@@ -110,17 +110,18 @@ cudaError_t kernelLayoutCuda(const SparseConvParams& p, DataType dtype, const vo
   (void)bias;
   return cudaSuccess;
 }
-cudaError_t activeCellsCuda(int32_t, int32_t, int32_t, const float* mask, int32_t* cells, int32_t* count, cudaStream_t) {
+cudaError_t activeCellsCuda(int32_t, int32_t, int32_t, const float* mask, int32_t* cells, int32_t* count,
+                            cudaStream_t) {
   gNhwc.calls.push_back("cells");
   gNhwc.mask = mask;
   gNhwc.range.cells = cells;
   gNhwc.range.count = count;
   return cudaSuccess;
 }
-cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType, const void* input, bool, const void* weight,
-                              const float* bias, const void* residual, CellRange cells, void* output, bool,
-                              cudaStream_t) {
-  gNhwc.calls.push_back("conv");
+// Records a tile kernel launch; it must read the weight and bias kernelLayoutCuda wrote.
+cudaError_t recordTileLaunch(char const* kind, const SparseConvParams& p, const void* input, const void* weight,
+                             const float* bias, const void* residual, CellRange cells, void* output) {
+  gNhwc.calls.push_back(kind);
   gNhwc.p = p;
   gNhwc.input = input;
   gNhwc.residual = residual;
@@ -128,16 +129,15 @@ cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType, const void* i
   gNhwc.range = cells;
   return weight == gNhwc.layoutWeight && bias == gNhwc.bias ? cudaSuccess : cudaErrorInvalidValue;
 }
+cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType, const void* input, bool, const void* weight,
+                              const float* bias, const void* residual, CellRange cells, void* output, bool,
+                              cudaStream_t) {
+  return recordTileLaunch("conv", p, input, weight, bias, residual, cells, output);
+}
 cudaError_t depthwiseCellsNhwcCuda(const SparseConvParams& p, DataType, const void* input, const void* weight,
                                    const float* bias, const void* residual, CellRange cells, void* output, bool,
                                    cudaStream_t) {
-  gNhwc.calls.push_back("depthwise");
-  gNhwc.p = p;
-  gNhwc.input = input;
-  gNhwc.residual = residual;
-  gNhwc.output = output;
-  gNhwc.range = cells;
-  return weight == gNhwc.layoutWeight && bias == gNhwc.bias ? cudaSuccess : cudaErrorInvalidValue;
+  return recordTileLaunch("depthwise", p, input, weight, bias, residual, cells, output);
 }
 }  // namespace passrt
 
