@@ -198,3 +198,15 @@ def test_cuda_graph_replay_follows_new_frames_and_reset(ssdlite_frames):
         dense = spec.module(frames[2])
     for a, b in zip(dense, out):
         torch.testing.assert_close(b.cpu(), a, rtol=0, atol=1e-3)
+
+
+def test_cuda_tile_ids_have_a_fixed_length_and_mark_inactive_tiles():
+    """On CUDA a step's tile list is every tile of its grid, -1 where inactive: its length never depends on
+    the mask, so nothing waits for the device and a captured graph stays valid (conv_tiles skips -1 ids).
+    The list is built with tensor ops, checked here on CPU tensors."""
+    step = type("Step", (), {"grid": (2, 3)})()
+    fake = type("Executor", (), {"cuda": True, "device": torch.device("cpu"), "_ids": {}})()
+    mask = torch.tensor([[[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]]])
+    ids = DeviceNativeExecutor._tile_ids(fake, step, mask)
+    assert ids.tolist() == [0, -1, -1, -1, 4, 5]
+    assert DeviceNativeExecutor._tile_ids(fake, step, torch.zeros_like(mask)).tolist() == [-1] * 6
