@@ -17,6 +17,11 @@ frame is captured once in a CUDA graph and replayed (:class:`~passrt.engine.grap
   program does: the same values, traffic over the whole map (SSDLite has two such steps);
 - dense steps (heads' reshapes and concatenations): run every frame.
 
+Masks are computed in float32 for policies whose rule reads only the frame (``common_tiles``: regiondrop,
+PASS's common gate), whatever the storage dtype: an fp16 engine then takes the same tile decisions as the
+fp32 reference, and only its arithmetic differs; a rule that reads layer features (PASS's paper gates)
+runs in the storage dtype.
+
 A refresh (first frame, reset) and a scene cut are the mask source's ``full`` flag: every tile is
 active, so a dense frame runs through the same kernels (no branch on the host). One synchronisation
 per frame remains, after the graph: reading the executed-MAC fraction for the frame's record.
@@ -55,7 +60,8 @@ class DeviceNativeExecutor:
         self.plan, self.policy = plan, policy
         self.device, self.dtype = torch.device(device), dtype
         self.cuda = self.device.type == "cuda"
-        self.masks = policy.mask_source(plan).to(self.device, dtype)
+        mask_dtype = torch.float32 if policy.common_tiles else dtype  # see the module docstring
+        self.masks = policy.mask_source(plan).to(self.device, mask_dtype)
         spatial = {s.name: tuple(s.shape) for s in plan.steps if isinstance(s, (SpatialStep, InputStep))}
         self.env: dict = {name: FeatureMap(*shape, dtype=dtype, device=self.device) for name, shape in spatial.items()}
         self.convs: dict = {}  # step name -> TileConv on the device
@@ -71,10 +77,10 @@ class DeviceNativeExecutor:
         cells = [s.shape[1] * s.shape[2] for s in self.spatial]
         self.macs_dense = float(sum(s.macs_per_cell * c for s, c in zip(self.spatial, cells)))
         self._weights = {s.name: s.macs_per_cell / self.macs_dense for s in self.spatial} if self.macs_dense else {}
-        # Buffers with fixed addresses: the frame, the refresh flag and the mask source's states.
-        self.frame = torch.zeros(plan.input_shape, device=self.device, dtype=dtype)
-        self.flag = torch.ones(1, device=self.device, dtype=dtype)
-        self.states = [torch.zeros(shape, device=self.device, dtype=dtype) for shape in self.masks.state_shapes]
+        # Buffers with fixed addresses: the frame, the refresh flag and the mask source's states (mask dtype).
+        self.frame = torch.zeros(plan.input_shape, device=self.device, dtype=mask_dtype)
+        self.flag = torch.ones(1, device=self.device, dtype=mask_dtype)
+        self.states = [torch.zeros(shape, device=self.device, dtype=mask_dtype) for shape in self.masks.state_shapes]
         self._ids: dict = {}  # (Ht, Wt) -> every tile id of the grid, on the device
         self.last_masks: dict = {}  # label -> this frame's (1, 1, Ht, Wt) tile mask (device)
         self.summary: Optional[torch.Tensor] = None  # [active fraction, input fraction, full] of the frame

@@ -148,10 +148,13 @@ def _on_cuda(module, dtype=torch.float32):
 
 
 def _cuda_compare(spec, frames, dtype, graphs, atol):
+    """The native executor on CUDA against the fp32 reference on the same input values (an fp16 frame's,
+    rounded, for both: the masks, computed in fp32 on both sides, must then agree)."""
     reference = passrt.sparsify(spec.module, "regiondrop", executor="reference")
     native = passrt.sparsify(_on_cuda(spec.module, dtype), "regiondrop", cuda_graphs=graphs)  # auto
     partial = 0
     for x in frames:
+        x = x.to(dtype).float()
         expected, got = reference(x), native(x.to("cuda", dtype))
         for a, b in zip(expected, got):
             torch.testing.assert_close(b.float().cpu(), a, rtol=0, atol=atol)
@@ -177,9 +180,17 @@ def test_cuda_native_executor_equals_reference_fp32(ssdlite_frames, graphs):
 
 @pytest.mark.cuda
 def test_cuda_native_executor_fp16_follows_the_reference(ssdlite_frames):
-    """fp16 storage (tensor cores on sm_70+), fp32 accumulation: within fp16 rounding of fp32 outputs."""
+    """fp16 storage (tensor cores on sm_70+), fp32 accumulation, the same tile decisions as the fp32
+    reference: its outputs are as close to fp32 as cuDNN's dense fp16 model is (within 4x its error on
+    the first frame, measured here, not assumed)."""
     require_cuda_op()
-    executor = _cuda_compare(*ssdlite_frames, torch.float16, True, 5e-2)
+    spec, frames = ssdlite_frames
+    x = frames[0].to(torch.float16).float()
+    with torch.no_grad():
+        exact = spec.module(x)
+        half = _on_cuda(spec.module, torch.float16)(x.to("cuda", torch.float16))
+    dense_error = max(float((h.float().cpu() - e).abs().max()) for h, e in zip(half, exact))
+    executor = _cuda_compare(spec, frames, torch.float16, True, 4 * dense_error + 1e-3)
     assert executor.graphs.failed is None and executor.graphs.replays > 0
 
 
