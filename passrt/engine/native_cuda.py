@@ -12,9 +12,11 @@ frame is captured once in a CUDA graph and replayed (:class:`~passrt.engine.grap
 
 - conv steps the kernels compute (:func:`passrt.engine.native.tile_conv`): one ``conv_tiles`` call,
   fp32 or fp16 storage (fp16: tensor cores on sm_70+), state updated in place in the NHWC caches;
-- other spatial steps (the input normalisation, pooling, upsampling, convs with epilogues the
-  kernels lack): computed densely and kept on the active tiles (``where``), as the exported
-  program does: the same values, traffic over the whole map (SSDLite has two such steps);
+- per-channel affine steps (an input normalisation x*2-1: :func:`passrt.engine.native.tile_affine`):
+  one ``affine_tiles`` call on the same id list;
+- other spatial steps (pooling, upsampling, concatenation, convs with epilogues the kernels lack):
+  computed densely and kept on the active tiles (``where``), as the exported program does: the same
+  values, traffic over the whole map (SSDLite has none);
 - dense steps (heads' reshapes and concatenations): run every frame.
 
 Masks are computed in float32 for policies whose rule reads only the frame (``common_tiles``: regiondrop,
@@ -39,13 +41,14 @@ import torch
 import torch.fx as fx
 
 from passrt.engine.graphs import FrameGraphs
-from passrt.engine.native import tile_conv
+from passrt.engine.native import tile_affine, tile_conv
 from passrt.engine.program import _epilogue, dense_value
 from passrt.engine.reference import FrameRecord, ReferenceExecutor
 from passrt.kernels import native
 from passrt.kernels.storage import FeatureMap
 from passrt.plan.masks import cells_of
-from passrt.plan.steps import ConvStep, DenseStep, InputStep, Pointwise, SpatialStep, TransposedConvStep
+from passrt.plan.steps import (ConvStep, DenseStep, InputStep, Pointwise, PointwiseStep, SpatialStep,
+                               TransposedConvStep)
 
 NAME = "native (NHWC tile kernels, CUDA)"
 WARMUP_FRAMES = 2  # eager frames before the capture: the first is a refresh, the second a sparse frame
@@ -65,14 +68,22 @@ class DeviceNativeExecutor:
         spatial = {s.name: tuple(s.shape) for s in plan.steps if isinstance(s, (SpatialStep, InputStep))}
         self.env: dict = {name: FeatureMap(*shape, dtype=dtype, device=self.device) for name, shape in spatial.items()}
         self.convs: dict = {}  # step name -> TileConv on the device
+        self.affines: dict = {}  # step name -> (its input's name, TileAffine on the device)
         self.steps: list = []  # the plan's steps after the input, each ready to run here
         for step in plan.steps[1:]:
             if isinstance(step, ConvStep):
                 conv = tile_conv(step, spatial)
                 if conv is not None:
                     self.convs[step.name] = _conv_on(conv, self.device, dtype)
-            self.steps.append(step if step.name in self.convs or isinstance(step, DenseStep)
-                              else _step_on(step, self.device, dtype))
+            elif isinstance(step, PointwiseStep):
+                found = tile_affine(step, spatial)
+                if found is not None:
+                    affine = found[1]
+                    self.affines[step.name] = (found[0], dataclasses.replace(
+                        affine, scale=affine.scale.to(self.device, torch.float32).contiguous(),
+                        shift=affine.shift.to(self.device, torch.float32).contiguous()))
+            native_step = step.name in self.convs or step.name in self.affines
+            self.steps.append(step if native_step or isinstance(step, DenseStep) else _step_on(step, self.device, dtype))
         self.spatial = [s for s in self.steps if isinstance(s, SpatialStep)]
         cells = [s.shape[1] * s.shape[2] for s in self.spatial]
         self.macs_dense = float(sum(s.macs_per_cell * c for s, c in zip(self.spatial, cells)))
@@ -110,11 +121,15 @@ class DeviceNativeExecutor:
                 continue
             mask = masks.step_mask(step, value)
             self.last_masks[step.label] = mask
-            if step.name in self.convs:
+            if step.name in self.convs or step.name in self.affines:
                 key = (step.shape[1], step.shape[2], step.tile)
                 if key not in ids:
                     ids[key] = self._tile_ids(step, mask)
-                self.convs[step.name](env[step.srcs[0]], env[step.name], step.tile, ids[key], env)
+                if step.name in self.convs:
+                    self.convs[step.name](env[step.srcs[0]], env[step.name], step.tile, ids[key], env)
+                else:
+                    src, affine = self.affines[step.name]
+                    affine(env[src], env[step.name], step.tile, ids[key])
             else:
                 out = env[step.name]
                 keep = cells_of(mask, step.tile, step.shape[1], step.shape[2]) > 0.5

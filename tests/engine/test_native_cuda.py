@@ -45,7 +45,7 @@ def test_device_path_on_cpu_equals_the_reference(ssdlite_frames, threshold):
     spec, frames = ssdlite_frames
     device = DeviceNativeExecutor(_plan(spec, frames[0]), make_policy("regiondrop", threshold=threshold), "cpu",
                                   torch.float32)
-    assert device.native_fraction() == 1.0  # every SSDLite conv in the kernels; the two input affines are not
+    assert device.native_fraction() == 1.0 and len(device.affines) == 2  # every conv, and the input's x*2-1
     reference = passrt.sparsify(spec.module, "regiondrop", executor="reference", threshold=threshold)
     partial = 0
     for i, x in enumerate(frames):

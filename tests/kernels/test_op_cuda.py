@@ -202,3 +202,28 @@ def test_conv_tiles_skips_the_inactive_ids_of_a_fixed_length_list(dtype):
     assert torch.equal(outs["padded"], outs["compact"])
     changed = (outs["padded"] != cache).any(1)
     assert 0 < int(changed.sum()) < h * w
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("ids", ["compact", "padded"])
+def test_affine_tiles_cuda_matches_cpu(dtype, ids):
+    """passrt::affine_tiles on CUDA (the input normalisation's native step) against the CPU op: active cells
+    within the dtype's rounding, every other row bit for bit; a -1-padded id list like a compact one."""
+    gen = torch.Generator().manual_seed(5)
+    h, w, c, tile = 11, 14, 3, 4
+    th, tw = -(-h // tile), -(-w // tile)
+    x = torch.randn(h * w + 3, c, generator=gen).to(dtype).float()
+    out = torch.randn(h * w + 3, c, generator=gen).to(dtype).float()
+    scale, shift = torch.randn(c, generator=gen), torch.randn(c, generator=gen)
+    mask = torch.rand(th * tw, generator=gen) < 0.5
+    compact = mask.nonzero().reshape(-1)
+    tiles = compact if ids == "compact" else torch.where(mask, torch.arange(th * tw), -1)
+    want = out.clone()
+    torch.ops.passrt.affine_tiles(x, scale, shift, compact, want, [h, w], tile)
+    got = out.to("cuda", dtype)
+    torch.ops.passrt.affine_tiles(x.to("cuda", dtype), scale.cuda(), shift.cuda(), tiles.cuda(), got, [h, w], tile)
+    got = got.cpu().float()
+    changed = (want != out).any(1)
+    assert 0 < int(changed.sum()) < h * w
+    torch.testing.assert_close(got[changed], want[changed], **TOL[dtype])
+    assert torch.equal(got[~changed], out[~changed])

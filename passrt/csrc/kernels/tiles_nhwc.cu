@@ -278,6 +278,19 @@ __global__ void __launch_bounds__(kDwThreads)
   }
 }
 
+// One thread per (cell of the list, channel), as the depthwise kernel. input may be output (in place).
+template <typename T>
+__global__ void affineCellsKernel(int32_t channels, const T* input, const float* __restrict__ scale,
+                                  const float* __restrict__ shift, const int32_t* __restrict__ cells,
+                                  const int32_t* __restrict__ count, T* output) {
+  const int64_t total = (int64_t)(*count) * channels;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+    const int32_t c = (int32_t)(e % channels);
+    const int64_t i = (int64_t)cells[e / channels] * channels + c;
+    output[i] = fromFloat<T>(toFloat(input[i]) * scale[c] + shift[c]);
+  }
+}
+
 // ---- weight layout (the plugin's ONNX weights) --------------------------------------------------
 
 // One thread per element of the output layout (rows (tap, c), output channel fastest: coalesced writes).
@@ -373,6 +386,26 @@ cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType dtype, const v
   return dtype == DataType::kFloat16
              ? convCells<__half>(p, input, rows_in, weight, bias, residual, cells, output, rows_out, stream)
              : convCells<float>(p, input, rows_in, weight, bias, residual, cells, output, rows_out, stream);
+}
+
+cudaError_t affineCellsNhwcCuda(int32_t channels, DataType dtype, const void* input, const float* scale,
+                                const float* shift, CellRange cells, void* output, cudaStream_t stream) {
+  if (channels < 1 || !input || !scale || !shift || !output || !cells.cells || !cells.count || cells.capacity < 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (cells.capacity == 0) return cudaSuccess;
+  const unsigned blocks =
+      (unsigned)persistentBlocks(((int64_t)cells.capacity * channels + kDwThreads - 1) / kDwThreads, 8);
+  if (dtype == DataType::kFloat16) {
+    affineCellsKernel<__half><<<blocks, kDwThreads, 0, stream>>>(channels, static_cast<const __half*>(input), scale,
+                                                                 shift, cells.cells, cells.count,
+                                                                 static_cast<__half*>(output));
+  } else {
+    affineCellsKernel<float><<<blocks, kDwThreads, 0, stream>>>(channels, static_cast<const float*>(input), scale,
+                                                                shift, cells.cells, cells.count,
+                                                                static_cast<float*>(output));
+  }
+  return cudaGetLastError();
 }
 
 cudaError_t kernelLayoutCuda(const SparseConvParams& p, DataType dtype, const void* weight_oihw, const void* bias,
