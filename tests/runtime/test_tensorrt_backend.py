@@ -417,6 +417,8 @@ def test_dense_engine_matches_torch(tmp_path, trt_gpu, capsys):
             torch.testing.assert_close(g, w, rtol=1e-2, atol=1e-2)
     st = engine.stats()
     assert st["active_fraction"] == 1.0 and all(st[k] >= 0 for k in ("upload_ms", "infer_ms", "download_ms"))
+    # No state: one address set, enqueued once, then captured as a CUDA graph and replayed.
+    assert "cuda_graph_error" not in st and st["cuda_graphs"] == 1 and st["graph_replays"] == 2
     with pytest.raises(PassrtError, match="built for 24x32 frames .* --input-size 48x64"):
         engine(torch.rand(1, 3, 48, 64))
 
