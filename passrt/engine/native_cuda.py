@@ -83,7 +83,8 @@ class DeviceNativeExecutor:
                         affine, scale=affine.scale.to(self.device, torch.float32).contiguous(),
                         shift=affine.shift.to(self.device, torch.float32).contiguous()))
             native_step = step.name in self.convs or step.name in self.affines
-            self.steps.append(step if native_step or isinstance(step, DenseStep) else _step_on(step, self.device, dtype))
+            own = native_step or isinstance(step, DenseStep)  # the others get copies with tensors on the device
+            self.steps.append(step if own else _step_on(step, self.device, dtype))
         self.spatial = [s for s in self.steps if isinstance(s, SpatialStep)]
         cells = [s.shape[1] * s.shape[2] for s in self.spatial]
         self.macs_dense = float(sum(s.macs_per_cell * c for s, c in zip(self.spatial, cells)))

@@ -272,8 +272,10 @@ size_t workspaceBytes(SparseConvAttributes const& a, nvinfer1::PluginTensorDesc 
                       int32_t nbInputs) noexcept {
   InputDims dims;
   auto getDims = [](nvinfer1::PluginTensorDesc const& d) { return d.dims; };
-  if (inputs == nullptr || inputs[kInX].format == nvinfer1::TensorFormat::kLINEAR ||
-      !collectDims(inputs, nbInputs, getDims, dims)) {
+  // Asked for every conv the channel-last path can run, whatever format the descriptors show: TensorRT
+  // may ask before its final format choice, and a missing workspace would stop enqueue().
+  if (inputs == nullptr || !collectDims(inputs, nbInputs, getDims, dims) ||
+      !nhwcCapable(a, dims.d[kInX][1], dims.d[kInCache][1])) {
     return 0;
   }
   for (int32_t i = 0; i < kRank; ++i) {

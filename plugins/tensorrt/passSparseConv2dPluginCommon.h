@@ -75,7 +75,8 @@ bool supportsIo(int32_t pos, nvinfer1::DataType type, nvinfer1::TensorFormat for
 bool supportsDesc(SparseConvAttributes const& attributes, int32_t pos, nvinfer1::PluginTensorDesc const* inOut,
                   int32_t nbInputs, int32_t nbOutputs) noexcept;
 
-// The channel-last path's workspace (nhwcWorkspace) for these descriptors; 0 for linear formats.
+// The channel-last path's workspace (nhwcWorkspace) for these descriptors, for every conv that path can
+// run (whichever format TensorRT ends up choosing); 0 for the others.
 size_t workspaceBytes(SparseConvAttributes const& attributes, nvinfer1::PluginTensorDesc const* inputs,
                       int32_t nbInputs) noexcept;
 

@@ -468,6 +468,7 @@ int main() {
 #endif
 
   // Channel-last formats (the NHWC tile kernels) only for the convs they compute: not this grouped one.
+  CHECK(workspace(*plugin, descs(DataType::kFLOAT, 6), 6) == 0);
   for (int32_t nbInputs : {5, 6}) {
     CHECK(!supports(*plugin, descs(DataType::kFLOAT, nbInputs, 5, TensorFormat::kHWC), 0, nbInputs));
     CHECK(!supports(*plugin, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC8, 8, 2), 0, nbInputs));
@@ -506,11 +507,12 @@ int main() {
     CHECK(!supports(*gemm, descs(DataType::kFLOAT, nbInputs, 5, TensorFormat::kHWC8, 8, 1), 0, nbInputs));  // fp16
     CHECK(supports(*gemm, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kLINEAR, 4, 1), 0, nbInputs));
   }
-  // Workspace: none for linear; channel-last: the cell list (9 tiles of 2x2 cells: 144 B), its count, the
-  // weight in the kernels' layout (3*3*4*8 floats: 1152 B) and the fp32 bias (32 B), each 256-aligned.
-  CHECK(workspace(*gemm, descs(DataType::kFLOAT, 6, 5, TensorFormat::kLINEAR, 4, 1), 6) == 0);
+  // Workspace: the cell list (9 tiles of 2x2 cells: 144 B), its count, the weight in the kernels' layout
+  // (3*3*4*8 floats: 1152 B) and the fp32 bias (32 B), each 256-aligned; asked whatever the format shown
+  // (TensorRT may ask before choosing), never for a conv the channel-last path cannot run.
   auto const nhwc = descs(DataType::kFLOAT, 6, 5, TensorFormat::kHWC, 4, 1);
   CHECK(workspace(*gemm, nhwc, 6) == 256 + 256 + 1280 + 256);
+  CHECK(workspace(*gemm, descs(DataType::kFLOAT, 6, 5, TensorFormat::kLINEAR, 4, 1), 6) == 256 + 256 + 1280 + 256);
   CHECK(configure(*gemm, nhwc, 6) == 0);
   // Enqueue: the cache copy, the weight laid out, then the image's cell list and one GEMM tile launch.
   CHECK(runNhwc(*gemm, nhwc, 6) == 0);
