@@ -10,11 +10,15 @@ so the whole check stays under 10 minutes on an H200):
    CUDA tile kernels vs their CPU twins, then per-layer SSDLite timing at 0/15/100 % active (fp16);
    ``calibrate``: those timings against the cost model's predictions (benchmarks/cost_calibrate.py).
 3. ``sanitizer``: compute-sanitizer memcheck and racecheck on a subset (twins_test --quick).
-4. ``cuda-tests``: the op's CUDA tests and the standalone test through pytest, skips made failures
-   (PASSRT_REQUIRE_GPU=1); the op is built for this GPU only (TORCH_CUDA_ARCH_LIST).
+4. ``cuda-tests``: the op's CUDA tests, the native executor on CUDA against the reference (fp32 and
+   fp16, CUDA graphs on and off: tests/engine/test_native_cuda.py), the op executor on CUDA and the
+   standalone test through pytest, skips made failures (PASSRT_REQUIRE_GPU=1); the op is built for this
+   GPU only (TORCH_CUDA_ARCH_LIST).
 5. ``bench``: ``passrt bench --device cuda --half`` on vtest at 768x576: dense cuDNN fp16 vs passrt's
-   sparse path, with agreement. Needs vtest and the SSDLite model in the asset cache (PASSRT_CACHE),
-   carried with the working tree: the GPU machine cannot download.
+   native executor on CUDA (NHWC tile kernels, masks on the GPU, each frame a CUDA graph), with
+   agreement; then the same with ``--no-cuda-graphs`` (bench_eager.json: what the graphs save). Needs
+   vtest and the SSDLite model in the asset cache (PASSRT_CACHE), carried with the working tree: the GPU
+   machine cannot download.
 6. ``tensorrt``: only where ``import tensorrt`` works: the plugin built with CMake and the TensorRT
    tests, fp16 included, skips made failures.
 
@@ -139,14 +143,21 @@ def plan(out: Path, frames: int) -> list[Step]:
               ["compute-sanitizer", "--tool", "racecheck", "--error-exitcode", "1", str(twins), "--quick"]], 90,
              [gpu, (nvcc is not None, "nvcc not found"), (sanitizer is not None, "compute-sanitizer not found")],
              env=require),
-        Step("cuda-tests", "the op's CUDA tests and the standalone test via pytest, skips are failures",
+        Step("cuda-tests", "the op's CUDA tests, the native executor on CUDA (graphs on/off, fp32/fp16) and the "
+                           "standalone test via pytest, skips are failures",
              [[python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/kernels/test_op_cuda.py",
+               "tests/engine/test_native_cuda.py",
+               "tests/engine/test_executors.py::test_cuda_op_executor_equals_reference_on_real_frames",
                "tests/kernels/test_native_twins.py::test_gpu_side"]], 240,
              [gpu, (torch_cuda, no_torch_cuda), pytest_ok], env={**require, **arch_list}),
-        Step("bench", f"dense cuDNN fp16 vs passrt sparse fp16, vtest 768x576, {frames} frames",
+        Step("bench", f"dense cuDNN fp16 vs passrt's native executor on CUDA (fp16), vtest 768x576, {frames} frames, "
+                      "CUDA graphs on, then off",
              [[python, "-m", "passrt", "bench", "--input", "vtest", "--device", "cuda", "--half", "--frames",
-               str(frames), "--policies", "dense,regiondrop", "--no-onnxruntime", "--json", str(out / "bench.json")]],
-             150, [gpu, (torch_cuda, no_torch_cuda), (have_module("cv2"), "cv2 (opencv-python-headless) not importable"),
+               str(frames), "--policies", "dense,regiondrop", "--no-onnxruntime", "--json", str(out / "bench.json")],
+              [python, "-m", "passrt", "bench", "--input", "vtest", "--device", "cuda", "--half", "--frames",
+               str(frames), "--policies", "dense,regiondrop", "--no-onnxruntime", "--no-cuda-graphs", "--json",
+               str(out / "bench_eager.json")]],
+             180, [gpu, (torch_cuda, no_torch_cuda), (have_module("cv2"), "cv2 (opencv-python-headless) not importable"),
                    (asset_cached("vtest") and asset_cached("ssdlite-pedestrian"),
                     "vtest or ssdlite-pedestrian not in the asset cache (PASSRT_CACHE): carry them with the tree")],
              env=arch_list),

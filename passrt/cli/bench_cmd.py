@@ -32,7 +32,11 @@ def register(sub) -> None:
                         "op), labelled policy@executor when there are several (default: auto)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="run the PyTorch engines here: on cuda, dense is cuDNN and the sparse policies run passrt's "
-                        "CUDA op (regiondrop, pass); ONNX Runtime (CPU) is then left out (default: cpu)")
+                        "NHWC tile kernels with the masks on the GPU, each frame a CUDA graph (regiondrop, pass); "
+                        "ONNX Runtime (CPU) is then left out (default: cpu)")
+    p.add_argument("--no-cuda-graphs", action="store_true",
+                   help="launch every kernel (native executor on cuda) and TensorRT enqueue eagerly instead of "
+                        "replaying each frame as a CUDA graph (to measure what the graphs save)")
     p.add_argument("--half", action="store_true", help="fp16 model and frames (with --device cuda)")
     p.add_argument("--engine", action="append", default=[], metavar="ENGINE",
                    help="also run this TensorRT engine (from `passrt build`, for this model and the clip's frame "
@@ -74,7 +78,7 @@ def main(args) -> int:
                                progress=sys.stderr.isatty(), engines=args.engine, plugin=PLUGIN.parse(args),
                                device=args.device, half=args.half, track=args.track,
                                dense_engine=None if args.dense_engine == "none" else args.dense_engine,
-                               executors=executors, stop=stop)
+                               executors=executors, stop=stop, cuda_graphs=not args.no_cuda_graphs)
     result["command"] = redact("passrt " + " ".join(sys.argv[1:]))
     if result["frames"] == 0:  # stopped before one block was measured: nothing to tabulate
         if args.json:

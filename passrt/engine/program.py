@@ -131,7 +131,7 @@ class SparseProgram(nn.Module):
                 src, scale, shift = self._affines[step.name]
                 out = self.node.affine(values[src], mask, cache, scale, shift, step.tile)
             else:
-                dense = self._dense_step(step, values)
+                dense = dense_value(step, values)
                 out = torch.where(cells_of(mask, step.tile, step.shape[1], step.shape[2]) > 0.5, dense, cache)
             values[step.name] = out
             new_states.append(out)
@@ -169,26 +169,28 @@ class SparseProgram(nn.Module):
             self._scratch[conv.name] = _layout(torch.zeros(shape, device=zero.device, dtype=zero.dtype))
         return self._scratch[conv.name]
 
-    def _dense_step(self, step: SpatialStep, values):
-        """A non-conv spatial step computed on whole NCHW values."""
-        if isinstance(step, PointwiseStep):
-            return _apply(step.op, values)
-        if isinstance(step, MoveStep):
-            return step.fn(values[step.srcs[0]])
-        if isinstance(step, TransposedConvStep):
-            return _epilogue(step, step.name, step.dense_conv(values[step.srcs[0]]), values)
-        if isinstance(step, ConcatStep):
-            return torch.cat([values[s] for s in step.srcs], 1)
-        if isinstance(step, PoolStep):
-            return step.dense(values[step.srcs[0]])
-        if isinstance(step, ResampleStep):
-            x = values[step.srcs[0]]
-            align = step.align_corners if step.mode == "bilinear" else None
-            if step.scales[0] is not None:  # as PyTorch computed the source index: from the scale factor
-                return F.interpolate(x, scale_factor=(1 / step.scales[0], 1 / step.scales[1]), mode=step.mode,
-                                     align_corners=align)
-            return F.interpolate(x, size=step.shape[1:], mode=step.mode, align_corners=align)
-        raise PassrtError(f"cannot export layer '{step.label}' ({step.kind})")
+
+def dense_value(step: SpatialStep, values):
+    """A non-conv spatial step computed on whole NCHW values (``values``: name -> NCHW tensor); also the
+    device executor's path for the steps its tile kernels do not run (engine/native_cuda.py)."""
+    if isinstance(step, PointwiseStep):
+        return _apply(step.op, values)
+    if isinstance(step, MoveStep):
+        return step.fn(values[step.srcs[0]])
+    if isinstance(step, TransposedConvStep):
+        return _epilogue(step, step.name, step.dense_conv(values[step.srcs[0]]), values)
+    if isinstance(step, ConcatStep):
+        return torch.cat([values[s] for s in step.srcs], 1)
+    if isinstance(step, PoolStep):
+        return step.dense(values[step.srcs[0]])
+    if isinstance(step, ResampleStep):
+        x = values[step.srcs[0]]
+        align = step.align_corners if step.mode == "bilinear" else None
+        if step.scales[0] is not None:  # as PyTorch computed the source index: from the scale factor
+            return F.interpolate(x, scale_factor=(1 / step.scales[0], 1 / step.scales[1]), mode=step.mode,
+                                 align_corners=align)
+        return F.interpolate(x, size=step.shape[1:], mode=step.mode, align_corners=align)
+    raise PassrtError(f"cannot export layer '{step.label}' ({step.kind})")
 
 
 def _apply(pw: Pointwise, values, running: Optional[str] = None, y=None):

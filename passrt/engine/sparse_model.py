@@ -10,6 +10,7 @@ import torch.fx as fx
 from torch import nn
 
 from passrt.engine.native import NativeExecutor
+from passrt.engine.native_cuda import DeviceNativeExecutor
 from passrt.engine.program import ProgramExecutor
 from passrt.engine.reference import ReferenceExecutor
 from passrt.errors import PassrtError
@@ -30,11 +31,12 @@ class SparseModel:
     """
 
     def __init__(self, model: nn.Module, policy: Policy | str = "exact", dense_ops=(), executor: str = "auto",
-                 dense_engine=None, dense_above: float = 0.5, **params):
+                 dense_engine=None, dense_above: float = 0.5, cuda_graphs: bool = True, **params):
         executor = params.pop("backend", executor)  # its name until the executors were split out
         if executor not in EXECUTORS:
             raise PassrtError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
         self.executor_choice = executor
+        self.cuda_graphs = cuda_graphs
         if not 0.0 < dense_above <= 1.0:
             raise PassrtError(f"dense_above must be in (0, 1], got {dense_above}")
         self.dense_engine, self.dense_above = dense_engine, dense_above
@@ -126,32 +128,39 @@ class SparseModel:
         return refresh
 
     def _choose_executor(self, x: torch.Tensor):
-        """The native executor (CPU), the compiled op through :class:`ProgramExecutor` (CUDA), or the reference.
+        """The native executor, the compiled op through :class:`ProgramExecutor`, or the reference.
 
-        'auto' takes the op for CUDA tensors and, for CPU tensors, the native executor, which is the
-        reference with its convs in C++ (faster: benchmarks/RESULTS.md); the reference when the op
-        cannot be built (``stats()['executor_note']`` says why).
+        'auto' takes the native executor: for CPU tensors the reference with its convs in C++ (faster:
+        benchmarks/RESULTS.md), for CUDA tensors :class:`DeviceNativeExecutor` (NHWC tile kernels, masks
+        on the device, a CUDA graph per frame; policies with a mask source); on CPU the reference when
+        the op cannot be built (``stats()['executor_note']`` says why).
         """
         from passrt.kernels import extension
 
         self._executor_note = None
         choice, cuda = self.executor_choice, x.device.type == "cuda"
         if choice == "auto":
-            choice = "op" if cuda else "native"
+            choice = "native"
         reason = None
-        if choice == "op" and not _has_mask_source(self.policy):
-            reason = (f"policy '{self.policy.name}' runs on the reference executor only; the op executor runs "
-                      "the policies with a traceable mask source (regiondrop, pass)")
+        if (choice == "op" or choice == "native" and cuda) and not _has_mask_source(self.policy):
+            reason = (f"policy '{self.policy.name}' runs on the reference executor only; the {choice} executor runs "
+                      f"the policies with a traceable mask source (regiondrop, pass){' on CUDA' if cuda else ''}")
         elif choice in ("op", "native") and not extension.load():
             reason = f"the passrt op is {extension.status()}"
-        elif choice == "op" and cuda and not extension.status().endswith("CPU+CUDA op"):
+        elif choice in ("op", "native") and cuda and not extension.status().endswith("CPU+CUDA op"):
             reason = f"the passrt op has no CUDA kernels ({extension.status()})"
-        elif choice == "native" and (cuda or x.dtype != torch.float32):
+        elif choice == "native" and cuda and x.dtype not in (torch.float32, torch.float16):
+            reason = f"the native executor runs float32 or float16 CUDA tensors, got {x.dtype}"
+        elif choice == "native" and not cuda and x.dtype != torch.float32:
             reason = "the native executor runs float32 CPU tensors"
         if reason is None and choice == "op":
             if self.dense_engine is not None:
                 self._executor_note = "the op executor runs every frame itself (no dense engine)"
             return ProgramExecutor(self.plan, self.policy, x.device, x.dtype)
+        if reason is None and choice == "native" and cuda:
+            if self.dense_engine is not None:
+                self._executor_note = "the native executor on CUDA runs every frame itself (no dense engine)"
+            return DeviceNativeExecutor(self.plan, self.policy, x.device, x.dtype, self.cuda_graphs)
         if reason is None and choice == "native":
             return NativeExecutor(self.plan, self.policy, x.dtype, self.dense_engine, self.dense_above)
         if reason is not None and self.executor_choice != "auto":
@@ -205,15 +214,19 @@ def _with_policy_weights(model: nn.Module, policy: Policy) -> nn.Module:
 
 
 def sparsify(model: nn.Module | str | os.PathLike, policy: Policy | str = "exact", dense_ops=(),
-             executor: str = "auto", dense_engine=None, dense_above: float = 0.5, **params) -> SparseModel:
+             executor: str = "auto", dense_engine=None, dense_above: float = 0.5, cuda_graphs: bool = True,
+             **params) -> SparseModel:
     """Wrap ``model`` (a module, or the path of an ``.onnx`` file) for temporally sparse streaming inference.
 
     ``policy`` is a name ('dense', 'exact', 'regiondrop', 'layerwise', 'pass') with its parameters
     as keyword arguments (e.g. ``threshold=0.08``), or a Policy object. ``dense_ops`` lists
     extra modules/functions/method names that are safe to run densely. ``executor``: 'reference'
-    (pure PyTorch, CPU), 'native' (the reference with passrt's C++ conv kernels, CPU float32), 'op'
-    (passrt's compiled op, CPU or CUDA; regiondrop and pass), or 'auto' (the op for CUDA tensors, native
-    for CPU tensors, the reference when the op cannot be built); ``stats()['executor']`` says which ran.
+    (pure PyTorch, CPU), 'native' (passrt's tile kernels: on CPU float32 the reference with its convs in C++;
+    on CUDA float32/float16 the NHWC tile kernels with the masks on the device, regiondrop and pass), 'op'
+    (passrt's compiled op through the exported program, CPU or CUDA; regiondrop and pass), or 'auto' (native,
+    the reference on CPU when the op cannot be built); ``stats()['executor']`` says which ran.
+    ``cuda_graphs``: the native executor on CUDA replays each frame as a CUDA graph (False: launches
+    every kernel from Python).
     ``dense_engine``: a callable frame -> the model's outputs (e.g. ONNX Runtime's session, which
     ``passrt run``/``bench`` pass on CPU) that answers the frames that must be dense or changed over
     more than ``dense_above`` of the input (reference and native executors; see
@@ -223,4 +236,4 @@ def sparsify(model: nn.Module | str | os.PathLike, policy: Policy | str = "exact
         from passrt.models.onnx_import import load_onnx
 
         model, _ = load_onnx(model)  # returns the graph's outputs as a tuple, in the file's order
-    return SparseModel(model, policy, dense_ops, executor, dense_engine, dense_above, **params)
+    return SparseModel(model, policy, dense_ops, executor, dense_engine, dense_above, cuda_graphs, **params)

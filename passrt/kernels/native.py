@@ -24,8 +24,9 @@ def is_depthwise(weight: torch.Tensor, groups: int) -> bool:
 
 
 def supports(weight: torch.Tensor, groups: int) -> bool:
-    """The kernels compute ordinary (groups 1) and depthwise convs, float32."""
-    return weight.dtype == torch.float32 and (groups == 1 or is_depthwise(weight, groups))
+    """The kernels compute ordinary (groups 1) and depthwise convs, float32 (CPU and CUDA) or float16 (CUDA;
+    the executors check the device)."""
+    return weight.dtype in (torch.float32, torch.float16) and (groups == 1 or is_depthwise(weight, groups))
 
 
 def kernel_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:

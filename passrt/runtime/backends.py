@@ -89,11 +89,11 @@ class TorchSparse:
     :class:`~passrt.engine.reference.ReferenceExecutor`); ``None``: passrt computes them itself."""
 
     def __init__(self, module: nn.Module, policy, label: str, dense_engine: str | None = None,
-                 model_name: str = "model", executor: str = "auto", onnx_file=None):
+                 model_name: str = "model", executor: str = "auto", onnx_file=None, cuda_graphs: bool = True):
         from passrt.engine import SparseModel
 
         self.label, self.spec = label, policy
-        self.model = SparseModel(module, policy.build(), executor=executor)
+        self.model = SparseModel(module, policy.build(), executor=executor, cuda_graphs=cuda_graphs)
         if dense_engine == "ort":  # the module the engine runs (fine-tuned weights included), or the user's file
             self.model.dense_engine = DenseOnnxRuntime(self.model.model, model_name, onnx_file)
         elif dense_engine is not None:
@@ -216,7 +216,7 @@ def _select(outputs, i: int):
 
 def open_backend(spec, model=None, example: torch.Tensor | None = None, common: dict | None = None,
                  plugin: str | None = None, label: str | None = None, dense_engine: str | None = "ort",
-                 executor: str = "auto") -> Backend:
+                 executor: str = "auto", cuda_graphs: bool = True) -> Backend:
     """The backend for ``spec``: a string (see the module docstring) or a :class:`~passrt.policies.PolicySpec`.
 
     ``model``: the :class:`~passrt.models.ModelSpec` (its module runs under torch/ort; for trt it
@@ -224,7 +224,8 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
     ``ort`` (the export's input size). ``common``: parameters applied to every policy that takes
     them (``--threshold``, ``--gates``). ``plugin``: the TensorRT plugin library for ``trt``.
     ``dense_engine``: what answers a sparse engine's dense frames on CPU ('ort', or None: passrt itself).
-    ``executor``: the sparse engine's executor (:func:`passrt.sparsify`).
+    ``executor``: the sparse engine's executor (:func:`passrt.sparsify`). ``cuda_graphs``: frames replayed as
+    CUDA graphs (the native executor on CUDA, TensorRT engines); False launches every kernel/enqueue eagerly.
     """
     from passrt.policies import PolicySpec
 
@@ -238,7 +239,8 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
 
         if not rest:
             raise PassrtError("trt: needs an engine file, e.g. trt:model.engine")
-        return open_engine(rest, plugin, model.name if model is not None else None, label=label)
+        return open_engine(rest, plugin, model.name if model is not None else None, label=label,
+                           cuda_graphs=cuda_graphs)
     if model is None:
         raise PassrtError(f"backend '{spec}' needs a model")
     if kind == "ort":
@@ -254,7 +256,7 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
     weight = next(model.module.parameters(), None)
     on_cpu = weight is None or weight.device.type == "cpu"
     return TorchSparse(model.module, policy, label or policy.label, dense_engine if on_cpu else None, model.name,
-                       executor, getattr(model, "onnx", None))
+                       executor, getattr(model, "onnx", None), cuda_graphs)
 
 
 def open_with_model(spec, model: str | None, default_model: str, plugin: str | None = None,

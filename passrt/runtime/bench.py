@@ -91,16 +91,17 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                   engines: list[str] = (), plugin: str | None = None, device: str = "cpu",
                   half: bool = False, score_threshold: float = 0.3, start: int = 0,
                   desc: str = "bench", track: str | None = None, dense_engine: str | None = "ort",
-                  executors: list[str] = ("auto",), stop=None) -> dict:
+                  executors: list[str] = ("auto",), stop=None, cuda_graphs: bool = True) -> dict:
     """Measure dense PyTorch, (optionally) dense ONNX Runtime, each policy (:class:`~passrt.policies.PolicySpec`)
     and each TensorRT engine file in ``engines`` (labelled by its file name). ``device``/``half``: where and in
-    which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's op); ``start``: the
+    which precision the PyTorch engines run (CUDA: dense is cuDNN, sparse is passrt's NHWC tile kernels); ``start``: the
     first frame; ``track``: also track every engine's detections with this tracker and score its tracks
     against the dense engine's (MOTA, IDF1, ID switches: :func:`~passrt.runtime.mot.tracking_agreement`);
     ``dense_engine``: what answers the sparse engines' dense frames on CPU ('ort' or None); ``executors``:
     each policy runs on each (labelled ``policy@executor`` when there are several); ``stop``: an Event-like
     object (``is_set()``): once set (SIGTERM/SIGINT in the CLI) the run ends after the current frame and the
-    result covers the blocks every engine completed (``stopped_by`` names the signal). Agreement
+    result covers the blocks every engine completed (``stopped_by`` names the signal); ``cuda_graphs``: CUDA
+    graphs for the native executor on CUDA and TensorRT engines (False: eager launches). Agreement
     (:class:`~passrt.metrics.Agreement`) is against the dense PyTorch engine, whose detections at
     ``score_threshold`` are the ground truth."""
     from dataclasses import replace
@@ -112,7 +113,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
 
         Tracker(track)  # before any work: an unknown tracker or a missing extra fails at once
     spec = load_model(model_name)
-    trt = [open_backend(f"trt:{path}", spec, plugin=plugin, label=Path(path).name)
+    trt = [open_backend(f"trt:{path}", spec, plugin=plugin, label=Path(path).name, cuda_graphs=cuda_graphs)
            for path in engines]  # before decoding: fail fast without TensorRT
     clip = stream_frames(uri, frames, start=start, block=block)
     first = [spec.preprocess(image).to(device, dtype) for image in clip.warmup(warmup)]
@@ -121,7 +122,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     backends = [open_backend("torch:dense", on_device, label="dense")]
     if onnxruntime and device == "cpu":
         backends.append(open_backend("ort", spec, first[0]))
-    backends += [open_backend(p, on_device, dense_engine=dense_engine, executor=ex,
+    backends += [open_backend(p, on_device, dense_engine=dense_engine, executor=ex, cuda_graphs=cuda_graphs,
                               label=f"{p.label}@{ex}" if len(executors) > 1 else None)
                  for p in policies if p.name != "dense" for ex in executors]
     for b in trt:
@@ -171,7 +172,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
 
     sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
     result = {"machine": machine(device), "input": redact(uri), "model": model_name, "frames": measured, "start": start,
-              "device": device, "dtype": str(dtype).removeprefix("torch."),
+              "device": device, "dtype": str(dtype).removeprefix("torch."), "cuda_graphs": cuda_graphs,
               "resolution": [w, h], "clip_fps": clip.fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
     for e in entries:
         lat = e.latency_ms

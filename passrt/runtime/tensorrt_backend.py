@@ -8,6 +8,12 @@ contract (:mod:`passrt.contract`): ``refresh`` is 1 on the first frame and after
 tensors; the frame goes up and the outputs come down through pinned host buffers on the
 engine's own stream, timed with CUDA events. TensorRT 8.5+ and 10 run through tensor addresses
 (``execute_async_v3``), TensorRT 8.0-8.4 through bindings (``execute_async_v2``).
+
+The enqueue is replayed as a CUDA graph (TensorRT's developer guide, "CUDA Graphs": capture
+``enqueueV3`` on the stream after one ordinary enqueue; a graph replays the addresses it was
+captured with). The state buffers swap every frame, so there are two address sets and two graphs,
+replayed alternately (:class:`~passrt.engine.graphs.FrameGraphs`, keyed by the bound addresses).
+The upload, the refresh flag and the downloads stay outside the graph.
 """
 
 from __future__ import annotations
@@ -83,7 +89,8 @@ def plan_io(tensors: list[TensorInfo], onnx_outputs: list[str] | None = None,
 class TensorRTBackend:
     """A ``passrt build`` engine on the current CUDA device."""
 
-    def __init__(self, path: str | os.PathLike, plugin: str | os.PathLike | None = None, label: str | None = None):
+    def __init__(self, path: str | os.PathLike, plugin: str | os.PathLike | None = None, label: str | None = None,
+                 cuda_graphs: bool = True):
         path = Path(path)
         if not path.is_file():
             raise PassrtError(f"{path}: no such TensorRT engine file (build one on this machine with "
@@ -131,6 +138,11 @@ class TensorRTBackend:
             self._bind(name)
         torch.cuda.synchronize(self.device)  # the zero-filled buffers exist before our stream uses them
         self.loop = contract.StateLoop(self.io, {a: self.buf[a] for a, _ in self.io.states})
+        from passrt.engine.graphs import FrameGraphs, capture_cuda_graph
+
+        # One enqueue per address set before its capture (TensorRT applies deferred updates on the first).
+        self.graphs = FrameGraphs(1, lambda body: capture_cuda_graph(body, self.stream), cuda_graphs,
+                                  what=f"TensorRT enqueue of {self.label}")
         self.frames = 0
         self._stats = {"active_fraction": 1.0, "upload_ms": 0.0, "infer_ms": 0.0, "download_ms": 0.0}
 
@@ -214,8 +226,14 @@ class TensorRTBackend:
             if self.io.refresh:
                 self.buf[self.io.refresh].fill_(self.loop.feeds(x, float)[self.io.refresh])
             ev[1].record(s)
-            ok = (self.context.execute_async_v3(s.cuda_stream) if self._v3
-                  else self.context.execute_async_v2(self.bindings, s.cuda_stream))
+            ok = [True]  # a replayed graph cannot fail here: its launch errors surface as CUDA errors
+
+            def enqueue():
+                ok[0] = (self.context.execute_async_v3(s.cuda_stream) if self._v3
+                         else self.context.execute_async_v2(self.bindings, s.cuda_stream))
+
+            self.graphs(self.addresses(), enqueue)
+            ok = ok[0]
             ev[2].record(s)
             for name in self.fetch:
                 self.host[name].copy_(self.buf[name], non_blocking=True)
@@ -235,8 +253,12 @@ class TensorRTBackend:
                        "download_ms": ev[2].elapsed_time(ev[3])}
         return tuple(o.to(torch.float32, copy=True) if o.is_floating_point() else o.clone() for o in outputs)
 
+    def addresses(self) -> tuple:
+        """The bound buffers' addresses, in binding order: which CUDA graph replays this frame."""
+        return tuple(self.buf[name].data_ptr() for name in self.order)
+
     def reset(self) -> None:
-        """Forget the state: zeros and a full recompute on the next frame."""
+        """Forget the state: zeros and a full recompute on the next frame (in place: the graphs stay valid)."""
         import torch
 
         with torch.cuda.stream(self.stream):
@@ -251,13 +273,17 @@ class TensorRTBackend:
 
     def stats(self) -> dict:
         side = self.sidecar or {}
+        graphs = {"cuda_graphs": len(self.graphs.graphs), "graph_replays": self.graphs.replays,
+                  **({"cuda_graph_error": self.graphs.failed} if self.graphs.failed else {})}
         return {"backend": "tensorrt", "engine": str(self.path), "format": "sparse" if self.sparse else "dense",
-                "tensorrt": side.get("tensorrt"), "fp16": side.get("fp16"), "frames": self.frames, **self._stats}
+                "tensorrt": side.get("tensorrt"), "fp16": side.get("fp16"), "frames": self.frames, **self._stats,
+                **graphs}
 
 
-def open_engine(path, plugin=None, model: str | None = None, label: str | None = None) -> TensorRTBackend:
+def open_engine(path, plugin=None, model: str | None = None, label: str | None = None,
+                cuda_graphs: bool = True) -> TensorRTBackend:
     """A :class:`TensorRTBackend`; ``model``, when given, must be the one the engine was exported from."""
-    engine = TensorRTBackend(path, plugin=plugin, label=label)
+    engine = TensorRTBackend(path, plugin=plugin, label=label, cuda_graphs=cuda_graphs)
     if model and engine.model_name and model != engine.model_name:
         raise PassrtError(f"{engine.label} runs {engine.model_name}, not {model}: leave --model out, or export and "
                           f"build an engine for {model}")

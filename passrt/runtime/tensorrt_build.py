@@ -245,6 +245,39 @@ def enable_aliased_state(trt, config) -> bool:
     return True
 
 
+def channel_last_state(trt, network, model, fp16: bool) -> list[str]:
+    """Give the caches of PassSparseConv2d layers that run the NHWC tile kernels (groups 1 or depthwise)
+    the format those kernels read, as engine I/O: fp32 ``HWC``; with fp16, ``HALF`` and ``HWC8`` where the
+    cache has a multiple of 8 channels (HWC8 pads to 8: only unpadded rows are plain NHWC), else ``HALF``
+    linear (the NCHW kernel's). Otherwise state I/O is fp32 linear and TensorRT converts every cache on the
+    way in and out of each plugin, every frame. The caches are opaque to passrt's runner (zeros, then fed
+    back), so their layout is TensorRT's business. Returns the names of the tensors changed."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    weights = {t.name: t for t in model.graph.initializer}
+    caches = set()
+    for node in model.graph.node:
+        if node.op_type != contract.PLUGIN_NAME or len(node.input) < 4 or node.input[3] not in weights:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        shape = np.shape(numpy_helper.to_array(weights[node.input[3]]))
+        if group == 1 or (len(shape) == 4 and shape[1] == 1 and group == shape[0]):  # the tile kernels' convs
+            caches.update([node.input[2], node.output[0]])
+    fmt = trt.TensorFormat.HWC8 if fp16 else trt.TensorFormat.HWC
+    changed = []
+    for tensor in [network.get_input(i) for i in range(network.num_inputs)] + \
+                  [network.get_output(i) for i in range(network.num_outputs)]:
+        if tensor.name not in caches or len(tensor.shape) != 4:
+            continue
+        if fp16:
+            tensor.dtype = trt.DataType.HALF
+        if not fp16 or int(tensor.shape[1]) % 8 == 0:
+            tensor.allowed_formats = 1 << int(fmt)
+        changed.append(tensor.name)
+    return changed
+
+
 def progress_monitor(trt):
     """TensorRT 10's build progress as tqdm bars on a terminal; None where unavailable."""
     base = getattr(trt, "IProgressMonitor", None)
@@ -332,6 +365,7 @@ def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike | Non
         config.set_flag(trt.BuilderFlag.FP16)
     set_workspace(trt, config, workspace_mb)
     aliased_state = enable_aliased_state(trt, config)
+    channel_last = channel_last_state(trt, network, model, fp16) if plugin_nodes else []
     monitor = progress_monitor(trt) if progress else None
     if monitor is not None:
         config.progress_monitor = monitor  # kept alive by `monitor` until the build returns
@@ -358,7 +392,7 @@ def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike | Non
         "compute_capability": list(capability) if capability else None,
         "plugin": {"path": str(lib), "sha256": sha256_file(lib)} if lib is not None else None,
         "plugin_nodes": plugin_nodes, "fp16": fp16, "workspace_mb": workspace_mb,
-        "aliased_state": aliased_state, "metadata": metadata(model),
+        "aliased_state": aliased_state, "channel_last_state": len(channel_last), "metadata": metadata(model),
         "inputs": io(network.get_input(i) for i in range(network.num_inputs)),
         "outputs": io(network.get_output(i) for i in range(network.num_outputs)),
         "build_seconds": round(seconds, 1), "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -4,7 +4,12 @@
 //   inputs  0 x [N, C_in, H, W], 1 tile_mask [N, 1, tilesH, tilesW] (fp32 0/1),
 //           2 cache_in [N, C_out, H_out, W_out], 3 weight, 4 bias, 5 optional residual;
 //   output  0 cache_out = cache_in with the active tiles recomputed.
-// enqueue() copies cache_in to cache_out and lets passrt::sparseConv2d rewrite the active tiles. The
+// Two kernel families, chosen by the format TensorRT picked (supportsIo offers both, TensorRT times them):
+// linear NCHW -> passrt::sparseConv2d (sparse_conv2d.cu, any groups); channel-last (fp32 kHWC, fp16
+// unpadded kHWC8) -> the NHWC tile kernels (tiles_nhwc.cu: device cell list, persistent grids, fp16 on
+// tensor cores), for groups-1 and depthwise convs, so a layer between TensorRT's own HWC8 convs needs no
+// reformat. enqueue() copies cache_in to cache_out (unless TensorRT >= 10.3 aliased them) and the kernel
+// rewrites the active tiles. The
 // state is explicit: the caller feeds cache_out back as the next frame's cache_in. A cache kept inside
 // the plugin instead would be hidden per-context state that TensorRT knows nothing about: engines
 // could not be shared between contexts or streams, a CUDA graph would bake in one buffer, and
@@ -16,6 +21,7 @@
 #include "passSparseConv2dPluginCommon.h"
 
 #include "passSparseConv2dPlugin.h"
+#include "passrt_tiles.h"
 #include "pluginInfo.h"
 
 #include <cuda_runtime_api.h>
@@ -61,6 +67,50 @@ void logWarning(char const* format, ...) noexcept {
 }
 
 bool fitsInt32(int64_t value) { return value >= 0 && value <= INT32_MAX; }
+
+// The channel-last path (supportsIo: x, caches and residual in kHWC / unpadded kHWC8, i.e. [N][H][W][C]):
+// per frame, the weight into the kernels' layout (one small launch: the ONNX weight is OIHW), then per
+// image the active cells listed on the device from the tile mask (activeCellsCuda) and one launch over
+// them of the GEMM or depthwise tile kernel, writing cache_out in place. No host sync, no allocation.
+int32_t launchNhwc(SparseConvParams const& p, passrt::DataType dtype, size_t elementSize, void const* const* inputs,
+                   void const* residual, void* output, void* workspace, cudaStream_t stream,
+                   nvinfer1::IErrorRecorder* recorder) noexcept {
+  NhwcWorkspace const ws = nhwcWorkspace(p, elementSize);
+  if (workspace == nullptr || ws.capacity == 0) {
+    reportError(recorder, ErrorCode::kINVALID_STATE, "the channel-last path needs a %zu-byte workspace, got none",
+                ws.bytes);
+    return kFailure;
+  }
+  auto* const base = static_cast<char*>(workspace);
+  auto* const cells = reinterpret_cast<int32_t*>(base + ws.cells);
+  auto* const count = reinterpret_cast<int32_t*>(base + ws.count);
+  void* const weight = base + ws.weight;
+  auto* const bias = reinterpret_cast<float*>(base + ws.bias);
+  cudaError_t status = kernelLayoutCuda(p, dtype, inputs[kInWeight], inputs[kInBias], weight, bias, stream);
+  SparseConvParams one = p;  // the tile kernels take one image; the batch runs image after image
+  one.batch = 1;
+  size_t const inImage = static_cast<size_t>(p.in_h) * p.in_w * p.in_channels * elementSize;
+  size_t const outImage = static_cast<size_t>(p.out_h) * p.out_w * p.out_channels * elementSize;
+  int64_t const tiles = static_cast<int64_t>(p.tilesH()) * p.tilesW();
+  for (int32_t n = 0; n < p.batch && status == cudaSuccess; ++n) {
+    float const* mask = static_cast<float const*>(inputs[kInMask]) + n * tiles;
+    status = activeCellsCuda(p.out_h, p.out_w, p.tile, mask, cells, count, stream);
+    if (status != cudaSuccess) {
+      break;
+    }
+    CellRange const range{cells, count, ws.capacity};
+    void const* const in = static_cast<char const*>(inputs[kInX]) + n * inImage;
+    void const* const res = residual != nullptr ? static_cast<char const*>(residual) + n * outImage : nullptr;
+    void* const out = static_cast<char*>(output) + n * outImage;
+    status = p.groups > 1 ? depthwiseCellsNhwcCuda(one, dtype, in, weight, bias, res, range, out, false, stream)
+                          : convCellsNhwcCuda(one, dtype, in, false, weight, bias, res, range, out, false, stream);
+  }
+  if (status != cudaSuccess) {
+    reportError(recorder, ErrorCode::kFAILED_EXECUTION, "the NHWC tile kernels failed: %s", cudaGetErrorString(status));
+    return kFailure;
+  }
+  return kSuccess;
+}
 
 // Copies the dimensions out of TensorRT's descriptors; false if nbInputs is not 5 or 6.
 template <typename Desc, typename GetDims>
@@ -175,20 +225,66 @@ bool checkIoCount(int32_t nbInputs, int32_t nbOutputs, nvinfer1::IErrorRecorder*
 }
 
 bool supportsIo(int32_t pos, nvinfer1::DataType type, nvinfer1::TensorFormat format, nvinfer1::DataType xType,
-                int32_t nbInputs, int32_t nbOutputs) noexcept {
+                nvinfer1::TensorFormat xFormat, int64_t channels, bool nhwcCapable, int32_t nbInputs,
+                int32_t nbOutputs) noexcept {
+  using nvinfer1::DataType;
+  using nvinfer1::TensorFormat;
   if (!isValidIoCount(nbInputs, nbOutputs) || pos < 0 || pos >= nbInputs + nbOutputs) {
     return false;
   }
-  if (format != nvinfer1::TensorFormat::kLINEAR) {
+  if (pos == kInMask) {
+    return type == DataType::kFLOAT && format == TensorFormat::kLINEAR;
+  }
+  if (pos == kInWeight || pos == kInBias) {  // constants: the NHWC path lays the weight out itself (kernelLayoutCuda)
+    return type == xType && format == TensorFormat::kLINEAR;
+  }
+  // The data tensors: x, cache_in, residual, cache_out.
+  if (pos == kInX ? type != DataType::kFLOAT && type != DataType::kHALF : type != xType) {
     return false;
   }
-  if (pos == kInMask) {
-    return type == nvinfer1::DataType::kFLOAT;
+  if (pos != kInX && format != xFormat) {
+    return false;
   }
-  if (pos == kInX) {
-    return type == nvinfer1::DataType::kFLOAT || type == nvinfer1::DataType::kHALF;
+  if (format == TensorFormat::kLINEAR) {
+    return true;
   }
-  return type == xType;
+  if (!nhwcCapable) {
+    return false;
+  }
+  if (format == TensorFormat::kHWC) {
+    return type == DataType::kFLOAT;
+  }
+  return format == TensorFormat::kHWC8 && type == DataType::kHALF && channels > 0 && channels % 8 == 0;
+}
+
+bool supportsDesc(SparseConvAttributes const& a, int32_t pos, nvinfer1::PluginTensorDesc const* inOut, int32_t nbInputs,
+                  int32_t nbOutputs) noexcept {
+  if (inOut == nullptr || pos < 0 || pos >= nbInputs + nbOutputs || !isValidIoCount(nbInputs, nbOutputs)) {
+    return false;
+  }
+  auto const channels = [&](int32_t i) -> int64_t { return inOut[i].dims.nbDims > 1 ? inOut[i].dims.d[1] : -1; };
+  bool const capable = nhwcCapable(a, channels(kInX), channels(kInCache));
+  return supportsIo(pos, inOut[pos].type, inOut[pos].format, inOut[kInX].type, inOut[kInX].format, channels(pos),
+                    capable, nbInputs, nbOutputs);
+}
+
+size_t workspaceBytes(SparseConvAttributes const& a, nvinfer1::PluginTensorDesc const* inputs,
+                      int32_t nbInputs) noexcept {
+  InputDims dims;
+  auto getDims = [](nvinfer1::PluginTensorDesc const& d) { return d.dims; };
+  // Asked for every conv the channel-last path can run, whatever format the descriptors show: TensorRT
+  // may ask before its final format choice, and a missing workspace would stop enqueue().
+  if (inputs == nullptr || !collectDims(inputs, nbInputs, getDims, dims) ||
+      !nhwcCapable(a, dims.d[kInX][1], dims.d[kInCache][1])) {
+    return 0;
+  }
+  for (int32_t i = 0; i < kRank; ++i) {
+    if (!fitsInt32(dims.d[kInX][i]) || !fitsInt32(dims.d[kInCache][i])) {
+      return 0;  // unknown extents: enqueue() refuses to run without a workspace, with a message
+    }
+  }
+  size_t const element = inputs[kInX].type == nvinfer1::DataType::kHALF ? sizeof(uint16_t) : sizeof(float);
+  return nhwcWorkspace(toParams(a, dims.d[kInX], dims.d[kInCache]), element).bytes;
 }
 
 bool checkDescs(SparseConvAttributes const& a, nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
@@ -210,7 +306,7 @@ bool checkRuntimeDescs(SparseConvAttributes const& a, nvinfer1::PluginTensorDesc
 // also keeps it capturable into a CUDA graph.
 int32_t launch(SparseConvAttributes const& a, int32_t nbInputs, nvinfer1::PluginTensorDesc const* inputDesc,
                nvinfer1::PluginTensorDesc const* outputDesc, void const* const* inputs, void* const* outputs,
-               cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept {
+               void* workspace, cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept {
   if (!isValidIoCount(nbInputs, kNbOutputs)) {
     reportError(recorder, ErrorCode::kINVALID_STATE,
                 "enqueue before the input count was known (%d); was the plugin configured?", nbInputs);
@@ -273,6 +369,9 @@ int32_t launch(SparseConvAttributes const& a, int32_t nbInputs, nvinfer1::Plugin
     }
   }
   void const* const residual = nbInputs == kNbInputsWithResidual ? inputs[kInResidual] : nullptr;
+  if (inputDesc[kInX].format != nvinfer1::TensorFormat::kLINEAR) {
+    return launchNhwc(p, dtype, elementSize, inputs, residual, output, workspace, stream, recorder);
+  }
   cudaError_t const status = sparseConv2d(p, dtype, inputs[kInX], inputs[kInWeight], inputs[kInBias], residual,
                                           static_cast<float const*>(inputs[kInMask]), output, stream);
   if (status != cudaSuccess) {

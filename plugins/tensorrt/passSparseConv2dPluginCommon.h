@@ -60,11 +60,25 @@ nvinfer1::PluginFieldType pluginFieldType(FieldType type) noexcept;
 
 bool checkIoCount(int32_t nbInputs, int32_t nbOutputs, nvinfer1::IErrorRecorder* recorder) noexcept;
 
-// Linear (NCHW) everywhere; x in fp32 or fp16 and every other tensor in x's type, except the tile
-// mask, which is always fp32 (the kernels read it as float). `xType` is only read for pos > 0, where
-// TensorRT has already fixed position 0.
+// x in fp32 or fp16 and every other tensor in x's type, except the tile mask, which is always fp32
+// (the kernels read it as float). The tile mask, weight and bias are linear; x, cache_in, residual and
+// cache_out share one format: linear (NCHW kernels), or channel-last for the convs the NHWC tile
+// kernels compute (nhwcCapable): kHWC with fp32, kHWC8 with fp16 when `channels` (this tensor's C) is
+// a multiple of 8 (TensorRT pads kHWC8 to 8 channels; unpadded rows are what the kernels read).
+// `xType`/`xFormat` are only read for pos > 0, where TensorRT has already fixed position 0.
 bool supportsIo(int32_t pos, nvinfer1::DataType type, nvinfer1::TensorFormat format, nvinfer1::DataType xType,
-                int32_t nbInputs, int32_t nbOutputs) noexcept;
+                nvinfer1::TensorFormat xFormat, int64_t channels, bool nhwcCapable, int32_t nbInputs,
+                int32_t nbOutputs) noexcept;
+
+// supportsIo() on one generation's descriptors (PluginTensorDesc for TensorRT 8, the .desc of
+// DynamicPluginTensorDesc for 10): the channel counts come from the descriptors' dimensions.
+bool supportsDesc(SparseConvAttributes const& attributes, int32_t pos, nvinfer1::PluginTensorDesc const* inOut,
+                  int32_t nbInputs, int32_t nbOutputs) noexcept;
+
+// The channel-last path's workspace (nhwcWorkspace) for these descriptors, for every conv that path can
+// run (whichever format TensorRT ends up choosing); 0 for the others.
+size_t workspaceBytes(SparseConvAttributes const& attributes, nvinfer1::PluginTensorDesc const* inputs,
+                      int32_t nbInputs) noexcept;
 
 // checkShapes() on configurePlugin()'s descriptors.
 bool checkDescs(SparseConvAttributes const& attributes, nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
@@ -74,9 +88,11 @@ bool checkDescs(SparseConvAttributes const& attributes, nvinfer1::DynamicPluginT
 bool checkRuntimeDescs(SparseConvAttributes const& attributes, nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
                        nvinfer1::IErrorRecorder* recorder) noexcept;
 
-// Checks the real shapes, copies cache_in to cache_out and launches the kernel on `stream`.
+// Checks the real shapes, copies cache_in to cache_out unless TensorRT aliased them, and launches on
+// `stream`: the NCHW kernel for linear formats, the NHWC tile kernels for channel-last ones (their
+// scratch in `workspace`, workspaceBytes() long).
 int32_t launch(SparseConvAttributes const& attributes, int32_t nbInputs, nvinfer1::PluginTensorDesc const* inputDesc,
                nvinfer1::PluginTensorDesc const* outputDesc, void const* const* inputs, void* const* outputs,
-               cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept;
+               void* workspace, cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept;
 
 }  // namespace passrt::trt

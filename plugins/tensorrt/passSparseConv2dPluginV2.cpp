@@ -97,7 +97,7 @@ bool PassSparseConv2dPlugin::supportsFormatCombination(int32_t pos, PluginTensor
   if (inOut == nullptr || pos < 0) {
     return false;
   }
-  return supportsIo(pos, inOut[pos].type, inOut[pos].format, inOut[kInX].type, nbInputs, nbOutputs);
+  return supportsDesc(mAttributes, pos, inOut, nbInputs, nbOutputs);
 }
 
 void PassSparseConv2dPlugin::configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs,
@@ -109,16 +109,16 @@ void PassSparseConv2dPlugin::configurePlugin(DynamicPluginTensorDesc const* in, 
   }
 }
 
-size_t PassSparseConv2dPlugin::getWorkspaceSize(PluginTensorDesc const* /* inputs */, int32_t /* nbInputs */,
+size_t PassSparseConv2dPlugin::getWorkspaceSize(PluginTensorDesc const* inputs, int32_t nbInputs,
                                                 PluginTensorDesc const* /* outputs */,
                                                 int32_t /* nbOutputs */) const noexcept {
-  return 0;
+  return workspaceBytes(mAttributes, inputs, nbInputs);
 }
 
 int32_t PassSparseConv2dPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
-                                        void const* const* inputs, void* const* outputs, void* /* workspace */,
+                                        void const* const* inputs, void* const* outputs, void* workspace,
                                         cudaStream_t stream) noexcept {
-  return launch(mAttributes, mNbInputs, inputDesc, outputDesc, inputs, outputs, stream, nullptr);
+  return launch(mAttributes, mNbInputs, inputDesc, outputDesc, inputs, outputs, workspace, stream, nullptr);
 }
 
 PassSparseConv2dPluginCreator::PassSparseConv2dPluginCreator() : mNamespace(kPluginNamespace) {}

@@ -82,11 +82,31 @@ bool PassSparseConv2dPlugin::supportsFormatCombination(int32_t pos, DynamicPlugi
   if (inOut == nullptr || pos < 0) {
     return false;
   }
-  nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
-  return supportsIo(pos, desc.type, desc.format, inOut[kInX].desc.type, nbInputs, nbOutputs);
+  if (pos >= nbInputs + nbOutputs || !isValidIoCount(nbInputs, nbOutputs)) {
+    return false;
+  }
+  PluginTensorDesc descs[kNbInputsWithResidual + kNbOutputs];
+  for (int32_t i = 0; i < nbInputs + nbOutputs; ++i) {
+    descs[i] = inOut[i].desc;
+  }
+  return supportsDesc(mAttributes, pos, descs, nbInputs, nbOutputs);
 }
 
 int32_t PassSparseConv2dPlugin::getNbOutputs() const noexcept { return kNbOutputs; }
+
+size_t PassSparseConv2dPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+                                                DynamicPluginTensorDesc const* /* outputs */,
+                                                int32_t /* nbOutputs */) const noexcept {
+  if (inputs == nullptr || nbInputs < kNbInputsPlain || nbInputs > kNbInputsWithResidual) {
+    return 0;
+  }
+  PluginTensorDesc descs[kNbInputsWithResidual];
+  for (int32_t i = 0; i < nbInputs; ++i) {
+    descs[i] = inputs[i].desc;
+    descs[i].dims = inputs[i].max;  // the largest shape the engine runs (passrt's engines have one)
+  }
+  return workspaceBytes(mAttributes, descs, nbInputs);
+}
 
 #if PASSRT_TRT_ALIASED_IO
 int32_t PassSparseConv2dPlugin::getAliasedInput(int32_t outputIndex) noexcept {
@@ -105,9 +125,9 @@ int32_t PassSparseConv2dPlugin::onShapeChange(PluginTensorDesc const* in, int32_
 }
 
 int32_t PassSparseConv2dPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
-                                        void const* const* inputs, void* const* outputs, void* /* workspace */,
+                                        void const* const* inputs, void* const* outputs, void* workspace,
                                         cudaStream_t stream) noexcept {
-  return launch(mAttributes, mNbInputs, inputDesc, outputDesc, inputs, outputs, stream, mErrorRecorder);
+  return launch(mAttributes, mNbInputs, inputDesc, outputDesc, inputs, outputs, workspace, stream, mErrorRecorder);
 }
 
 nvinfer1::IPluginV3* PassSparseConv2dPlugin::attachToContext(nvinfer1::IPluginResourceContext* context) noexcept {

@@ -67,6 +67,9 @@ class PassSparseConv2dPlugin : public nvinfer1::IPluginV3,
   bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
                                  int32_t nbOutputs) noexcept override;
   int32_t getNbOutputs() const noexcept override;
+  // The channel-last path's scratch (cell list, laid-out weight); 0 for convs it cannot run.
+  size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+                          nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
 #if PASSRT_TRT_ALIASED_IO
   // cache_out (output 0) is cache_in: the state is updated in place.
   int32_t getAliasedInput(int32_t outputIndex) noexcept override;

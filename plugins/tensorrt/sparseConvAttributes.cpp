@@ -125,6 +125,26 @@ bool validateAttributes(SparseConvAttributes const& a, Message& error) noexcept 
   return true;
 }
 
+bool nhwcCapable(SparseConvAttributes const& a, Extent inChannels, Extent outChannels) noexcept {
+  return a.group == 1 || (a.group > 1 && a.group == inChannels && inChannels == outChannels);
+}
+
+NhwcWorkspace nhwcWorkspace(SparseConvParams const& p, size_t elementSize) noexcept {
+  auto const aligned = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+  int64_t const tiles = static_cast<int64_t>(p.tilesH()) * p.tilesW();
+  int64_t const capacity = tiles * p.tile * p.tile;
+  size_t const taps = static_cast<size_t>(p.kernel_h) * static_cast<size_t>(p.kernel_w);
+  size_t const inPerGroup = p.groups > 1 ? 1 : static_cast<size_t>(p.in_channels);
+  NhwcWorkspace w{};
+  w.capacity = capacity > 0 && capacity <= INT32_MAX ? static_cast<int32_t>(capacity) : 0;
+  w.cells = 0;
+  w.count = aligned(static_cast<size_t>(w.capacity) * sizeof(int32_t));
+  w.weight = w.count + aligned(sizeof(int32_t));
+  w.bias = w.weight + aligned(taps * inPerGroup * static_cast<size_t>(p.out_channels) * elementSize);
+  w.bytes = w.bias + aligned(static_cast<size_t>(p.out_channels) * sizeof(float));
+  return w;
+}
+
 SparseConvParams toParams(SparseConvAttributes const& a, Extent const* x, Extent const* cache) noexcept {
   SparseConvParams p{};
   p.batch = static_cast<int32_t>(x[0]);

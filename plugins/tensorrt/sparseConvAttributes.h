@@ -129,6 +129,22 @@ bool validateAttributes(SparseConvAttributes const& attributes, Message& error) 
 // The kernel parameters for input x [N, C_in, H, W] and cache [N, C_out, H_out, W_out].
 SparseConvParams toParams(SparseConvAttributes const& attributes, Extent const* x, Extent const* cache) noexcept;
 
+// ---- Channel-last formats: the NHWC tile kernels (passrt_tiles.h, tiles_nhwc.cu) ----------------
+// x, cache_in, residual and cache_out may be channel-last (TensorRT's kHWC for fp32, kHWC8 for fp16 when
+// every such tensor has a multiple of 8 channels, i.e. no padding: [N][H][W][C] exactly), for the convs
+// those kernels compute: groups 1, or depthwise (groups == C_in == C_out). Linear NCHW stays available
+// for every conv (the NCHW kernels, sparse_conv2d.cu), and TensorRT picks by measuring both.
+bool nhwcCapable(SparseConvAttributes const& attributes, Extent inChannels, Extent outChannels) noexcept;
+
+// enqueue()'s scratch for the channel-last path, one frame, carved from TensorRT's workspace: the cell
+// list (capacity = tilesH * tilesW * tile * tile) and its device-side count, the weight in the kernels'
+// layout (x's element size) and the bias in float32. Offsets are 256-byte aligned.
+struct NhwcWorkspace {
+  size_t cells, count, weight, bias, bytes;  // byte offsets of each part, and the total
+  int32_t capacity;
+};
+NhwcWorkspace nhwcWorkspace(SparseConvParams const& p, size_t elementSize) noexcept;
+
 // True for 5 inputs (no residual) or 6, and 1 output.
 bool isValidIoCount(int32_t nbInputs, int32_t nbOutputs) noexcept;
 

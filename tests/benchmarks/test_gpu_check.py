@@ -34,6 +34,8 @@ def test_dry_run_prints_every_step_and_why(tmp_path):
         else:
             assert step["status"] == "would run" and "would run" in header
     assert "$ " in done.stdout and "twins_test" in done.stdout and "--device cuda --half" in done.stdout
+    # the native executor on CUDA is tested and benchmarked, with CUDA graphs and without
+    assert "tests/engine/test_native_cuda.py" in done.stdout and "--no-cuda-graphs" in done.stdout
     assert not (tmp_path / "gpu_check.json").exists(), "a dry run leaves no results that look like a real run"
     if load().gpu_arch()[0] is None:  # this machine: no GPU, so every GPU step says so
         for step in summary["steps"]:

@@ -177,3 +177,53 @@ def test_conv_tiles_is_captured_and_replayed_in_a_cuda_graph():
         torch.testing.assert_close(got[y:y + 4, x0:x0 + 4], want[y:y + 4, x0:x0 + 4], rtol=1e-2, atol=1e-2)
         got[y:y + 4, x0:x0 + 4] = 0
     assert torch.count_nonzero(got) == 0, "only the replayed tiles are written"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_conv_tiles_skips_the_inactive_ids_of_a_fixed_length_list(dtype):
+    """The native executor on CUDA passes every tile of a grid, -1 for the inactive ones (compacting them
+    would need the count on the host): the same cells in the same order as the compact list, so the same
+    rows bit for bit, and the cache untouched elsewhere."""
+    gen = torch.Generator().manual_seed(1)
+    h, w, tile, cin, cout = 13, 17, 3, 16, 24
+    th, tw = -(-h // tile), -(-w // tile)
+    x = torch.randn(h * w + 2, cin, generator=gen).to("cuda", dtype)
+    weight = (torch.randn(9 * cin, cout, generator=gen) * 0.2).to("cuda", dtype)
+    bias = torch.randn(cout, generator=gen).cuda()
+    cache = torch.randn(h * w + 2, cout, generator=gen).to("cuda", dtype)
+    mask = torch.rand(th * tw, generator=gen) < 0.3
+    lists = {"compact": mask.nonzero().reshape(-1), "padded": torch.where(mask, torch.arange(th * tw), -1)}
+    outs = {}
+    for name, ids in lists.items():
+        outs[name] = cache.clone()
+        torch.ops.passrt.conv_tiles(x, weight, bias, None, ids.cuda(), outs[name], [h, w], [h, w], [3, 3], [1, 1],
+                                    [1, 1], [1, 1], 1, tile, 1, 0.0, 0, None, None, None, 0, 0.0, 0)
+    assert lists["padded"].numel() == th * tw and int((lists["padded"] == -1).sum()) == th * tw - int(mask.sum())
+    assert torch.equal(outs["padded"], outs["compact"])
+    changed = (outs["padded"] != cache).any(1)
+    assert 0 < int(changed.sum()) < h * w
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("ids", ["compact", "padded"])
+def test_affine_tiles_cuda_matches_cpu(dtype, ids):
+    """passrt::affine_tiles on CUDA (the input normalisation's native step) against the CPU op: active cells
+    within the dtype's rounding, every other row bit for bit; a -1-padded id list like a compact one."""
+    gen = torch.Generator().manual_seed(5)
+    h, w, c, tile = 11, 14, 3, 4
+    th, tw = -(-h // tile), -(-w // tile)
+    x = torch.randn(h * w + 3, c, generator=gen).to(dtype).float()
+    out = torch.randn(h * w + 3, c, generator=gen).to(dtype).float()
+    scale, shift = torch.randn(c, generator=gen), torch.randn(c, generator=gen)
+    mask = torch.rand(th * tw, generator=gen) < 0.5
+    compact = mask.nonzero().reshape(-1)
+    tiles = compact if ids == "compact" else torch.where(mask, torch.arange(th * tw), -1)
+    want = out.clone()
+    torch.ops.passrt.affine_tiles(x, scale, shift, compact, want, [h, w], tile)
+    got = out.to("cuda", dtype)
+    torch.ops.passrt.affine_tiles(x.to("cuda", dtype), scale.cuda(), shift.cuda(), tiles.cuda(), got, [h, w], tile)
+    got = got.cpu().float()
+    changed = (want != out).any(1)
+    assert 0 < int(changed.sum()) < h * w
+    torch.testing.assert_close(got[changed], want[changed], **TOL[dtype])
+    assert torch.equal(got[~changed], out[~changed])

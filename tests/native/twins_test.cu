@@ -8,7 +8,9 @@
 // 2. GPU side (where a CUDA device is): every CUDA kernel (activeCellsCuda, tileCellsCuda, convCellsNhwcCuda,
 //    depthwiseCellsNhwcCuda) against its CPU twin over shapes x tiles x masks x dtypes x residual
 //    (none / separate / aliased to the output) x the fused depthwise -> 1x1 pair: cell lists equal,
-//    active cells within a tolerance per dtype (never averaged), inactive cells bit-exact.
+//    active cells within a tolerance per dtype (never averaged), inactive cells bit-exact; then
+//    affineCellsNhwcCuda against affineNhwc (in place too), and kernelLayoutCuda (the TensorRT plugin's
+//    weight preparation) against OIHW laid out here, bit for bit.
 // 3. --time (GPU): every SSDLite conv step at 576x768 at 0 / 15 / 100 % active tiles, fp16, CUDA
 //    events, median of 20 runs; the compaction is included. The dense reference (cuDNN) is timed by
 //    `passrt bench --device cuda --half` in benchmarks/gpu_check.sh, not here (no torch, no cuDNN link).
@@ -363,6 +365,90 @@ void gpuSide() {
   std::printf("CUDA kernels vs CPU twins: %d cases, %s\n", checked, failures ? "FAILED" : "ok");
 }
 
+// The plugin's weight preparation (kernelLayoutCuda) against the layout written out here from ONNX's OIHW:
+// pure data movement, so bit for bit; the bias converted to float32 (exact from fp16).
+void layoutSide() {
+  int checked = 0;
+  std::mt19937 g(7);
+  struct L { int c_in, c_out, k, dw; } const layouts[] = {{5, 7, 3, 0}, {16, 24, 1, 0}, {3, 32, 3, 0}, {6, 6, 3, 1},
+                                                           {40, 40, 5, 1}};
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16})
+    for (const L& l : layouts)
+      for (bool withBias : {true, false}) {
+        const SparseConvParams p = params(l.c_in, l.c_out, 9, 9, l.k, 1, l.dw ? l.c_in : 1, 2, Activation::kNone,
+                                          Activation::kNone);
+        const int cin = l.dw ? 1 : l.c_in, taps = l.k * l.k;
+        const auto oihw = randomVec(g, (size_t)l.c_out * cin * taps, dt);
+        const auto bias = randomVec(g, l.c_out, dt);
+        std::vector<float> want(oihw.size());
+        for (int co = 0; co < l.c_out; ++co)
+          for (int c = 0; c < cin; ++c)
+            for (int t = 0; t < taps; ++t)
+              want[((size_t)t * cin + c) * l.c_out + co] = oihw[((size_t)co * cin + c) * taps + t];
+        Dev dW(oihw, dt), dB(bias, dt), dOut(std::vector<float>(want.size(), -1.f), dt);
+        Dev dBias(std::vector<float>(l.c_out, -1.f), DataType::kFloat32);
+        CUDA_OK(passrt::kernelLayoutCuda(p, dt, dW.ptr, withBias ? dB.ptr : nullptr, dOut.ptr,
+                                         static_cast<float*>(dBias.ptr), 0));
+        CUDA_OK(cudaDeviceSynchronize());
+        EXPECT(dOut.download() == want, "kernelLayoutCuda: %s c_in %d c_out %d k %d dw %d: weight layout differs",
+               dt == DataType::kFloat16 ? "fp16" : "fp32", l.c_in, l.c_out, l.k, l.dw);
+        EXPECT(dBias.download() == (withBias ? bias : std::vector<float>(l.c_out, 0.f)),
+               "kernelLayoutCuda: bias differs (%s, bias %d)", dt == DataType::kFloat16 ? "fp16" : "fp32", withBias);
+        ++checked;
+      }
+  std::printf("plugin weight layout vs OIHW: %d cases, %s\n", checked, failures ? "FAILED" : "ok");
+}
+
+// affineCellsNhwcCuda against its CPU twin affineNhwc: active cells within rounding (fp16: the result is
+// stored in fp16), every other row bit for bit; in place (input == output) too.
+void affineSide() {
+  int checked = 0;
+  std::mt19937 g(11);
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16})
+    for (int channels : {3, 16, 40})
+      for (int tile : {1, 4, 8})
+        for (const char* mk : kMasks)
+          for (bool inPlace : {false, true}) {
+            const SparseConvParams p = params(channels, channels, 23, 19, 1, 1, 1, tile, Activation::kNone,
+                                              Activation::kNone);
+            const size_t n = (size_t)p.out_h * p.out_w * channels;
+            const auto in = randomVec(g, n, dt), cache = randomVec(g, n, dt);
+            const auto scale = randomVec(g, channels, DataType::kFloat32);
+            const auto shift = randomVec(g, channels, DataType::kFloat32);
+            const auto mask = tileMask(g, p, mk, 0.3);
+            const auto cells = cpuCells(p, mask);
+            std::vector<float> want = inPlace ? in : cache;
+            passrt::affineNhwc(channels, in.data(), scale.data(), shift.data(), cells.data(), 0, (int64_t)cells.size(),
+                               want.data());
+            const int capacity = p.tilesH() * p.tilesW() * tile * tile;
+            Dev dIn(in, dt), dOut(cache, dt), dScale(scale, DataType::kFloat32), dShift(shift, DataType::kFloat32),
+                dMask(mask, DataType::kFloat32), dCells((size_t)capacity * 4), dCount(4);
+            CUDA_OK(passrt::activeCellsCuda(p.out_h, p.out_w, tile, static_cast<const float*>(dMask.ptr),
+                                            static_cast<int32_t*>(dCells.ptr), static_cast<int32_t*>(dCount.ptr), 0));
+            const passrt::CellRange range{static_cast<const int32_t*>(dCells.ptr),
+                                          static_cast<const int32_t*>(dCount.ptr), capacity};
+            Dev& out = inPlace ? dIn : dOut;
+            CUDA_OK(passrt::affineCellsNhwcCuda(channels, dt, dIn.ptr, static_cast<const float*>(dScale.ptr),
+                                                static_cast<const float*>(dShift.ptr), range, out.ptr, 0));
+            CUDA_OK(cudaDeviceSynchronize());
+            const auto got = out.download();
+            std::vector<char> active(p.out_h * p.out_w, 0);
+            for (int32_t cell : cells) active[cell] = 1;
+            const float tol = dt == DataType::kFloat16 ? 1e-3f : 1e-6f;
+            for (size_t i = 0; i < n; ++i) {
+              if (!active[i / channels]) {
+                EXPECT(std::memcmp(&got[i], &want[i], 4) == 0, "affine: inactive value %zu changed", i);
+              } else {
+                EXPECT(std::fabs(got[i] - want[i]) <= tol * (1.f + std::fabs(want[i])), "affine %s C%d tile %d %s "
+                       "in-place %d: value %zu got %g want %g", dt == DataType::kFloat16 ? "fp16" : "fp32", channels,
+                       tile, mk, inPlace, i, got[i], want[i]);
+              }
+            }
+            ++checked;
+          }
+  std::printf("affine kernel vs CPU twin: %d cases, %s\n", checked, failures ? "FAILED" : "ok");
+}
+
 // ---- timing ------------------------------------------------------------------------------------------
 
 void timeSsdlite(FILE* json) {
@@ -464,6 +550,8 @@ int main(int argc, char** argv) {
   CUDA_OK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
   gpuSide();
+  layoutSide();
+  affineSide();
   if (failures) return 1;
   if (timing) {
     FILE* json = jsonPath ? std::fopen(jsonPath, "w") : nullptr;

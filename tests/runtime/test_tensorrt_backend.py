@@ -417,6 +417,8 @@ def test_dense_engine_matches_torch(tmp_path, trt_gpu, capsys):
             torch.testing.assert_close(g, w, rtol=1e-2, atol=1e-2)
     st = engine.stats()
     assert st["active_fraction"] == 1.0 and all(st[k] >= 0 for k in ("upload_ms", "infer_ms", "download_ms"))
+    # No state: one address set, enqueued once, then captured as a CUDA graph and replayed.
+    assert "cuda_graph_error" not in st and st["cuda_graphs"] == 1 and st["graph_replays"] == 2
     with pytest.raises(PassrtError, match="built for 24x32 frames .* --input-size 48x64"):
         engine(torch.rand(1, 3, 48, 64))
 
@@ -451,17 +453,24 @@ def test_sparse_engine_matches_reference_runner(tmp_path, trt_gpu, capsys):
         f[20:44, 10 + 12 * i:34 + 12 * i] = 255
         frames.append(f)
     tensors = [preprocess(f) for f in frames]
+    eager = tb.TensorRTBackend(tmp_path / "rd.engine", cuda_graphs=False)
     for i, x in enumerate(tensors):
-        got, want = engine(x), reference(x)
-        for g, w in zip(got, want):
+        got, want, ungraphed = engine(x), reference(x), eager(x)
+        for g, w, u in zip(got, want, ungraphed):
             torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-3)
+            torch.testing.assert_close(g, u, rtol=1e-5, atol=1e-5)  # a replayed graph = the same enqueue
         assert engine.stats()["active_fraction"] == pytest.approx(reference.last_active_fraction, abs=1e-5)
         if i == 0:
             assert engine.stats()["active_fraction"] == pytest.approx(1.0)
     assert engine.stats()["active_fraction"] < 1.0
-    engine.reset()
+    # The state buffers swap every frame: two address sets, each enqueued once, then captured and replayed.
+    st = engine.stats()
+    assert "cuda_graph_error" not in st and st["cuda_graphs"] == 2 and st["graph_replays"] == len(tensors) - 2
+    assert eager.stats()["cuda_graphs"] == 0 and eager.stats()["graph_replays"] == 0
+    engine.reset()  # in place: the graphs stay valid
     engine(tensors[-1])
     assert engine.stats()["active_fraction"] == pytest.approx(1.0)
+    assert engine.stats()["graph_replays"] == len(tensors) - 1
 
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (192, 144))
@@ -474,3 +483,41 @@ def test_sparse_engine_matches_reference_runner(tmp_path, trt_gpu, capsys):
     summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["frames"] == 6 and summary["policy"] == "regiondrop (TensorRT)"
     assert summary["engine"]["backend"] == "tensorrt" and 0 < summary["active_fraction_mean"] < 1
+
+
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+def test_channel_last_state_for_the_tile_kernels_caches(fp16):
+    """State I/O of plugin layers the NHWC tile kernels run (groups 1, depthwise) gets their format:
+    fp32 HWC, fp16 HALF + HWC8 where unpadded (8k channels), HALF linear otherwise; a grouped conv's
+    cache and everything else stay as they were."""
+    def plugin(name, cache, out, weight, group):
+        return helper.make_node(contract.PLUGIN_NAME, ["x", "mask", cache, weight, "bias"], [out], name=name,
+                                domain=contract.DOMAIN, group=group)
+
+    inits = [numpy_helper.from_array(np.zeros(s, np.float32), n) for n, s in
+             [("w_gemm", (8, 4, 3, 3)), ("w_dw", (12, 1, 3, 3)), ("w_grouped", (8, 2, 3, 3))]]
+    graph = helper.make_graph([plugin("a", "state.a", "state_out.a", "w_gemm", 1),
+                               plugin("b", "state.b", "state_out.b", "w_dw", 12),
+                               plugin("c", "state.c", "state_out.c", "w_grouped", 2)], "g", [], [], inits)
+    model = helper.make_model(graph)
+    shapes = {"image": (1, 3, 16, 16), "state.a": (1, 8, 8, 8), "state.b": (1, 12, 8, 8), "state.c": (1, 8, 8, 8),
+              "state_out.a": (1, 8, 8, 8), "state_out.b": (1, 12, 8, 8), "state_out.c": (1, 8, 8, 8)}
+    tensors = {n: types.SimpleNamespace(name=n, shape=s) for n, s in shapes.items()}
+    ins = [tensors[n] for n in ("image", "state.a", "state.b", "state.c")]
+    outs = [tensors[n] for n in ("state_out.a", "state_out.b", "state_out.c")]
+    network = types.SimpleNamespace(num_inputs=len(ins), num_outputs=len(outs), get_input=ins.__getitem__,
+                                    get_output=outs.__getitem__)
+    trt = types.SimpleNamespace(TensorFormat=types.SimpleNamespace(HWC8=2, HWC=8),
+                                DataType=types.SimpleNamespace(HALF="HALF"))
+    changed = tbuild.channel_last_state(trt, network, model, fp16)
+    assert sorted(changed) == ["state.a", "state.b", "state_out.a", "state_out.b"]
+    for n in ("image", "state.c", "state_out.c"):
+        assert not hasattr(tensors[n], "allowed_formats") and not hasattr(tensors[n], "dtype"), n
+    for n in ("state.a", "state_out.a"):
+        assert tensors[n].allowed_formats == 1 << (2 if fp16 else 8)
+        assert getattr(tensors[n], "dtype", None) == ("HALF" if fp16 else None)
+    for n in ("state.b", "state_out.b"):  # 12 channels: HWC8 would pad them
+        if fp16:
+            assert tensors[n].dtype == "HALF" and not hasattr(tensors[n], "allowed_formats")
+        else:
+            assert tensors[n].allowed_formats == 1 << 8

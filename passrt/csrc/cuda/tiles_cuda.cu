@@ -1,4 +1,4 @@
-// passrt::conv_tiles on CUDA: the native executor's conv step (cpu/tiles_cpu.cpp) on the GPU, with the
+// passrt::conv_tiles and affine_tiles on CUDA: the native executor's steps (cpu/tiles_cpu.cpp) on the GPU, with the
 // NHWC CUDA tile kernels (kernels/tiles_nhwc.cu). Same schema, same NHWC row caches and weight layouts;
 // float32 or float16 storage (one dtype for input, weights, residuals and output; biases are used in
 // float32), fp32 accumulation.
@@ -25,15 +25,17 @@ namespace {
 
 constexpr const char* kOp = "passrt::conv_tiles";
 
-void checkCuda(const char* name, const at::Tensor& t, const at::Tensor& like) {
-  TORCH_CHECK(t.device() == like.device() && t.scalar_type() == like.scalar_type() && t.is_contiguous(), kOp, ": ",
+// `op` names the op in messages (conv_tiles by default, affine_tiles for its own checks).
+void checkCuda(const char* name, const at::Tensor& t, const at::Tensor& like, const char* op = kOp) {
+  TORCH_CHECK(t.device() == like.device() && t.scalar_type() == like.scalar_type() && t.is_contiguous(), op, ": ",
               name, " must be a contiguous ", like.scalar_type(), " tensor on ", like.device(), ", got ",
               t.scalar_type(), " on ", t.device());
 }
 
-void checkRows(const char* name, const at::Tensor& t, const at::Tensor& like, int64_t cells, int64_t channels) {
-  checkCuda(name, t, like);
-  TORCH_CHECK(t.dim() == 2 && t.size(0) >= cells && t.size(1) == channels, kOp, ": ", name, " must be [>= ", cells,
+void checkRows(const char* name, const at::Tensor& t, const at::Tensor& like, int64_t cells, int64_t channels,
+               const char* op = kOp) {
+  checkCuda(name, t, like, op);
+  TORCH_CHECK(t.dim() == 2 && t.size(0) >= cells && t.size(1) == channels, op, ": ", name, " must be [>= ", cells,
               ", ", channels, "] (NHWC rows), got ", t.sizes());
 }
 
@@ -45,9 +47,9 @@ void checkMatrix(const char* name, const at::Tensor& t, const at::Tensor& like, 
 
 // The bias in float32 (the kernels' epilogue type): no copy when it already is.
 std::optional<at::Tensor> floatBias(const char* name, const std::optional<at::Tensor>& b, const at::Tensor& like,
-                                    int64_t channels) {
+                                    int64_t channels, const char* op = kOp) {
   if (!b) return std::nullopt;
-  TORCH_CHECK(b->device() == like.device() && b->dim() == 1 && b->size(0) == channels && b->is_floating_point(), kOp,
+  TORCH_CHECK(b->device() == like.device() && b->dim() == 1 && b->size(0) == channels && b->is_floating_point(), op,
               ": ", name, " must be a 1-D float tensor [", channels, "] on ", like.device(), ", got ", b->sizes());
   return b->to(at::kFloat).contiguous();
 }
@@ -125,7 +127,43 @@ void convTilesCuda(const at::Tensor& input, const at::Tensor& weight, const std:
                        output.data_ptr(), false, stream));
 }
 
+// passrt::affine_tiles on CUDA (cpu/tiles_cpu.cpp's affineTilesCpu): output = input * scale + shift on the
+// active tiles' cells; the tile list compacted on the device, ids outside the grid (-1) skipped.
+void affineTilesCuda(const at::Tensor& input, const at::Tensor& scale, const at::Tensor& shift,
+                     const at::Tensor& tiles, at::Tensor& output, at::IntArrayRef size, int64_t tile) {
+  constexpr const char* kAffine = "passrt::affine_tiles";
+  TORCH_CHECK(size.size() == 2 && size[0] >= 1 && size[1] >= 1 && tile >= 1, kAffine,
+              ": size must be (height, width) and tile >= 1");
+  TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kHalf, kAffine,
+              ": input must be float32 or float16 on CUDA, got ", input.scalar_type());
+  const int64_t channels = input.dim() == 2 ? input.size(1) : 0;
+  checkRows("input", input, input, size[0] * size[1], channels, kAffine);
+  checkRows("output", output, input, size[0] * size[1], channels, kAffine);
+  const auto s = floatBias("scale", scale, input, channels, kAffine), b = floatBias("shift", shift, input, channels,
+                                                                                   kAffine);
+  TORCH_CHECK(tiles.dim() == 1 && tiles.scalar_type() == at::kLong && tiles.is_contiguous() &&
+                  tiles.device() == input.device(),
+              kAffine, ": tiles must be a contiguous 1-D int64 tensor of tile ids on ", input.device());
+  const int64_t capacity = tiles.numel() * tile * tile;
+  if (capacity == 0 || channels == 0) return;
+  TORCH_CHECK(capacity <= INT32_MAX, kAffine, ": too many cells for one call");
+  const c10::cuda::CUDAGuard guard(input.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(input.device().index()).stream();
+  auto ints = input.options().dtype(at::kInt);
+  at::Tensor cells = at::empty({capacity}, ints), count = at::empty({1}, ints);
+  ok(tileCellsCuda(static_cast<int32_t>(size[0]), static_cast<int32_t>(size[1]), static_cast<int32_t>(tile),
+                   tiles.data_ptr<int64_t>(), static_cast<int32_t>(tiles.numel()), cells.data_ptr<int32_t>(),
+                   count.data_ptr<int32_t>(), stream));
+  const CellRange range{cells.data_ptr<int32_t>(), count.data_ptr<int32_t>(), static_cast<int32_t>(capacity)};
+  ok(affineCellsNhwcCuda(static_cast<int32_t>(channels),
+                         input.scalar_type() == at::kHalf ? DataType::kFloat16 : DataType::kFloat32, input.data_ptr(),
+                         ptr(s), ptr(b), range, output.data_ptr(), stream));
+}
+
 }  // namespace
 }  // namespace passrt::op
 
-TORCH_LIBRARY_IMPL(passrt, CUDA, m) { m.impl("conv_tiles", &passrt::op::convTilesCuda); }
+TORCH_LIBRARY_IMPL(passrt, CUDA, m) {
+  m.impl("conv_tiles", &passrt::op::convTilesCuda);
+  m.impl("affine_tiles", &passrt::op::affineTilesCuda);
+}

@@ -127,4 +127,17 @@ cudaError_t depthwiseCellsNhwcCuda(const SparseConvParams& p, DataType dtype, co
                                    const float* bias, const void* residual, CellRange cells, void* output,
                                    bool rows_out, cudaStream_t stream);
 
+// A per-channel affine map of the listed cells: the CUDA twin of affineNhwc. input and output are row
+// caches [cells, channels] of the same map (they may be the same array); scale and shift [channels] fp32.
+cudaError_t affineCellsNhwcCuda(int32_t channels, DataType dtype, const void* input, const float* scale,
+                                const float* shift, CellRange cells, void* output, cudaStream_t stream);
+
+// A conv's ONNX weight and bias in the layouts above, on the device (the TensorRT plugin's inputs are
+// the ONNX initializers): weight_oihw [out_channels, in_channels / groups, kernel_h, kernel_w] ->
+// weight_out [kernel_h * kernel_w * in_channels, out_channels] (groups 1; rows in (ky, kx, c) order) or
+// [kernel_h * kernel_w, channels] (depthwise); bias [out_channels] in `dtype` (null: zeros) -> bias_out
+// in float32. The CUDA twin of passrt.kernels.native.kernel_weight.
+cudaError_t kernelLayoutCuda(const SparseConvParams& p, DataType dtype, const void* weight_oihw, const void* bias,
+                             void* weight_out, float* bias_out, cudaStream_t stream);
+
 }  // namespace passrt

@@ -278,6 +278,40 @@ __global__ void __launch_bounds__(kDwThreads)
   }
 }
 
+// One thread per (cell of the list, channel), as the depthwise kernel. input may be output (in place).
+template <typename T>
+__global__ void affineCellsKernel(int32_t channels, const T* input, const float* __restrict__ scale,
+                                  const float* __restrict__ shift, const int32_t* __restrict__ cells,
+                                  const int32_t* __restrict__ count, T* output) {
+  const int64_t total = (int64_t)(*count) * channels;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+    const int32_t c = (int32_t)(e % channels);
+    const int64_t i = (int64_t)cells[e / channels] * channels + c;
+    output[i] = fromFloat<T>(toFloat(input[i]) * scale[c] + shift[c]);
+  }
+}
+
+// ---- weight layout (the plugin's ONNX weights) --------------------------------------------------
+
+// One thread per element of the output layout (rows (tap, c), output channel fastest: coalesced writes).
+template <typename T>
+__global__ void kernelLayoutKernel(SparseConvParams p, const T* __restrict__ w, const T* __restrict__ bias,
+                                   T* __restrict__ wOut, float* __restrict__ bOut) {
+  const int32_t taps = p.kernel_h * p.kernel_w;
+  const int32_t cin = p.groups > 1 ? 1 : p.in_channels;  // depthwise: one input channel per output channel
+  const int64_t n = (int64_t)taps * cin * p.out_channels;
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+    const int32_t co = (int32_t)(i % p.out_channels);
+    const int64_t row = i / p.out_channels;
+    const int32_t c = (int32_t)(row % cin), tap = (int32_t)(row / cin);
+    wOut[i] = w[((int64_t)co * cin + c) * taps + tap];  // OIHW: [co][c][ky][kx], tap = ky * kernel_w + kx
+  }
+  for (int64_t co = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; co < p.out_channels; co += step) {
+    bOut[co] = bias ? toFloat(bias[co]) : 0.f;
+  }
+}
+
 // ---- launch ----------------------------------------------------------------------------------------
 
 // Blocks of a persistent grid: enough to fill the GPU (perSm per SM), never more than the work could use.
@@ -352,6 +386,46 @@ cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType dtype, const v
   return dtype == DataType::kFloat16
              ? convCells<__half>(p, input, rows_in, weight, bias, residual, cells, output, rows_out, stream)
              : convCells<float>(p, input, rows_in, weight, bias, residual, cells, output, rows_out, stream);
+}
+
+cudaError_t affineCellsNhwcCuda(int32_t channels, DataType dtype, const void* input, const float* scale,
+                                const float* shift, CellRange cells, void* output, cudaStream_t stream) {
+  if (channels < 1 || !input || !scale || !shift || !output || !cells.cells || !cells.count || cells.capacity < 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (cells.capacity == 0) return cudaSuccess;
+  const unsigned blocks =
+      (unsigned)persistentBlocks(((int64_t)cells.capacity * channels + kDwThreads - 1) / kDwThreads, 8);
+  if (dtype == DataType::kFloat16) {
+    affineCellsKernel<__half><<<blocks, kDwThreads, 0, stream>>>(channels, static_cast<const __half*>(input), scale,
+                                                                 shift, cells.cells, cells.count,
+                                                                 static_cast<__half*>(output));
+  } else {
+    affineCellsKernel<float><<<blocks, kDwThreads, 0, stream>>>(channels, static_cast<const float*>(input), scale,
+                                                                shift, cells.cells, cells.count,
+                                                                static_cast<float*>(output));
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t kernelLayoutCuda(const SparseConvParams& p, DataType dtype, const void* weight_oihw, const void* bias,
+                             void* weight_out, float* bias_out, cudaStream_t stream) {
+  if (checkSparseConv2d(p) || (p.groups != 1 && (p.groups != p.in_channels || p.in_channels != p.out_channels)) ||
+      !weight_oihw || !weight_out || !bias_out) {
+    return cudaErrorInvalidValue;
+  }
+  const int64_t n = (int64_t)p.kernel_h * p.kernel_w * (p.groups > 1 ? 1 : p.in_channels) * p.out_channels;
+  const unsigned blocks = (unsigned)persistentBlocks((std::max<int64_t>(n, p.out_channels) + 255) / 256, 4);
+  if (dtype == DataType::kFloat16) {
+    kernelLayoutKernel<__half><<<blocks, 256, 0, stream>>>(p, static_cast<const __half*>(weight_oihw),
+                                                           static_cast<const __half*>(bias),
+                                                           static_cast<__half*>(weight_out), bias_out);
+  } else {
+    kernelLayoutKernel<float><<<blocks, 256, 0, stream>>>(p, static_cast<const float*>(weight_oihw),
+                                                          static_cast<const float*>(bias),
+                                                          static_cast<float*>(weight_out), bias_out);
+  }
+  return cudaGetLastError();
 }
 
 cudaError_t depthwiseCellsNhwcCuda(const SparseConvParams& p, DataType dtype, const void* input, const void* weight,

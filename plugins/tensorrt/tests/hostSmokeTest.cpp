@@ -2,12 +2,14 @@
 // tests/plugins/test_tensorrt_plugin.py (test_plugin_host_smoke) against TensorRT 8 or 10 headers.
 //
 // The plugin's calls out of its own code are few (TensorRT's getLogger and getPluginRegistry,
-// cudaMemcpyAsync, cudaGetErrorString, passrt::sparseConv2d), so stand-ins here record them and this
+// cudaMemcpyAsync, cudaGetErrorString, passrt::sparseConv2d and the NHWC tile kernels' entry points),
+// so stand-ins here record them and this
 // program plays TensorRT: create from ONNX-style fields, query formats, configure with good and bad
 // shapes, enqueue, serialize and restore. No TensorRT library and no GPU are needed.
 #include "check.h"
 #include "passSparseConv2dPlugin.h"
 #include "passrt_kernels.h"
+#include "passrt_tiles.h"
 
 #include <cstdio>
 #include <cstring>
@@ -47,6 +49,21 @@ struct Launch {
   void* output = nullptr;
 } gLaunch;
 
+// The channel-last path's calls, in order ("layout", "cells", "conv" or "depthwise"), with what they got.
+struct Nhwc {
+  std::vector<std::string> calls;
+  passrt::SparseConvParams p{};
+  passrt::DataType dtype{};
+  void const* input = nullptr;
+  void const* weight = nullptr;
+  float const* bias = nullptr;
+  void const* residual = nullptr;
+  void* output = nullptr;
+  float const* mask = nullptr;
+  passrt::CellRange range{};
+  void* layoutWeight = nullptr;
+} gNhwc;
+
 struct Copy {
   int calls = 0;
   size_t bytes = 0;
@@ -81,6 +98,46 @@ cudaError_t sparseConv2d(SparseConvParams const& p, DataType dtype, void const* 
   gLaunch.mask = tile_mask;
   gLaunch.output = output;
   return cudaSuccess;
+}
+cudaError_t kernelLayoutCuda(const SparseConvParams& p, DataType dtype, const void* weight, const void* bias,
+                             void* weightOut, float* biasOut, cudaStream_t) {
+  gNhwc.calls.push_back("layout");
+  gNhwc.p = p;
+  gNhwc.dtype = dtype;
+  gNhwc.weight = weight;
+  gNhwc.layoutWeight = weightOut;
+  gNhwc.bias = biasOut;
+  (void)bias;
+  return cudaSuccess;
+}
+cudaError_t activeCellsCuda(int32_t, int32_t, int32_t, const float* mask, int32_t* cells, int32_t* count,
+                            cudaStream_t) {
+  gNhwc.calls.push_back("cells");
+  gNhwc.mask = mask;
+  gNhwc.range.cells = cells;
+  gNhwc.range.count = count;
+  return cudaSuccess;
+}
+// Records a tile kernel launch; it must read the weight and bias kernelLayoutCuda wrote.
+cudaError_t recordTileLaunch(char const* kind, const SparseConvParams& p, const void* input, const void* weight,
+                             const float* bias, const void* residual, CellRange cells, void* output) {
+  gNhwc.calls.push_back(kind);
+  gNhwc.p = p;
+  gNhwc.input = input;
+  gNhwc.residual = residual;
+  gNhwc.output = output;
+  gNhwc.range = cells;
+  return weight == gNhwc.layoutWeight && bias == gNhwc.bias ? cudaSuccess : cudaErrorInvalidValue;
+}
+cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType, const void* input, bool, const void* weight,
+                              const float* bias, const void* residual, CellRange cells, void* output, bool,
+                              cudaStream_t) {
+  return recordTileLaunch("conv", p, input, weight, bias, residual, cells, output);
+}
+cudaError_t depthwiseCellsNhwcCuda(const SparseConvParams& p, DataType, const void* input, const void* weight,
+                                   const float* bias, const void* residual, CellRange cells, void* output, bool,
+                                   cudaStream_t) {
+  return recordTileLaunch("depthwise", p, input, weight, bias, residual, cells, output);
 }
 }  // namespace passrt
 
@@ -133,14 +190,19 @@ Dims dims(int32_t rank, int64_t a, int64_t b = 0, int64_t c = 0, int64_t d = 0) 
 }
 
 // Descriptors of the inputs then the output; cacheW != 5 makes cache_in (and the output) inconsistent.
-std::vector<PluginTensorDesc> descs(DataType type, int32_t nbInputs, int64_t cacheW = 5) {
-  Dims const shapes[6] = {dims(4, 1, 4, 10, 10), dims(4, 1, 1, 3, 3), dims(4, 1, 8, 5, cacheW),
-                          dims(4, 8, 2, 3, 3),   dims(1, 8),          dims(4, 1, 8, 5, cacheW)};
+// `format` goes to the data tensors (x, cache_in, residual, output); xC/group give x's channels and the
+// weight's [8, xC / group, 3, 3] (the default: the grouped conv the Fields below describe).
+std::vector<PluginTensorDesc> descs(DataType type, int32_t nbInputs, int64_t cacheW = 5,
+                                    TensorFormat format = TensorFormat::kLINEAR, int64_t xC = 4, int64_t group = 2,
+                                    int64_t batch = 1) {
+  Dims const shapes[6] = {dims(4, batch, xC, 10, 10),     dims(4, batch, 1, 3, 3), dims(4, batch, 8, 5, cacheW),
+                          dims(4, 8, xC / group, 3, 3), dims(1, 8),              dims(4, batch, 8, 5, cacheW)};
   std::vector<PluginTensorDesc> d(static_cast<size_t>(nbInputs) + 1);
   for (int32_t i = 0; i <= nbInputs; ++i) {
     d[i].dims = i == nbInputs ? shapes[2] : shapes[i];
     d[i].type = i == 1 ? DataType::kFLOAT : type;
-    d[i].format = TensorFormat::kLINEAR;
+    bool const data = i == 0 || i == 2 || i == 5 || i == nbInputs;
+    d[i].format = data ? format : TensorFormat::kLINEAR;
     d[i].scale = -1.0F;
   }
   return d;
@@ -169,6 +231,21 @@ int32_t runEnqueue(PassSparseConv2dPlugin& plugin, DataType type, int32_t nbInpu
   return plugin.enqueue(d.data(), d.data() + nbInputs, inputs, outputs, nullptr, nullptr);
 }
 
+// The channel-last path: descriptors `d`, a workspace (or none), big enough buffers for a batch of two.
+alignas(256) char gWorkspace[1 << 16];
+float gMask2[18];
+char gX2[2 * 8 * 10 * 10 * 4], gCache2[2 * 8 * 5 * 5 * 4], gRes2[2 * 8 * 5 * 5 * 4], gOut2[2 * 8 * 5 * 5 * 4];
+int32_t runNhwc(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t nbInputs,
+                bool withWorkspace = true) {
+  void const* inputs[6] = {gX2, gMask2, gCache2, gW, gB, gRes2};
+  void* outputs[1] = {gOut2};
+  gLaunch = Launch{};
+  gCopy = Copy{};
+  gNhwc = Nhwc{};
+  return plugin.enqueue(d.data(), d.data() + nbInputs, inputs, outputs, withWorkspace ? gWorkspace : nullptr,
+                        nullptr);
+}
+
 #if NV_TENSORRT_MAJOR >= 10
 PassSparseConv2dPlugin* create(PassSparseConv2dPluginCreator& creator, PluginFieldCollection const* fc) {
   return static_cast<PassSparseConv2dPlugin*>(creator.createPlugin("layer", fc, TensorRTPhase::kBUILD));
@@ -184,6 +261,10 @@ int32_t configure(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> 
 bool supports(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t pos, int32_t nbInputs) {
   auto dd = dynamic(d);
   return plugin.supportsFormatCombination(pos, dd.data(), nbInputs, 1);
+}
+size_t workspace(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t nbInputs) {
+  auto dd = dynamic(d);
+  return plugin.getWorkspaceSize(dd.data(), nbInputs, dd.data() + nbInputs, 1);
 }
 #else
 PassSparseConv2dPlugin* create(PassSparseConv2dPluginCreator& creator, PluginFieldCollection const* fc) {
@@ -203,6 +284,9 @@ int32_t configure(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> 
 }
 bool supports(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t pos, int32_t nbInputs) {
   return plugin.supportsFormatCombination(pos, d.data(), nbInputs, 1);
+}
+size_t workspace(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t nbInputs) {
+  return plugin.getWorkspaceSize(d.data(), nbInputs, d.data() + nbInputs, 1);
 }
 #endif
 }  // namespace
@@ -382,7 +466,96 @@ int main() {
   release(cloned);
   release(restored);
 #endif
+
+  // Channel-last formats (the NHWC tile kernels) only for the convs they compute: not this grouped one.
+  CHECK(workspace(*plugin, descs(DataType::kFLOAT, 6), 6) == 0);
+  for (int32_t nbInputs : {5, 6}) {
+    CHECK(!supports(*plugin, descs(DataType::kFLOAT, nbInputs, 5, TensorFormat::kHWC), 0, nbInputs));
+    CHECK(!supports(*plugin, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC8, 8, 2), 0, nbInputs));
+  }
   release(plugin);
+
+  // A groups-1 conv: fp32 kHWC, and fp16 kHWC8 where no tensor is padded (C a multiple of 8).
+  f.group = 1;
+  PassSparseConv2dPlugin* gemm = create(creator, f.make());
+  CHECK(gemm != nullptr);
+  if (gemm == nullptr) {
+    return 1;
+  }
+  for (int32_t nbInputs : {5, 6}) {
+    auto d = descs(DataType::kFLOAT, nbInputs, 5, TensorFormat::kHWC, 4, 1);
+    for (int32_t pos = 0; pos <= nbInputs; ++pos) {
+      CHECK(supports(*gemm, d, pos, nbInputs));
+    }
+    d[2].format = TensorFormat::kLINEAR;  // every data tensor in x's format: no reformat between them
+    CHECK(!supports(*gemm, d, 2, nbInputs));
+    d[2].format = TensorFormat::kHWC;
+    d[nbInputs].format = TensorFormat::kLINEAR;
+    CHECK(!supports(*gemm, d, nbInputs, nbInputs));
+    d[nbInputs].format = TensorFormat::kHWC;
+    d[1].format = TensorFormat::kHWC;  // the mask, weight and bias stay linear
+    CHECK(!supports(*gemm, d, 1, nbInputs));
+    d[1].format = TensorFormat::kLINEAR;
+    d[3].format = TensorFormat::kHWC;
+    CHECK(!supports(*gemm, d, 3, nbInputs));
+    auto h8 = descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC8, 8, 1);
+    for (int32_t pos = 0; pos <= nbInputs; ++pos) {
+      CHECK(supports(*gemm, h8, pos, nbInputs));
+    }
+    CHECK(!supports(*gemm, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC8, 4, 1), 0, nbInputs));  // padded
+    CHECK(!supports(*gemm, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC, 4, 1), 0, nbInputs));  // fp32 only
+    CHECK(!supports(*gemm, descs(DataType::kFLOAT, nbInputs, 5, TensorFormat::kHWC8, 8, 1), 0, nbInputs));  // fp16
+    CHECK(supports(*gemm, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kLINEAR, 4, 1), 0, nbInputs));
+  }
+  // Workspace: the cell list (9 tiles of 2x2 cells: 144 B), its count, the weight in the kernels' layout
+  // (3*3*4*8 floats: 1152 B) and the fp32 bias (32 B), each 256-aligned; asked whatever the format shown
+  // (TensorRT may ask before choosing), never for a conv the channel-last path cannot run.
+  auto const nhwc = descs(DataType::kFLOAT, 6, 5, TensorFormat::kHWC, 4, 1);
+  CHECK(workspace(*gemm, nhwc, 6) == 256 + 256 + 1280 + 256);
+  CHECK(workspace(*gemm, descs(DataType::kFLOAT, 6, 5, TensorFormat::kLINEAR, 4, 1), 6) == 256 + 256 + 1280 + 256);
+  CHECK(configure(*gemm, nhwc, 6) == 0);
+  // Enqueue: the cache copy, the weight laid out, then the image's cell list and one GEMM tile launch.
+  CHECK(runNhwc(*gemm, nhwc, 6) == 0);
+  CHECK(gLaunch.calls == 0 && gCopy.calls == 1 && gCopy.bytes == 8 * 5 * 5 * sizeof(float));
+  CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv"}));
+  CHECK(gNhwc.dtype == passrt::DataType::kFloat32 && gNhwc.weight == gW);
+  CHECK(gNhwc.p.batch == 1 && gNhwc.p.groups == 1 && gNhwc.p.in_channels == 4 && gNhwc.p.out_channels == 8);
+  CHECK(gNhwc.p.tile == 2 && gNhwc.p.act == passrt::Activation::kLeakyRelu);
+  CHECK(gNhwc.input == gX2 && gNhwc.residual == gRes2 && gNhwc.output == gOut2 && gNhwc.mask == gMask2);
+  CHECK(gNhwc.range.capacity == 36 && static_cast<void const*>(gNhwc.range.cells) == gWorkspace);
+  CHECK(static_cast<char const*>(gNhwc.layoutWeight) == gWorkspace + 512);
+  // A batch of two: image after image, each with its own mask, input, residual and cache rows.
+  auto const two = descs(DataType::kFLOAT, 6, 5, TensorFormat::kHWC, 4, 1, 2);
+  CHECK(configure(*gemm, two, 6) == 0);
+  CHECK(runNhwc(*gemm, two, 6) == 0);
+  CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv", "cells", "conv"}));
+  CHECK(gNhwc.mask == gMask2 + 9 && gNhwc.input == gX2 + 4 * 10 * 10 * 4);
+  CHECK(gNhwc.residual == gRes2 + 8 * 5 * 5 * 4 && gNhwc.output == gOut2 + 8 * 5 * 5 * 4);
+  // No workspace: refused with a message, nothing launched.
+  CHECK(configure(*gemm, nhwc, 6) == 0);
+  gLog.clear();
+  CHECK(runNhwc(*gemm, nhwc, 6, /* withWorkspace = */ false) != 0);
+  CHECK(gNhwc.calls.empty() && gLaunch.calls == 0 && logged("workspace"));
+  release(gemm);
+
+  // A depthwise conv (groups == C_in == C_out = 8) in fp16 kHWC8, no residual: the depthwise tile kernel.
+  f.group = 8;
+  PassSparseConv2dPlugin* depthwise = create(creator, f.make());
+  CHECK(depthwise != nullptr);
+  if (depthwise == nullptr) {
+    return 1;
+  }
+  auto const dw = descs(DataType::kHALF, 5, 5, TensorFormat::kHWC8, 8, 8);
+  for (int32_t pos = 0; pos <= 5; ++pos) {
+    CHECK(supports(*depthwise, dw, pos, 5));
+  }
+  CHECK(configure(*depthwise, dw, 5) == 0);
+  CHECK(runNhwc(*depthwise, dw, 5) == 0);
+  CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "depthwise"}));
+  CHECK(gNhwc.dtype == passrt::DataType::kFloat16 && gNhwc.residual == nullptr && gNhwc.p.groups == 8);
+  CHECK(gCopy.bytes == 8 * 5 * 5 * 2);
+  release(depthwise);
+  f.group = 2;
 
   return passrt::test::finish();
 }
