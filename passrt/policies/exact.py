@@ -13,7 +13,7 @@ import torch
 
 from passrt.plan import masks
 from passrt.policies import noise
-from passrt.policies.base import CUT_BLOCK, Policy
+from passrt.policies.base import CUT_BLOCK, MaskSource, Policy
 
 NOISE_BLOCK, NOISE_RANK = 16, 8  # the noise statistic: 8th-largest change in 16x16 blocks (as regiondrop's)
 
@@ -86,8 +86,62 @@ class Exact(Policy):
     def operating_knob(self):
         return noise.threshold_knob(self.threshold)
 
+    def mask_source(self, plan) -> "ExactMasks":
+        return ExactMasks(plan, self)
+
     def frame_stats(self) -> dict:
         return {"noise_level": float(self.level)} if noise.is_auto(self.threshold) else {}
+
+
+class ExactMasks(MaskSource):
+    """exact's rule for one plan as standard tensor ops (the op executor, the exported graph): the frame's
+    per-pixel change against the reference, pushed through each step's receptive field. States: the
+    reference; with ``threshold="auto"`` also the two previous frames, the noise level and how many frames
+    have been seen since the first (the eager rule measures no noise until it has two previous frames).
+
+    The eager rule (:meth:`Exact.begin_frame`, the base step_tiles) decides the same tiles, except where a
+    spatial step reads a value made by a non-spatial step: the eager executor knows whether that value
+    changed this frame, these ops take it as changed (same outputs, more tiles recomputed)."""
+
+    def __init__(self, plan, policy: Exact):
+        super().__init__(policy.crossover)
+        self.plan, self.p = plan, policy
+        self.auto = noise.is_auto(policy.threshold)
+        self.state_keys, self.state_shapes = ["ref"], [plan.input_shape]
+        if self.auto:
+            self.state_keys += ["prev", "prev2", "noise_level", "frames_seen"]
+            self.state_shapes += [plan.input_shape, plan.input_shape, (1,), (1,)]
+
+    def begin(self, image, refresh, states):
+        p, ref = self.p, states[0]
+        image = image.contiguous()  # the states' layout: every full-frame op below runs on contiguous operands
+        refresh = refresh.reshape(1)
+        limit = torch.full((1,), float(p.threshold) if not self.auto else 0.0, device=image.device)
+        if self.auto:
+            prev, prev2, level, seen = states[1:]
+            measured, _ = noise.frame_noise(image, prev, prev2, NOISE_BLOCK, NOISE_RANK, p.noise_floor)
+            measured = torch.where(seen >= 2, measured, torch.zeros_like(measured))
+            limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor, p.max_threshold)
+        changed = (masks.pixel_change(image, ref) > limit.reshape(1, 1, 1, 1)).float()
+        fraction = masks.to_tiles(changed, CUT_BLOCK).mean().reshape(1)
+        self.full = torch.maximum(refresh, (fraction > p.scene_cut).float())
+        self._changed = {self.plan.input_name: torch.maximum(changed, self.full.reshape(1, 1, 1, 1))}
+        new_ref = torch.where((changed + self.full.reshape(1, 1, 1, 1)) > 0, image, ref)
+        if not self.auto:
+            return [new_ref]
+        level = noise.update_level(level, measured, fraction, refresh)
+        return [new_ref, image.clone(), prev, level, torch.clamp(seen + 1, max=2.0)]
+
+    def step_mask(self, step, value):
+        maps = []
+        for name, broadcast in step.input_refs():
+            m = None if broadcast else self._changed.get(name)
+            if m is None:  # a per-channel broadcast, or a value a non-spatial step made: changed
+                m = torch.ones(1, 1, *(step.shape[1:] if broadcast else value(name).shape[2:]), device=self.full.device)
+            maps.append(m)
+        changed = torch.maximum(step.propagate(maps), self.full.reshape(1, 1, 1, 1))
+        self._changed[step.name] = changed
+        return self.finish(masks.to_tiles(changed, step.tile)[0, 0])
 
 
 def _native(ctx, x: torch.Tensor):

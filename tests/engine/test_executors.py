@@ -51,6 +51,24 @@ def test_op_executor_equals_reference_on_real_frames(ssdlite_frames):
     assert stats["executor"] == "passrt op (CPU)"
 
 
+@pytest.mark.parametrize("threshold", [0.05, "auto"])
+def test_op_executor_runs_exact_like_the_reference(threshold):
+    """exact's traceable rule (ExactMasks) decides the reference's tiles, frame after frame."""
+    _need_op()
+    spec = load_model("ssdlite-pedestrian")
+    frames = read_frames("vtest", 8, SIZE, preprocess=spec.preprocess).frames
+    reference = passrt.sparsify(spec.module, "exact", threshold=threshold, executor="reference")
+    op = passrt.sparsify(spec.module, "exact", threshold=threshold, executor="op")
+    partial = 0
+    for x in frames:
+        for a, b in zip(reference(x), op(x)):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+        active = reference.stats()["active_fraction"]
+        assert op.stats()["active_fraction"] == pytest.approx(active, abs=1e-6)
+        partial += 0 < active < 0.9
+    assert partial >= 5 and op.stats()["executor"] == "passrt op (CPU)"
+
+
 def test_op_executor_on_cpu_runs_the_tile_kernels(ssdlite_frames, monkeypatch):
     """On CPU the op executor keeps its maps channels-last and runs every SSDLite conv through conv_tiles
     (and the input normalisation through affine_tiles), never the NCHW twins, equal to the reference."""
