@@ -32,7 +32,7 @@ def register(sub) -> None:
                         "op), labelled policy@executor when there are several (default: auto)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="run the PyTorch engines here: on cuda, dense is cuDNN and the sparse policies run passrt's "
-                        "NHWC tile kernels with the masks on the GPU, each frame a CUDA graph (regiondrop, exact, pass); "
+                        "NHWC tile kernels with the masks on the GPU, each frame a CUDA graph; "
                         "ONNX Runtime (CPU) is then left out (default: cpu)")
     p.add_argument("--no-cuda-graphs", action="store_true",
                    help="launch every kernel (native executor on cuda) and TensorRT enqueue eagerly instead of "

@@ -3,8 +3,8 @@ the masks on the device, no host synchronisation inside a frame, the frame repla
 
 The CPU native executor (:mod:`passrt.engine.native`) asks the policy on the host which tiles run
 (``nonzero`` of each mask, Python per step); on a GPU each such question is a host round trip that
-costs more than the layer. Here the policy's *mask source* (the same traceable rule the exported
-graph and the op executor run: regiondrop, exact, pass) computes every tile mask on the device, and each
+costs more than the layer. Here the policy's *mask source* (the traceable rule the op executor runs, and the
+exported graph for regiondrop and pass) computes every tile mask on the device, and each
 conv step gets its tiles as a fixed-length id list, ``-1`` for an inactive tile, which
 ``passrt::conv_tiles`` compacts into a cell list on the device (tileCellsCuda: the count never
 comes back; persistent grids stride over it). So every shape and address of a frame is fixed: the

@@ -144,7 +144,7 @@ class SparseModel:
         reason = None
         if (choice == "op" or choice == "native" and cuda) and not _has_mask_source(self.policy):
             reason = (f"policy '{self.policy.name}' runs on the reference executor only; the {choice} executor runs "
-                      f"the policies with a traceable mask source (regiondrop, exact, pass){' on CUDA' if cuda else ''}")
+                      f"the policies with a traceable mask source{' on CUDA' if cuda else ''}")
         elif choice in ("op", "native") and not extension.load():
             reason = f"the passrt op is {extension.status()}"
         elif choice in ("op", "native") and cuda and not extension.status().endswith("CPU+CUDA op"):
@@ -222,8 +222,8 @@ def sparsify(model: nn.Module | str | os.PathLike, policy: Policy | str = "exact
     as keyword arguments (e.g. ``threshold=0.08``), or a Policy object. ``dense_ops`` lists
     extra modules/functions/method names that are safe to run densely. ``executor``: 'reference'
     (pure PyTorch, CPU), 'native' (passrt's tile kernels: on CPU float32 the reference with its convs in C++;
-    on CUDA float32/float16 the NHWC tile kernels with the masks on the device, regiondrop, exact and pass), 'op'
-    (passrt's compiled op through the exported program, CPU or CUDA; regiondrop, exact and pass), or 'auto' (native,
+    on CUDA float32/float16 the NHWC tile kernels with the masks on the device), 'op'
+    (passrt's compiled op through the exported program, CPU or CUDA), or 'auto' (native,
     the reference on CPU when the op cannot be built); ``stats()['executor']`` says which ran.
     ``cuda_graphs``: the native executor on CUDA replays each frame as a CUDA graph (False: launches
     every kernel from Python).

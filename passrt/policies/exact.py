@@ -132,14 +132,18 @@ class ExactMasks(MaskSource):
         level = noise.update_level(level, measured, fraction, refresh)
         return [new_ref, image.clone(), prev, level, torch.clamp(seen + 1, max=2.0)]
 
-    def step_mask(self, step, value):
+    def input_maps(self, step, value) -> list:
+        """The change maps of what ``step`` reads (``step.input_refs()``)."""
         maps = []
         for name, broadcast in step.input_refs():
             m = None if broadcast else self._changed.get(name)
             if m is None:  # a per-channel broadcast, or a value a non-spatial step made: changed
                 m = torch.ones(1, 1, *(step.shape[1:] if broadcast else value(name).shape[2:]), device=self.full.device)
             maps.append(m)
-        changed = torch.maximum(step.propagate(maps), self.full.reshape(1, 1, 1, 1))
+        return maps
+
+    def step_mask(self, step, value):
+        changed = torch.maximum(step.propagate(self.input_maps(step, value)), self.full.reshape(1, 1, 1, 1))
         self._changed[step.name] = changed
         return self.finish(masks.to_tiles(changed, step.tile)[0, 0])
 

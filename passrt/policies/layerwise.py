@@ -14,7 +14,7 @@ from passrt.plan import masks
 from passrt.plan.steps import ConvStep, InputStep, PoolStep, TransposedConvStep
 from passrt.policies import noise
 from passrt.policies.base import Policy, nonempty
-from passrt.policies.exact import Exact
+from passrt.policies.exact import Exact, ExactMasks
 
 
 @dataclass
@@ -39,6 +39,9 @@ class LayerWise(Policy):
     def begin_frame(self, ctx, x, refresh):
         return self.input.begin_frame(ctx, x, refresh)
 
+    def mask_source(self, plan) -> "LayerWiseMasks":
+        return LayerWiseMasks(plan, self)
+
     def operating_knob(self):
         return "feature_threshold"  # read on every refresh, which the guard triggers when it tightens
 
@@ -47,16 +50,14 @@ class LayerWise(Policy):
 
     def after_refresh(self, steps, env):
         # Each conv/pool remembers the input it consumed and the scale of its values.
-        producers = {s.name: s for s in steps}
-        for step in steps:
-            if isinstance(step, (ConvStep, TransposedConvStep, PoolStep)) and not isinstance(producers[step.srcs[0]], InputStep):
-                src, ref = env[step.srcs[0]], self.refs.get(step.name)
-                # Into the buffer of the last refresh: a fresh clone of every layer's input faults in as much
-                # memory again on each refresh.
-                self.refs[step.name] = ref.copy_(src.rows) if ref is not None and ref.shape == src.rows.shape \
-                    else src.rows.clone()
-                scale = float(src.rows[: src.cells].abs().mean())
-                self.thresholds[step.name] = self.feature_threshold * scale
+        for step in tested_steps(steps):
+            src, ref = env[step.srcs[0]], self.refs.get(step.name)
+            # Into the buffer of the last refresh: a fresh clone of every layer's input faults in as much
+            # memory again on each refresh.
+            self.refs[step.name] = ref.copy_(src.rows) if ref is not None and ref.shape == src.rows.shape \
+                else src.rows.clone()
+            scale = float(src.rows[: src.cells].abs().mean())
+            self.thresholds[step.name] = self.feature_threshold * scale
 
     def step_tiles(self, step, ctx):
         maps = ctx.src_maps(step)
@@ -87,3 +88,55 @@ class LayerWise(Policy):
             ctx.changed[step.name] = None
         else:
             ctx.changed[step.name] = masks.cells_of(tiles, step.tile, step.shape[1], step.shape[2])
+
+
+def tested_steps(steps) -> list:
+    """The steps whose input is tested against the values they last consumed: convs, transposed convs and
+    pooling that do not read the frame itself (the frame is tested as exact tests it)."""
+    producers = {s.name: s for s in steps}
+    return [s for s in steps if isinstance(s, (ConvStep, TransposedConvStep, PoolStep))
+            and not isinstance(producers[s.srcs[0]], InputStep)]
+
+
+class LayerWiseMasks(ExactMasks):
+    """layerwise's rule for one plan as standard tensor ops (the op executor): exact's frame test, then at
+    each tested step its input's rewritten cells compared with the values it last consumed. States: exact's,
+    and per tested step that reference value and its threshold (set on every refresh from the value's mean
+    magnitude, as :meth:`LayerWise.after_refresh` sets them). A step's rewritten cells are its active tiles'
+    (all of them above the crossover), as :meth:`LayerWise.step_done` marks them."""
+
+    def __init__(self, plan, policy: LayerWise):
+        super().__init__(plan, policy.input)
+        self.feature_threshold = policy.feature_threshold
+        self.tested = {s.name: s for s in tested_steps(plan.steps)}
+        shapes = {s.name: tuple(s.shape) for s in plan.steps if hasattr(s, "shape")}
+        self.n_frame_states = len(self.state_keys)
+        for name, step in self.tested.items():
+            self.state_keys += [f"layer_ref.{name}", f"layer_threshold.{name}"]
+            self.state_shapes += [(1, *shapes[step.srcs[0]]), (1,)]
+
+    def begin(self, image, refresh, states):
+        layer = states[self.n_frame_states:]
+        self._refs = {name: (layer[2 * i], layer[2 * i + 1]) for i, name in enumerate(self.tested)}
+        self._new: dict = {}
+        return super().begin(image, refresh, states[:self.n_frame_states])
+
+    def input_maps(self, step, value) -> list:
+        maps = super().input_maps(step, value)
+        if step.name in self.tested:  # of the cells its producer rewrote, those that moved past the threshold
+            x, (ref, threshold) = value(step.srcs[0]), self._refs[step.name]
+            full = self.full.reshape(1, 1, 1, 1)
+            own = maps[0] * ((x - ref).abs().amax(1, keepdim=True) > threshold).float()
+            maps[0] = torch.maximum(own, full)
+            self._new[step.name] = (torch.where((own + full) > 0, x, ref),
+                                    torch.where(self.full > 0, self.feature_threshold * x.abs().mean().reshape(1),
+                                                threshold))
+        return maps
+
+    def step_mask(self, step, value):
+        mask = super().step_mask(step, value)
+        self._changed[step.name] = masks.cells_of(mask, step.tile, *step.shape[1:])
+        return mask
+
+    def end(self) -> list:
+        return [t for name in self.tested for t in self._new.get(name, self._refs[name])]

@@ -51,14 +51,15 @@ def test_op_executor_equals_reference_on_real_frames(ssdlite_frames):
     assert stats["executor"] == "passrt op (CPU)"
 
 
-@pytest.mark.parametrize("threshold", [0.05, "auto"])
-def test_op_executor_runs_exact_like_the_reference(threshold):
-    """exact's traceable rule (ExactMasks) decides the reference's tiles, frame after frame."""
+@pytest.mark.parametrize("policy,threshold", [("exact", 0.05), ("exact", "auto"), ("layerwise", "auto")])
+def test_op_executor_runs_exact_and_layerwise_like_the_reference(policy, threshold):
+    """exact's and layerwise's traceable rules (ExactMasks, LayerWiseMasks) decide the reference's tiles,
+    frame after frame."""
     _need_op()
     spec = load_model("ssdlite-pedestrian")
     frames = read_frames("vtest", 8, SIZE, preprocess=spec.preprocess).frames
-    reference = passrt.sparsify(spec.module, "exact", threshold=threshold, executor="reference")
-    op = passrt.sparsify(spec.module, "exact", threshold=threshold, executor="op")
+    reference = passrt.sparsify(spec.module, policy, threshold=threshold, executor="reference")
+    op = passrt.sparsify(spec.module, policy, threshold=threshold, executor="op")
     partial = 0
     for x in frames:
         for a, b in zip(reference(x), op(x)):
@@ -181,9 +182,9 @@ def test_executor_errors(ssdlite_frames):
     spec, frames = ssdlite_frames
     with pytest.raises(PassrtError, match="unknown executor 'gpu'"):
         passrt.sparsify(spec.module, "regiondrop", executor="gpu")
-    exact = passrt.sparsify(spec.module, "exact", executor="op")
-    with pytest.raises(PassrtError, match="executor 'op' is not available: policy 'exact'"):
-        exact(frames[0])
+    dense = passrt.sparsify(spec.module, "dense", executor="op")  # no mask source: nothing to run sparse
+    with pytest.raises(PassrtError, match="executor 'op' is not available: policy 'dense'"):
+        dense(frames[0])
 
 
 def test_op_executor_runs_pass_gates_like_the_reference(ssdlite_frames):
