@@ -1,0 +1,137 @@
+"""A crop that follows a person but holds still while the person does.
+
+Temporal sparsity needs a still input. A landmark model run on a crop that follows the person's
+box frame by frame sees a new image every frame (the box jitters by a pixel or two, so every input
+pixel moves), and every tile is recomputed. So the crop here is *held*: its size comes from a
+ladder of sizes (steps of ``ladder``) and its corner from a grid (``1/grid`` of its side), and it
+moves only when the person's box leaves its inner region (``margin`` of the side on each edge), or
+grows out of it, or shrinks by more than two ladder steps. While it holds, the same frame pixels
+land on the same input pixels, and the sparse engine recomputes only where the person (or anything
+else in the crop) moved. The price: the person is not centred and not at one scale inside the crop;
+BlazePose's landmark model is trained on jittered crops, and the margins keep the whole body in.
+
+Pure geometry (numpy): :class:`View` maps model-input pixels back to the frame, :class:`HeldCrop`
+decides the crop from a box per frame, :func:`cut` makes the model input from a frame and a crop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class View:
+    """Where a model input sits in the frame: frame = (x0, y0) + input_pixels * scale."""
+
+    x0: float
+    y0: float
+    scale: float
+
+    def to_frame(self, xy: np.ndarray) -> np.ndarray:
+        return np.asarray(xy, np.float32) * self.scale + np.array([self.x0, self.y0], np.float32)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square region of the frame in whole pixels (it may reach past the frame's edges)."""
+
+    x0: int
+    y0: int
+    side: int
+
+    def contains(self, box, margin: float) -> bool:
+        m = margin * self.side
+        x1, y1, x2, y2 = box
+        return (x1 >= self.x0 + m and y1 >= self.y0 + m
+                and x2 <= self.x0 + self.side - m and y2 <= self.y0 + self.side - m)
+
+    def view(self, size: int) -> View:
+        return View(float(self.x0), float(self.y0), self.side / size)
+
+
+class HeldCrop:
+    """``update(box)`` per frame -> the crop to use (or None before anyone was seen).
+
+    ``pad``: the crop's side over the box's longer side (MediaPipe's ROI scale is 1.25);
+    ``ladder``: ratio between allowed sides; ``grid``: the corner snaps to side / grid;
+    ``margin``: the share of the side the box must keep from each edge to hold the crop;
+    ``patience``: frames without a box before the crop is dropped."""
+
+    def __init__(self, pad: float = 1.25, ladder: float = 2 ** 0.25, grid: int = 8, margin: float = 0.1,
+                 patience: int = 10, min_side: int = 32):
+        self.pad, self.ladder, self.grid, self.margin = pad, ladder, grid, margin
+        self.patience, self.min_side = patience, min_side
+        self.crop: Crop | None = None
+        self.box = None  # the box followed last
+        self.missed = 0
+        self.moves = 0  # how often the crop moved (a new crop counts)
+
+    def reset(self) -> None:
+        self.crop, self.box, self.missed, self.moves = None, None, 0, 0
+
+    def side_for(self, box) -> int:
+        """The smallest ladder side that holds the box with its pad."""
+        want = max(self.pad * max(box[2] - box[0], box[3] - box[1]), self.min_side)
+        step = math.ceil(math.log(want / self.min_side, self.ladder) - 1e-9)
+        return int(round(self.min_side * self.ladder ** max(step, 0)))
+
+    def placed(self, box) -> Crop:
+        """The crop a box would get now: its ladder side, centred on the box, corner on the grid."""
+        side = self.side_for(box)
+        step = max(1, side // self.grid)
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        return Crop(int(round((cx - side / 2) / step)) * step, int(round((cy - side / 2) / step)) * step, side)
+
+    def holds(self, box) -> bool:
+        c = self.crop
+        if c is None or not c.contains(box, self.margin):
+            return False
+        return self.side_for(box) * self.ladder ** 2 > c.side  # not shrunk by two steps or more
+
+    def update(self, box) -> Crop | None:
+        if box is None:
+            self.missed += 1
+            if self.missed > self.patience:
+                self.crop, self.box = None, None
+            return self.crop
+        self.missed, self.box = 0, tuple(float(v) for v in box)
+        if not self.holds(self.box):
+            self.crop = self.placed(self.box)
+            self.moves += 1
+        return self.crop
+
+
+def follow(boxes: np.ndarray, previous) -> int | None:
+    """Which of ``boxes`` (N, 4) is the person followed: the one overlapping ``previous`` most
+    (IoU above 0.1), else none; with no previous box, the largest."""
+    if len(boxes) == 0:
+        return None
+    if previous is None:
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return int(np.argmax(areas))
+    p = np.asarray(previous, np.float32)
+    iw = np.clip(np.minimum(boxes[:, 2], p[2]) - np.maximum(boxes[:, 0], p[0]), 0, None)
+    ih = np.clip(np.minimum(boxes[:, 3], p[3]) - np.maximum(boxes[:, 1], p[1]), 0, None)
+    inter = iw * ih
+    union = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + (p[2] - p[0]) * (p[3] - p[1]) - inter
+    iou = inter / np.maximum(union, 1e-6)
+    best = int(np.argmax(iou))
+    return best if iou[best] > 0.1 else None
+
+
+def cut(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:
+    """The crop of an (H, W, C) image resized to (size, size); outside the frame is black. The same
+    crop of the same pixels gives the same result, bit for bit."""
+    import cv2
+
+    h, w = image.shape[:2]
+    canvas = np.zeros((crop.side, crop.side, image.shape[2]), image.dtype)
+    x1, y1 = max(crop.x0, 0), max(crop.y0, 0)
+    x2, y2 = min(crop.x0 + crop.side, w), min(crop.y0 + crop.side, h)
+    if x2 > x1 and y2 > y1:
+        canvas[y1 - crop.y0:y2 - crop.y0, x1 - crop.x0:x2 - crop.x0] = image[y1:y2, x1:x2]
+    shrink = crop.side > size
+    return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
