@@ -10,8 +10,9 @@ gives them: ``landmarks`` (1, 195) = 39 points x (x, y, z, visibility, presence)
 
 Two ways to give it a frame, two model names:
 
-- ``blazepose``: a person crop. The SSDLite pedestrian detector (which passrt runs sparse, at the
-  camera's resolution, where it finds people 30 pixels wide) finds the people; one is followed
+- ``blazepose``: a person crop. The SSDLite pedestrian detector (which passrt runs sparse, on the
+  frame shrunk to 640 pixels at most, where it finds people 75 to 300 pixels tall) finds the
+  people; one is followed
   and cut out by a *held* crop (:mod:`passrt.models.crop`): a ladder of sizes and a grid of
   corners, moved only when the person leaves its inner region. While the person stays inside,
   the landmark model's input holds still wherever the person does, so its sparse engine
@@ -19,7 +20,8 @@ Two ways to give it a frame, two model names:
   the input with every pixel of box jitter, and nothing could be reused. MediaPipe's own pose
   detector (``pose_detection.tflite``) was not used: it needs TFLite ops the importer lacks
   (DENSIFY, DEPTH_TO_SPACE, CONCATENATION) and runs on a 224x224 letterbox of the whole frame,
-  where people of a surveillance camera are a few pixels tall.
+  where people of a surveillance camera are a few pixels tall. One person is followed: each
+  further person would need a landmark engine (caches) of its own.
 - ``blazepose-landmark``: the whole frame letterboxed into the input (scaled to fit, padded at
   the bottom/right): still wherever the scene is still, but people must fill much of the frame.
 
@@ -42,6 +44,11 @@ NAME = "blazepose-landmark"
 CROP_NAME = "blazepose"
 SIZE = 256
 BODY_POINTS = 33
+# The person detector's input: the frame shrunk so that its longer side is at most this. SSDLite's
+# anchors keep their 300x300 training size in pixels, so people taller than about 300 pixels go
+# unseen at full resolution (pose2sim's, 1000 pixels tall in a 1920-pixel frame); 640 keeps vtest's
+# 90-pixel walkers (about 75 pixels there) and finds pose2sim's three people.
+DETECT_SIZE = 640
 
 
 def _tensor(rgb_or_bgr: np.ndarray, view: View, bgr: bool = True) -> torch.Tensor:
@@ -73,20 +80,21 @@ class Letterbox:
 class PersonCrop:
     """Preprocess of ``blazepose``: BGR frame -> the held crop of one person, (1, 3, 256, 256).
 
-    ``detector``: the SSDLite :class:`ModelSpec`; ``engine`` runs its module (dense here; the
+    ``detector``: the SSDLite :class:`ModelSpec`, run on the frame shrunk to ``detect_size`` (its longer
+    side) at most; ``engine`` runs its module (dense here; the
     runtime hands it passrt's sparse engine, :func:`passrt.runtime.backends.open_stages`). The
     person followed is the detection overlapping the last one most, else the largest
     (:func:`~passrt.models.crop.follow`). With nobody held, the frame is letterboxed."""
 
-    def __init__(self, detector: ModelSpec, score_threshold: float = 0.5):
-        self.detector, self.score_threshold = detector, score_threshold
+    def __init__(self, detector: ModelSpec, score_threshold: float = 0.3, detect_size: int = DETECT_SIZE):
+        self.detector, self.score_threshold, self.detect_size = detector, score_threshold, detect_size
         self.engine = detector.module
         self.held = HeldCrop()
         self.letterbox = Letterbox()
 
     def new_stream(self) -> "PersonCrop":
         """The same detector for another stream, with its own crop and (sparse) detector state."""
-        other = PersonCrop(self.detector, self.score_threshold)
+        other = PersonCrop(self.detector, self.score_threshold, self.detect_size)
         other.engine = self.engine.new_stream() if hasattr(self.engine, "new_stream") else self.engine
         return other
 
@@ -95,12 +103,21 @@ class PersonCrop:
         if hasattr(self.engine, "reset"):
             self.engine.reset()
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
+    def people(self, image: np.ndarray):
+        """The detector's person boxes (frame pixels), on the frame shrunk to ``detect_size`` at most."""
+        import cv2
+
+        scale = min(1.0, self.detect_size / max(image.shape[:2]))
+        small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         with torch.inference_mode():
-            out = self.engine(self.detector.preprocess(image))
-        found = self.detector.postprocess(out, image.shape[:2], score_threshold=self.score_threshold)
-        i = follow(found.boxes, self.held.box)
-        crop = self.held.update(found.boxes[i] if i is not None else None)
+            out = self.engine(self.detector.preprocess(small))
+        found = self.detector.postprocess(out, small.shape[:2], score_threshold=self.score_threshold)
+        return found.boxes / scale
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        boxes = self.people(image)
+        i = follow(boxes, self.held.box)
+        crop = self.held.update(boxes[i] if i is not None else None)
         if crop is None:
             return self.letterbox(image)
         return _tensor(cut(image, crop, SIZE), crop.view(SIZE))

@@ -55,12 +55,13 @@ class Crop:
 class HeldCrop:
     """``update(box)`` per frame -> the crop to use (or None before anyone was seen).
 
-    ``pad``: the crop's side over the box's longer side (MediaPipe's ROI scale is 1.25);
+    ``pad``: the crop's side over the box's longer side at least (MediaPipe's ROI scale is 1.25 of a
+    body-sized box; 1.4 leaves the box room to jitter inside the margins);
     ``ladder``: ratio between allowed sides; ``grid``: the corner snaps to side / grid;
     ``margin``: the share of the side the box must keep from each edge to hold the crop;
     ``patience``: frames without a box before the crop is dropped."""
 
-    def __init__(self, pad: float = 1.25, ladder: float = 2 ** 0.25, grid: int = 8, margin: float = 0.1,
+    def __init__(self, pad: float = 1.4, ladder: float = 2 ** 0.25, grid: int = 8, margin: float = 0.05,
                  patience: int = 10, min_side: int = 32):
         self.pad, self.ladder, self.grid, self.margin = pad, ladder, grid, margin
         self.patience, self.min_side = patience, min_side
@@ -78,12 +79,30 @@ class HeldCrop:
         step = math.ceil(math.log(want / self.min_side, self.ladder) - 1e-9)
         return int(round(self.min_side * self.ladder ** max(step, 0)))
 
-    def placed(self, box) -> Crop:
-        """The crop a box would get now: its ladder side, centred on the box, corner on the grid."""
+    def placed(self, box, previous=None) -> Crop:
+        """The crop a box gets when the held one no longer fits: the held side while the box still fits
+        it, else the box's ladder side; the corner on the grid, the box inside the margins if any grid
+        corner allows. With the ``previous`` box, the crop leads the motion: the box is put near the
+        edge it comes from, so a walking person stays inside about twice as long."""
         side = self.side_for(box)
+        if self.crop is not None and side <= self.crop.side < side * self.ladder ** 2:
+            side = self.crop.side  # no flicker between two sizes while the box's size jitters
         step = max(1, side // self.grid)
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        return Crop(int(round((cx - side / 2) / step)) * step, int(round((cy - side / 2) / step)) * step, side)
+        inner = side * (1 - 2 * self.margin)
+        longest = max(box[2] - box[0], box[3] - box[1])
+        corner = []
+        for lo, hi, axis in ((box[0], box[2], 0), (box[1], box[3], 1)):
+            centre = (lo + hi) / 2
+            if previous is not None:
+                motion = centre - (previous[axis] + previous[axis + 2]) / 2
+                lead = max(0.0, (inner - (hi - lo)) / 2 - step)  # keep a grid step for the rounding
+                if abs(motion) >= 0.05 * longest:  # moving, not the detector's jitter
+                    centre += math.copysign(lead, motion)
+            at = (centre - side / 2) / step
+            fits = [k * step for k in (round(at), math.floor(at), math.ceil(at))
+                    if k * step + self.margin * side <= lo and hi <= k * step + side - self.margin * side]
+            corner.append(fits[0] if fits else int(round(at)) * step)
+        return Crop(int(corner[0]), int(corner[1]), side)
 
     def holds(self, box) -> bool:
         c = self.crop
@@ -97,9 +116,10 @@ class HeldCrop:
             if self.missed > self.patience:
                 self.crop, self.box = None, None
             return self.crop
-        self.missed, self.box = 0, tuple(float(v) for v in box)
+        previous, self.box = self.box, tuple(float(v) for v in box)
+        self.missed = 0
         if not self.holds(self.box):
-            self.crop = self.placed(self.box)
+            self.crop = self.placed(self.box, previous)
             self.moves += 1
         return self.crop
 

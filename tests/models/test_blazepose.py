@@ -102,3 +102,58 @@ def test_bench_reports_pck_against_dense():
                            onnxruntime=False, progress=False)
     exact = result["policies"]["exact"]
     assert exact["keypoints_scored"] > 0 and exact["agreement_pck"] == 1.0  # threshold 0: the dense keypoints
+
+
+def _vtest_frames(n):
+    from passrt.runtime.frames import read_frames
+
+    return read_frames("vtest", n).frames
+
+
+@pytest.fixture(scope="module")
+def crop_spec():
+    from passrt.runtime.backends import open_stages
+
+    return open_stages(load_model("blazepose"))  # the person detector under regiondrop, as run/bench use it
+
+
+def test_person_crop_finds_the_walkers_of_vtest(crop_spec):
+    """vtest's people are 30 pixels wide: the full-frame letterbox finds nobody, the held crop does,
+    and its keypoints land on the person the detector found."""
+    from passrt.models import view_of
+
+    crop_spec.preprocess.reset()
+    for image in _vtest_frames(3):
+        x = crop_spec.preprocess(image)
+        assert x.shape == (1, 3, 256, 256) and view_of(x).scale < 1  # a crop, upscaled
+        with torch.no_grad():
+            found = crop_spec.postprocess(crop_spec.module(x), image.shape[:2], view=view_of(x))
+        assert len(found) == 1
+        x1, y1, x2, y2 = crop_spec.preprocess.held.box
+        pad = 0.25 * (y2 - y1)
+        points = found.points[0]
+        seen = points[points[:, 2] > 0.5, :2]
+        assert len(seen) > 20
+        assert ((seen[:, 0] > x1 - pad) & (seen[:, 0] < x2 + pad)
+                & (seen[:, 1] > y1 - pad) & (seen[:, 1] < y2 + pad)).all()
+
+
+def test_the_crop_input_is_still_where_the_person_is(crop_spec):
+    """The same frame twice: the same crop, bit for bit the same input (a crop that recentred on the
+    detector's box could not promise that)."""
+    image = _vtest_frames(1)[0]
+    crop_spec.preprocess.reset()
+    a = crop_spec.preprocess(image)
+    b = crop_spec.preprocess(image)
+    assert torch.equal(a, b) and crop_spec.preprocess.held.moves == 1
+
+
+def test_bench_reports_pck_on_vtest_with_the_person_crop():
+    from passrt.policies import PolicySpec
+    from passrt.runtime.bench import run_benchmark
+
+    result = run_benchmark("vtest", "blazepose", [PolicySpec.parse("exact")], frames=3, warmup=1,
+                           onnxruntime=False, progress=False)
+    exact = result["policies"]["exact"]
+    assert exact["keypoints_scored"] > 0 and exact["agreement_pck"] == 1.0
+    assert result["crop_moves"] >= 1 and result["preprocess_ms_median"] > 0
