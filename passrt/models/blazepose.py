@@ -18,9 +18,9 @@ Two ways to give it a frame, two model names:
   the landmark model's input holds still wherever the person does, so its sparse engine
   recomputes only what moved. A crop that followed the box every frame would move every pixel of
   the input with every pixel of box jitter, and nothing could be reused. MediaPipe's own pose
-  detector (``pose_detection.tflite``) was not used: it needs TFLite ops the importer lacks
-  (DENSIFY, DEPTH_TO_SPACE, CONCATENATION) and runs on a 224x224 letterbox of the whole frame,
-  where people of a surveillance camera are a few pixels tall. One person is followed: each
+  detector (``pose_detection.tflite``, asset ``blazepose-detector``; it imports) was not used:
+  it runs on a 224x224 letterbox of the whole frame, where people of a surveillance camera are a
+  few pixels tall. One person is followed: each
   further person would need a landmark engine (caches) of its own.
 - ``blazepose-landmark``: the whole frame letterboxed into the input (scaled to fit, padded at
   the bottom/right): still wherever the scene is still, but people must fill much of the frame.
@@ -60,7 +60,7 @@ def _tensor(rgb_or_bgr: np.ndarray, view: View, bgr: bool = True) -> torch.Tenso
 
 
 def letterbox_view(image_hw) -> View:
-    return View(0.0, 0.0, max(image_hw) / SIZE)
+    return View(0.0, 0.0, max(image_hw) / SIZE, float(max(image_hw)))
 
 
 class Letterbox:

@@ -24,11 +24,13 @@ import numpy as np
 
 @dataclass(frozen=True)
 class View:
-    """Where a model input sits in the frame: frame = (x0, y0) + input_pixels * scale."""
+    """Where a model input sits in the frame: frame = (x0, y0) + input_pixels * scale; ``side``: the
+    square's side in frame pixels."""
 
     x0: float
     y0: float
     scale: float
+    side: float
 
     def to_frame(self, xy: np.ndarray) -> np.ndarray:
         return np.asarray(xy, np.float32) * self.scale + np.array([self.x0, self.y0], np.float32)
@@ -49,7 +51,7 @@ class Crop:
                 and x2 <= self.x0 + self.side - m and y2 <= self.y0 + self.side - m)
 
     def view(self, size: int) -> View:
-        return View(float(self.x0), float(self.y0), self.side / size)
+        return View(float(self.x0), float(self.y0), self.side / size, float(self.side))
 
 
 class HeldCrop:

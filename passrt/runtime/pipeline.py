@@ -27,7 +27,8 @@ from passrt.errors import PassrtError, redact
 from passrt.models import view_of
 from passrt.runtime.backends import open_with_model, policy_name
 from passrt.runtime.capture import CaptureThread
-from passrt.runtime.draw import TileHeat, draw_detections, draw_heatmap, draw_keypoints, draw_overlay, draw_tracks
+from passrt.runtime.draw import (TileHeat, draw_detections, draw_heatmap, draw_keypoints, draw_overlay, draw_region,
+                                 draw_tracks)
 from passrt.runtime.sinks import DisplaySink, VideoFileSink
 from passrt.runtime.sources import open_source
 from passrt.runtime.tegrastats import PowerMonitor
@@ -234,6 +235,7 @@ class Pipeline:
                 st.track_ids.update(tracked[0].tolist())
                 if st.track_writer is not None:
                     st.track_writer.write(st.frames, *tracked)
+        st.view = view
         st.stats = st.backend.stats()
         for key in ("upload_ms", "infer_ms", "download_ms"):  # a TensorRT engine's own stages (GPU time)
             if key in st.stats:
@@ -290,6 +292,8 @@ class Pipeline:
         if tracked is not None:
             image = draw_tracks(image, tracked[1], tracked[0])
         elif det is not None and self.spec.task == "pose":
+            if st.view is not None and st.view.side < max(image.shape[:2]):  # a crop, not the whole frame
+                image = draw_region(image, st.view.x0, st.view.y0, st.view.side)
             image = draw_keypoints(image, det.points)
         elif det is not None:
             image = draw_detections(image, det.boxes, det.scores)
@@ -307,6 +311,7 @@ class _Stream:
     source: object
     backend: object
     preprocess: object = None  # BGR frame -> the engine's input (the model's, or its copy for this stream)
+    view: object = None  # where the last input sat in its frame, when the preprocess crops (models.crop.View)
     capture: object = None
     frames_iter: object = None
     timer: StageTimer = field(default_factory=StageTimer)

@@ -157,3 +157,33 @@ def test_bench_reports_pck_on_vtest_with_the_person_crop():
     exact = result["policies"]["exact"]
     assert exact["keypoints_scored"] > 0 and exact["agreement_pck"] == 1.0
     assert result["crop_moves"] >= 1 and result["preprocess_ms_median"] > 0
+
+
+def test_pose_detector_port_matches_litert_on_a_real_frame():
+    """``pose_detection.tflite`` (sparse fp16 weights: DENSIFY then DEQUANTIZE; DEPTH_TO_SPACE in
+    TFLite's DCR order; CONCATENATION) against LiteRT 2.3.0 on sports2d frame 0 letterboxed into
+    224x224 (``tests/fixtures/pose_detection_litert_reference.npz``: ``rgb``, every anchor's score
+    logit, and the 12 box/keypoint values of the 64 best anchors), input scaled to [-1, 1] as
+    MediaPipe feeds it; then exact@0 under the sparse engine with real content moved."""
+    from passrt import assets
+
+    ref = np.load(Path(__file__).parent.parent / "fixtures" / "pose_detection_litert_reference.npz")
+    module, hw = load_tflite(assets.fetch("blazepose-detector"))
+    assert hw == (224, 224)
+    x = torch.from_numpy(ref["rgb"].astype(np.float32) / 255 * 2 - 1).permute(2, 0, 1)[None].contiguous()
+    with torch.no_grad():
+        boxes, scores = module(x)
+    # values reach 690 (boxes, pixels) and 470 (logits); LiteRT's XNNPACK sums in another order
+    np.testing.assert_allclose(scores.numpy(), ref["scores"], atol=5e-3, rtol=0)
+    np.testing.assert_allclose(boxes.numpy()[0, ref["top"]], ref["boxes_top"], atol=1e-2, rtol=0)
+    engine = passrt.sparsify(module, "exact", scene_cut=1.0)
+    patch = x[:, :, 60:120, 80:140].clone()
+    for t in range(3):
+        moved = x.clone()
+        if t:
+            moved[:, :, 10 * t:10 * t + 60, 20 * t:20 * t + 60] = patch
+        with torch.no_grad():
+            want = module(moved)
+        for g, w in zip(engine(moved), want):
+            torch.testing.assert_close(g, w, atol=5e-3, rtol=0)
+    assert engine.stats()["active_fraction"] < 0.9
