@@ -187,3 +187,27 @@ def test_pose_detector_port_matches_litert_on_a_real_frame():
         for g, w in zip(engine(moved), want):
             torch.testing.assert_close(g, w, atol=5e-3, rtol=0)
     assert engine.stats()["active_fraction"] < 0.9
+
+
+def test_passrt_run_draws_keypoints_and_the_crop_on_vtest(tmp_path):
+    """`passrt run --model blazepose --input vtest` as a user runs it: a person found on each frame,
+    the held crop drawn (its frame colour) with the keypoints."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    import cv2
+
+    out = subprocess.run([sys.executable, "-m", "passrt", "run", "--model", "blazepose", "--input", "vtest",
+                          "--headless", "--max-frames", "3", "--snapshot", str(tmp_path / "snap"),
+                          "--json", str(tmp_path / "run.json")], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["model"] == "blazepose" and summary["frames"] == 3
+    assert re.search(r"people\s+1", out.stderr)
+    image = cv2.imread(str(sorted((tmp_path / "snap").glob("*.png"))[-1]))
+    crop_colour = np.all(np.abs(image.astype(int) - (255, 160, 0)) < 30, axis=2)
+    assert crop_colour.sum() > 200  # the crop's outline (about 4 x 150 pixels on vtest)
+    keypoint_red = np.all(np.abs(image.astype(int) - (0, 0, 255)) < 40, axis=2)
+    assert keypoint_red.sum() > 50  # the keypoints' dots
