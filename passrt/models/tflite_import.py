@@ -5,7 +5,7 @@ The file is read with the ``tflite`` package (generated flatbuffer accessors, no
 TFLite is NHWC; here every 4-D activation is NCHW (what the planner and kernels take), weights are
 transposed once (OHWI -> OIHW; depthwise 1HW(C*m) -> (C*m)1HW), axes of channel-wise ops are
 mapped, and 4-D graph outputs are given back NHWC, as the file gives them. fp16 weights
-(``DEQUANTIZE`` of constants) are folded to float32. Ops with no mapping are named, all of them,
+(``DEQUANTIZE`` of constants) are folded to float32, sparse ones (``DENSIFY``) made dense first. Ops with no mapping are named, all of them,
 in one error line. Checked against LiteRT (``ai-edge-litert``) on a real frame
 (tests/models/test_blazepose.py).
 """
@@ -146,8 +146,10 @@ class _Builder:
         ins = [op.Inputs(j) for j in range(op.InputsLength())]
         out = op.Outputs(0)
         label = self.tensor(out).Name().decode()
-        if name == "DEQUANTIZE":
-            c = self.constant(ins[0])
+        if name == "DENSIFY":
+            self.values[out] = self.densified(ins[0])
+        elif name == "DEQUANTIZE":
+            c = self.values[ins[0]] if isinstance(self.values.get(ins[0]), np.ndarray) else self.constant(ins[0])
             if c is None:
                 raise _Unsupported("of computed values")
             self.values[out] = c.astype(np.float32)
@@ -203,6 +205,32 @@ class _Builder:
             # kernel == stride: SAME pads only a last partial window, which ceil mode computes alike
             m = nn.MaxPool2d(k, s, ceil_mode=o.Padding() == self.tfl.Padding.SAME)
             self.values[out] = self.fused(self.module(m, x, label), o.FusedActivationFunction())
+        elif name == "CONCATENATION":
+            o = self.options(op, "ConcatenationOptions")
+            rank = len(self.tensor(out).ShapeAsNumpy())
+            axis = o.Axis() % rank
+            if rank == 4:
+                axis = {0: 0, 1: 2, 2: 3, 3: 1}[axis]  # NHWC axis -> the NCHW value's
+            parts = [self.operand(i) for i in ins]
+            if not all(isinstance(v, fx.Node) for v in parts):
+                raise _Unsupported("of constants")
+            y = self.graph.call_function(torch.cat, (parts,), {"dim": axis})
+            self.values[out] = self.fused(y, o.FusedActivationFunction())
+        elif name == "DEPTH_TO_SPACE":
+            bs = self.options(op, "DepthToSpaceOptions").BlockSize()
+            c_in = int(self.tensor(ins[0]).ShapeAsNumpy()[3])
+            c = c_in // (bs * bs)
+            # TFLite orders the input channels (dy, dx, c) (DCR); pixel_shuffle takes (c, dy, dx). A 1x1
+            # conv with a permutation matrix reorders them exactly (each output is 1 x one input) and
+            # keeps the step sparse, where a reshape/permute would run dense.
+            perm = nn.Conv2d(c_in, c_in, 1, bias=False)
+            w = torch.zeros(c_in, c_in, 1, 1)
+            for ch in range(c):
+                for k in range(bs * bs):
+                    w[ch * bs * bs + k, k * c + ch] = 1.0
+            perm.weight.data.copy_(w)
+            y = self.module(perm, self.values[ins[0]], label + "_dcr")
+            self.values[out] = self.graph.call_function(F.pixel_shuffle, (y, bs))
         elif name == "RESHAPE":
             shape = self.tensor(out).ShapeAsNumpy().tolist()
             x = self.values[ins[0]]
@@ -212,6 +240,61 @@ class _Builder:
                 self.values[out] = self.graph.call_function(torch.reshape, (x, tuple(shape)))
         else:
             raise _Unsupported("")
+
+    def densified(self, i: int) -> np.ndarray:
+        """A sparse constant (TFLite's SparsityParameters: dimensions in ``traversal_order``, each DENSE
+        or SPARSE_CSR, block dimensions after the tensor's own) as a dense array, as LiteRT's
+        FormatConverter builds it: level by level, the indices of every stored element."""
+        t = self.tensor(i)
+        sp = t.Sparsity()
+        if sp is None:
+            raise _Unsupported("of a tensor without sparsity parameters")
+        shape = t.ShapeAsNumpy().tolist()
+        rank = len(shape)
+        order = sp.TraversalOrderAsNumpy().tolist()
+        block_map = sp.BlockMapAsNumpy().tolist() if sp.BlockMapLength() else []
+        data = self.model.Buffers(t.Buffer()).DataAsNumpy()
+        dtype = {0: np.float32, 1: np.float16, 9: np.int8}.get(t.Type())
+        if dtype is None:
+            raise _Unsupported(f"tensor type {t.Type()}")
+        values = data.view(dtype)
+        position = np.zeros(1, np.int64)  # per stored element so far: its position at this level
+        coords: list[np.ndarray] = []  # per level: each element's coordinate along that expanded dimension
+        for level in range(len(order)):
+            dm = sp.DimMetadata(level)
+            if dm.Format() == 0:  # DENSE
+                n = dm.DenseSize()
+                coords = [np.repeat(c, n) for c in coords] + [np.tile(np.arange(n), len(position))]
+                position = (position[:, None] * n + np.arange(n)[None, :]).reshape(-1)
+            else:  # SPARSE_CSR: segments[p]..segments[p+1] index the stored coordinates of position p
+                segments, indices = self._index_vector(dm.ArraySegments(), dm.ArraySegmentsType()), \
+                    self._index_vector(dm.ArrayIndices(), dm.ArrayIndicesType())
+                starts, ends = segments[position], segments[position + 1]
+                counts = ends - starts
+                parent = np.repeat(np.arange(len(position)), counts)
+                position = np.repeat(starts, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+                coords = [c[parent] for c in coords] + [indices[position]]
+        dense = np.zeros(shape, dtype)
+        full = [np.zeros(len(position), np.int64) for _ in range(rank)]
+        block_size = {}
+        for level, dim in enumerate(order):
+            if dim >= rank:
+                block_size[block_map[dim - rank]] = sp.DimMetadata(level).DenseSize()
+        for level, dim in enumerate(order):
+            if dim < rank:
+                full[dim] = full[dim] + coords[level] * block_size.get(dim, 1)
+            else:
+                full[block_map[dim - rank]] = full[block_map[dim - rank]] + coords[level]
+        dense[tuple(full)] = values[position]
+        return dense
+
+    def _index_vector(self, table, kind: int) -> np.ndarray:
+        cls = {1: self.tfl.Int32Vector, 2: self.tfl.Uint16Vector, 3: self.tfl.Uint8Vector}.get(kind)
+        if cls is None:
+            raise _Unsupported(f"sparse index vector type {kind}")
+        v = cls()
+        v.Init(table.Bytes, table.Pos)
+        return v.ValuesAsNumpy().astype(np.int64)
 
     def operand(self, i: int):
         """An elementwise operand: a computed value, or a constant laid out for NCHW maps."""

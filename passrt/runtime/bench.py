@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from passrt.errors import redact
 from passrt.metrics import LOW_SCORE, Agreement
-from passrt.models import load_model
-from passrt.runtime.backends import open_backend
+from passrt.models import load_model, view_of
+from passrt.runtime.backends import open_backend, open_stages
 from passrt.runtime.frames import stream_frames
 from passrt.runtime.timing import percentiles
 
@@ -112,11 +112,13 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         from passrt.runtime.tracking import Tracker
 
         Tracker(track)  # before any work: an unknown tracker or a missing extra fails at once
-    spec = load_model(model_name)
+    spec = open_stages(load_model(model_name))
     trt = [open_backend(f"trt:{path}", spec, plugin=plugin, label=Path(path).name, cuda_graphs=cuda_graphs)
            for path in engines]  # before decoding: fail fast without TensorRT
     clip = stream_frames(uri, frames, start=start, block=block)
     first = [spec.preprocess(image).to(device, dtype) for image in clip.warmup(warmup)]
+    if hasattr(spec.preprocess, "reset"):  # a preprocess with state (a held person crop) starts afresh
+        spec.preprocess.reset()
     h, w = first[0].shape[2:]
     on_device = replace(spec, module=spec.module.to(device, dtype))
     backends = [open_backend("torch:dense", on_device, label="dense")]
@@ -144,8 +146,15 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     bar = tqdm(total=clip.expected * len(entries), desc=desc, unit="frame", disable=not progress,
                file=sys.stderr)
     measured = 0
+    preprocess_ms = []  # shared by every engine (a pose model's person detector runs here), timed apart
     for images in ([] if stopped() else clip.blocks()):
-        tensors = [spec.preprocess(image).to(device, dtype) for image in images]
+        prepared = []
+        for image in images:
+            t0 = _now()
+            prepared.append(spec.preprocess(image))
+            preprocess_ms.append((_now() - t0) * 1e3)
+        views = [view_of(x) for x in prepared]  # where each input sits in its frame (a crop), or None
+        tensors = [x.to(device, dtype) for x in prepared]
         # A block counts only once every engine has run all of it, so that a stop (SIGTERM) in the
         # middle leaves every engine measured on the same frames: the partial block is dropped.
         ran = []  # (entry, frame in block, latency ms, outputs on CPU, stats)
@@ -164,7 +173,8 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         done, measured = measured, measured + len(tensors)
         dense_out = [out for e, _, _, out, _ in ran if e is entries[0]]  # dense runs first: the reference
         for e, i, latency, out, st in ran:
-            _account(e, entries[0], spec, out, dense_out[i], done + i, latency, st, (h, w), score_threshold)
+            _account(e, entries[0], spec, out, dense_out[i], done + i, latency, st, (h, w), score_threshold,
+                     views[i])
     bar.close()
     if measured == 0:  # stopped before a whole block was measured
         return {"machine": machine(device), "input": redact(uri), "model": model_name, "frames": 0, "start": start,
@@ -173,7 +183,11 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
     sparse_macs_dense = next((e.macs_dense for e in entries if e.macs_dense), None)
     result = {"machine": machine(device), "input": redact(uri), "model": model_name, "frames": measured, "start": start,
               "device": device, "dtype": str(dtype).removeprefix("torch."), "cuda_graphs": cuda_graphs,
-              "resolution": [w, h], "clip_fps": clip.fps, "warmup_frames": warmup, "block_frames": block, "policies": {}}
+              "resolution": [w, h], "clip_fps": clip.fps, "warmup_frames": warmup, "block_frames": block,
+              # per frame, shared by all engines and not in their FPS (decoding is not timed either)
+              "preprocess_ms_median": statistics.median(preprocess_ms), "policies": {}}
+    if hasattr(spec.preprocess, "held"):  # a held person crop: how often it moved
+        result["crop_moves"] = spec.preprocess.held.moves
     for e in entries:
         lat = e.latency_ms
         macs_exec = [m for m in e.macs_exec if m is not None]
@@ -220,11 +234,11 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
 
 
 def _account(e: Entry, dense: Entry, spec, out, dense_out, frame: int, latency: float, st: dict, size,
-             score_threshold: float) -> None:
+             score_threshold: float, view=None) -> None:
     """One engine's frame into its figures: latency, detections and agreement with the dense engine's."""
     e.latency_ms.append(latency)
     if spec.postprocess is not None and spec.task == "pose":
-        kps = spec.postprocess(out, size).points
+        kps = spec.postprocess(out, size, view=view).points
         e.detections.append(kps)
         e.agreement.add_keypoints(kps, dense.detections[frame])
     elif spec.postprocess is not None:  # a model with no task head: raw outputs only

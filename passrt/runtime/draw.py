@@ -36,6 +36,14 @@ def draw_keypoints(image: np.ndarray, points: np.ndarray, visible: float = 0.5, 
     return out
 
 
+def draw_region(image: np.ndarray, x0: float, y0: float, side: float, color=(255, 160, 0)) -> np.ndarray:
+    """The square a model input was cut from (a pose model's held person crop), as a thin frame."""
+    out = image.copy()
+    cv2.rectangle(out, (int(round(x0)), int(round(y0))), (int(round(x0 + side)), int(round(y0 + side))), color, 1,
+                  cv2.LINE_AA)
+    return out
+
+
 def draw_overlay(image: np.ndarray, lines: list[str]) -> np.ndarray:
     out = image.copy()
     if not lines:

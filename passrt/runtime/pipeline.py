@@ -24,9 +24,11 @@ import cv2
 import numpy as np
 
 from passrt.errors import PassrtError, redact
+from passrt.models import view_of
 from passrt.runtime.backends import open_with_model, policy_name
 from passrt.runtime.capture import CaptureThread
-from passrt.runtime.draw import TileHeat, draw_detections, draw_heatmap, draw_keypoints, draw_overlay, draw_tracks
+from passrt.runtime.draw import (TileHeat, draw_detections, draw_heatmap, draw_keypoints, draw_overlay, draw_region,
+                                 draw_tracks)
 from passrt.runtime.sinks import DisplaySink, VideoFileSink
 from passrt.runtime.sources import open_source
 from passrt.runtime.tegrastats import PowerMonitor
@@ -173,7 +175,10 @@ class Pipeline:
     def _open(self, index: int, uri, backend, until) -> "_Stream":
         source = open_source(uri, reconnect_timeout=self.reconnect_timeout, loop=self.loop,
                              options=self.capture_options)
-        st = _Stream(index, source, backend, heat=TileHeat(self.tiles_window))
+        # a preprocess with state (a pose model's held person crop) gets its own for each stream
+        own = self.spec.preprocess.new_stream() if index and hasattr(self.spec.preprocess, "new_stream") \
+            else self.spec.preprocess
+        st = _Stream(index, source, backend, preprocess=own, heat=TileHeat(self.tiles_window))
         if self.track:
             from passrt.runtime.mot import MotWriter
             from passrt.runtime.tracking import Tracker
@@ -197,12 +202,12 @@ class Pipeline:
                 st.done = True
                 continue
             with st.timer.stage("preprocess"):
-                ready.append((st, frame, self.spec.preprocess(frame.image)))
+                ready.append((st, frame, st.preprocess(frame.image)))
         if not self.batch:
             for st, frame, x in ready:
                 with st.timer.stage("engine"):
                     out = st.backend(x)
-                self._finish(st, frame, out)
+                self._finish(st, frame, out, view_of(x))
             return
         groups: dict = {}
         for item in ready:  # streams of one resolution share a call; another resolution is another call
@@ -211,16 +216,18 @@ class Pipeline:
             t0 = time.perf_counter()
             outs = self.backend.batch([x for _, _, x in group])
             ms = (time.perf_counter() - t0) * 1e3
-            for (st, frame, _), out in zip(group, outs):
+            for (st, frame, x), out in zip(group, outs):
                 st.timer.add("engine", ms)
-                self._finish(st, frame, out)
+                self._finish(st, frame, out, view_of(x))
 
-    def _finish(self, st: "_Stream", frame, out) -> None:
-        """A frame's outputs through the task head and the tracker; ``st.image`` its rendering."""
+    def _finish(self, st: "_Stream", frame, out, view=None) -> None:
+        """A frame's outputs through the task head and the tracker; ``st.image`` its rendering. ``view``:
+        where the input sat in the frame when the preprocess cropped it (:func:`~passrt.models.view_of`)."""
         timer = st.timer
         h, w = frame.image.shape[:2]
         with timer.stage("postprocess"):
-            det = self.spec.postprocess(out, (h, w), score_threshold=self.score_threshold) \
+            extra = {"view": view} if view is not None else {}
+            det = self.spec.postprocess(out, (h, w), score_threshold=self.score_threshold, **extra) \
                 if self.spec.postprocess is not None else None  # no task head: nothing to draw
             tracked = None
             if st.tracker is not None and det is not None and self.spec.task == "detection":
@@ -228,6 +235,7 @@ class Pipeline:
                 st.track_ids.update(tracked[0].tolist())
                 if st.track_writer is not None:
                     st.track_writer.write(st.frames, *tracked)
+        st.view = view
         st.stats = st.backend.stats()
         for key in ("upload_ms", "infer_ms", "download_ms"):  # a TensorRT engine's own stages (GPU time)
             if key in st.stats:
@@ -284,6 +292,8 @@ class Pipeline:
         if tracked is not None:
             image = draw_tracks(image, tracked[1], tracked[0])
         elif det is not None and self.spec.task == "pose":
+            if st.view is not None and st.view.side < max(image.shape[:2]):  # a crop, not the whole frame
+                image = draw_region(image, st.view.x0, st.view.y0, st.view.side)
             image = draw_keypoints(image, det.points)
         elif det is not None:
             image = draw_detections(image, det.boxes, det.scores)
@@ -300,6 +310,8 @@ class _Stream:
     number_from_0: int
     source: object
     backend: object
+    preprocess: object = None  # BGR frame -> the engine's input (the model's, or its copy for this stream)
+    view: object = None  # where the last input sat in its frame, when the preprocess crops (models.crop.View)
     capture: object = None
     frames_iter: object = None
     timer: StageTimer = field(default_factory=StageTimer)
