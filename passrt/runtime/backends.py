@@ -71,6 +71,14 @@ class TorchDense:
             outs = self._vmapped(torch.stack(xs))  # (N, 1, C, H, W): each call of the module sees (1, C, H, W)
         return [_select(outs, i) for i in range(len(xs))]
 
+    def batcher(self, streams: list):
+        """How ``streams`` (this backend's new_stream()s, one per input) run their frames together: a callable
+        (frames, the streams' positions) -> outputs. The dense model holds no state: one forward for all."""
+        return lambda xs, _: self.batch(xs)
+
+    def unbatched(self, stream) -> str | None:
+        return None  # every frame of a size goes into one forward
+
     def stats(self) -> dict:
         return {"active_fraction": 1.0}
 
@@ -108,6 +116,21 @@ class TorchSparse:
 
     def __call__(self, x):
         return self.model(x)
+
+    def batcher(self, streams: list):
+        """How ``streams`` (this backend's new_stream()s, itself included, one per input) run their frames
+        together: a callable (frames, the streams' positions) -> outputs. Streams of one size share each
+        step's kernel call over the union of their active tiles, keeping their own caches, masks and refreshes
+        (:class:`passrt.engine.batched.StreamBatch`); ``unbatched(stream)`` says why a stream ran alone."""
+        from passrt.engine.batched import StreamBatch
+
+        models = [s.model for s in streams]
+        self._batch = StreamBatch(models)
+        return lambda xs, positions: self._batch.run([models[i] for i in positions], xs)
+
+    def unbatched(self, stream) -> str | None:
+        """None when ``stream``'s frames ran batched with other streams' (after ``batcher``), else why not."""
+        return self._batch.unbatched(stream.model)
 
     def stats(self) -> dict:
         return self.model.stats()
