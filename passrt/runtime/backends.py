@@ -48,6 +48,10 @@ class TorchDense:
     models (oneDNN; 1.5x faster than NCHW on SSDLite at 768x576), so speed-ups are not
     inflated by a slow baseline."""
 
+    # Several streams' frames in one forward only when asked (--batch-streams): on the CPU measured, one
+    # 768x576 frame already keeps the cores busy and batching did not pay (benchmarks/RESULTS.md).
+    batch_by_default = False
+
     def __init__(self, module: nn.Module, label: str = "dense"):
         self.label = label
         self.module = copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
@@ -95,6 +99,10 @@ class TorchSparse:
     ``dense_engine="ort"``: frames that must be dense (the first, scene cuts, a moving camera) are
     answered by ONNX Runtime, the faster dense engine on CPU (see
     :class:`~passrt.engine.reference.ReferenceExecutor`); ``None``: passrt computes them itself."""
+
+    # Streams of one size run their sparse steps together unless told not to (--no-batch-streams): measured
+    # faster (benchmarks/multistream.py, RESULTS.md "Several streams"), outputs equal to each stream alone.
+    batch_by_default = True
 
     def __init__(self, module: nn.Module, policy, label: str, dense_engine: str | None = None,
                  model_name: str = "model", executor: str = "auto", onnx_file=None):

@@ -50,7 +50,7 @@ class Pipeline:
                  guard_target: float = 0.98, reconnect_timeout: float | None = None,
                  track: str | None = None, tracks: str | None = None, loop: int = 0,
                  snapshot: str | None = None, snapshot_every: int = 100, tiles_layer: str = "0",
-                 tiles_window: int = 30, capture=None, dense_engine: str | None = "ort", batch: bool = False):
+                 tiles_window: int = 30, capture=None, dense_engine: str | None = "ort", batch: bool | None = None):
         """``guard``: hold the sparse engine to the dense model every ``guard`` frames
         (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement. ``track``: a tracker name
         (:mod:`passrt.runtime.tracking`); ``tracks``: write its tracks here (MOTChallenge text; with
@@ -61,7 +61,9 @@ class Pipeline:
         frames (:class:`~passrt.runtime.draw.TileHeat`; 1: the current frame's tiles). ``dense_engine``:
         what answers a sparse engine's dense frames on CPU ('ort' or None, :func:`open_backend`). ``batch``:
         run the streams' frames of one size together (the backend's ``batcher``: one forward of the dense
-        model; a sparse engine's kernels once per step for all streams' active tiles)."""
+        model; a sparse engine's kernels once per step for all streams' active tiles); None: the engine's
+        default (``batch_by_default``: on where measured faster, benchmarks/RESULTS.md "Several streams"),
+        with several inputs."""
         self.uris = [uris] if isinstance(uris, (str, int)) else list(uris)
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
@@ -76,6 +78,9 @@ class Pipeline:
         if batch and not hasattr(self.backend, "batcher"):
             raise PassrtError(f"--batch-streams batches passrt's PyTorch engine (a policy); '{self.backend.label}' "
                               "runs one stream per call")
+        self.batch_asked = bool(batch)  # asked for: a stream that cannot batch gets a line saying why
+        if batch is None:
+            batch = len(self.uris) > 1 and getattr(self.backend, "batch_by_default", False)
         self.batch = batch
         self.backends = [self.backend] + [self.backend.new_stream() for _ in self.uris[1:]]
         self.batcher = self.backend.batcher(self.backends) if batch else None
@@ -275,7 +280,7 @@ class Pipeline:
         if len(per_stream) > 1:
             live.write(f"{summary['frames']} frames in all, {summary['fps']:.1f} FPS aggregate\n")
         for i, p in enumerate(per_stream):
-            if "unbatched_because" in p:
+            if "unbatched_because" in p and self.batch_asked:
                 live.write(f"note: --batch-streams: stream #{i + 1} ran alone: {p['unbatched_because']}\n")
         if len(per_stream) == 1 and summary["frames"]:
             live.write("\n".join(trtexec_summary(summary["fps"], summary["stages_ms"])) + "\n")
