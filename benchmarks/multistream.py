@@ -89,21 +89,24 @@ def paired(policy: str, streams: int, rounds: int, uri: str, size=None, warmup: 
     return {"policy": policy, "streams": streams, "rounds": rounds, "warmup_rounds": warmup,
             "one_call_per_stream_ms": single_ms, "batched_ms": batched_ms,
             "median_one_call_per_stream_ms": med[0], "median_batched_ms": med[1], "batched_speedup": med[0] / med[1],
-            "aggregate_fps_one_call_per_stream": streams * 1e3 / med[0], "aggregate_fps_batched": streams * 1e3 / med[1],
+            "aggregate_fps_one_call_per_stream": streams * 1e3 / med[0],
+            "aggregate_fps_batched": streams * 1e3 / med[1],
             "active_fraction_mean": [s.get("active_fraction_mean", 1.0) for s in stats],
             "ran_alone": alone}
 
 
+def markdown(header: list, rows: list) -> str:
+    lines = [header, ["---"] * len(header)] + rows
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
 def paired_table(rows: list) -> str:
-    lines = ["| engine | streams | one call per stream: round median (ms) | batched: round median (ms) | "
-             "aggregate FPS, one call each | aggregate FPS, batched | batched speed-up | mean active fraction |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        active = sum(r["active_fraction_mean"]) / len(r["active_fraction_mean"])
-        lines.append(f"| {r['policy']} | {r['streams']} | {r['median_one_call_per_stream_ms']:.1f} | "
-                     f"{r['median_batched_ms']:.1f} | {r['aggregate_fps_one_call_per_stream']:.2f} | "
-                     f"{r['aggregate_fps_batched']:.2f} | {r['batched_speedup']:.2f} | {active:.1%} |")
-    return "\n".join(lines)
+    header = ["engine", "streams", "one call per stream: round median (ms)", "batched: round median (ms)",
+              "aggregate FPS, one call each", "aggregate FPS, batched", "batched speed-up", "mean active fraction"]
+    return markdown(header, [[r["policy"], str(r["streams"]), f"{r['median_one_call_per_stream_ms']:.1f}",
+                              f"{r['median_batched_ms']:.1f}", f"{r['aggregate_fps_one_call_per_stream']:.2f}",
+                              f"{r['aggregate_fps_batched']:.2f}", f"{r['batched_speedup']:.2f}",
+                              f"{sum(r['active_fraction_mean']) / len(r['active_fraction_mean']):.1%}"] for r in rows])
 
 
 def verdict(rows: list) -> list:
@@ -149,14 +152,11 @@ def engine_alone(streams: int, reps: int, uri: str, size=None) -> dict:
 
 
 def table(rows: list) -> str:
-    lines = ["| streams | engine | calls | aggregate FPS | per-stream FPS | engine p50 per frame (ms) | frame p50 (ms) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        mean = sum(r["per_stream_fps"]) / len(r["per_stream_fps"])
-        lines.append(f"| {r['streams']} | {r['policy']} | {'one batched' if r['batched'] else 'one per stream'} | "
-                     f"{r['aggregate_fps']:.2f} | {mean:.2f} | {max(r['engine_p50_ms']):.0f} | "
-                     f"{max(r['frame_p50_ms']):.0f} |")
-    return "\n".join(lines)
+    header = ["streams", "engine", "calls", "aggregate FPS", "per-stream FPS", "engine p50 per frame (ms)",
+              "frame p50 (ms)"]
+    return markdown(header, [[str(r["streams"]), r["policy"], "one batched" if r["batched"] else "one per stream",
+                              f"{r['aggregate_fps']:.2f}", f"{sum(r['per_stream_fps']) / len(r['per_stream_fps']):.2f}",
+                              f"{max(r['engine_p50_ms']):.0f}", f"{max(r['frame_p50_ms']):.0f}"] for r in rows])
 
 
 def main() -> None:

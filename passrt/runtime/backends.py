@@ -103,6 +103,7 @@ class TorchSparse:
     # Streams of one size run their sparse steps together unless told not to (--no-batch-streams): measured
     # faster (benchmarks/multistream.py, RESULTS.md "Several streams"), outputs equal to each stream alone.
     batch_by_default = True
+    _batch = None  # the StreamBatch of batcher()
 
     def __init__(self, module: nn.Module, policy, label: str, dense_engine: str | None = None,
                  model_name: str = "model", executor: str = "auto", onnx_file=None):
@@ -137,8 +138,8 @@ class TorchSparse:
         return lambda xs, positions: self._batch.run([models[i] for i in positions], xs)
 
     def unbatched(self, stream) -> str | None:
-        """None when ``stream``'s frames ran batched with other streams' (after ``batcher``), else why not."""
-        return self._batch.unbatched(stream.model)
+        """None when ``stream``'s frames ran batched with other streams', else why not."""
+        return self._batch.unbatched(stream.model) if self._batch is not None else "--batch-streams is off"
 
     def stats(self) -> dict:
         return self.model.stats()

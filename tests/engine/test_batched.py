@@ -78,7 +78,8 @@ def test_each_stream_batched_equals_the_stream_alone(clips, policy, params, dens
             assert stats == stats0, (b, i)  # the same decisions: refreshes, hand-offs, work
             assert masks.keys() == masks0.keys()
             for k in masks:
-                assert (masks[k] is None) == (masks0[k] is None) and (masks[k] is None or torch.equal(masks[k], masks0[k]))
+                same = masks[k] is None if masks0[k] is None else masks[k] is not None and torch.equal(masks[k], masks0[k])
+                assert same, (b, i, k)
             for a, e in zip(out, out0):
                 torch.testing.assert_close(a, e, rtol=0, atol=1e-4)  # GEMMs over more rows may round differently
     together = [sum(is_sparse(got[i][1]) for got in batched[:4]) for i in range(FRAMES)]

@@ -39,7 +39,8 @@ void checkRows(const char* name, const at::Tensor& t, int64_t cells, int64_t cha
                 ", ", channels, "] (NHWC rows), got ", t.sizes());
   } else {
     TORCH_CHECK(t.dim() == 3 && t.size(0) == batch && t.size(1) >= cells && t.size(2) == channels, kOp, ": ", name,
-                " must be [", batch, ", >= ", cells, ", ", channels, "] (", batch, " streams' NHWC rows), got ", t.sizes());
+                " must be [", batch, ", >= ", cells, ", ", channels, "] (", batch, " streams' NHWC rows), got ",
+                t.sizes());
   }
 }
 
@@ -129,9 +130,10 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
               ": tiles must be a contiguous 1-D int64 tensor of tile ids");
   at::Tensor cellsT = scratch(kCells, tiles.numel() * p.tile * p.tile, 1, at::kInt);
   const int32_t* cells = cellsT.data_ptr<int32_t>();
+  const int64_t streams = std::max<int64_t>(batch, 1);
   const int64_t n = tileCells(p.out_h, p.out_w, p.tile, tiles.data_ptr<int64_t>(), tiles.numel(),
-                              cellsT.data_ptr<int32_t>(), static_cast<int32_t>(std::max<int64_t>(batch, 1)), outRows.rows);
-  TORCH_CHECK(n >= 0, kOp, ": tile ids must be in 0 .. ", (int64_t)p.tilesH() * p.tilesW() * std::max<int64_t>(batch, 1) - 1);
+                              cellsT.data_ptr<int32_t>(), static_cast<int32_t>(streams), outRows.rows);
+  TORCH_CHECK(n >= 0, kOp, ": tile ids must be in 0 .. ", (int64_t)p.tilesH() * p.tilesW() * streams - 1);
   if (n == 0) return;
   float* out = output.data_ptr<float>();
   const float* res = residual ? residual->data_ptr<float>() : nullptr;
