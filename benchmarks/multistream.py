@@ -2,7 +2,7 @@
 batched (--batch-streams: the dense model in one forward; regiondrop with one kernel call per layer over all
 streams' active tiles). Aggregate FPS and per-stream latency, two tables, one run.
 
-    python benchmarks/multistream.py --out benchmarks/results/multistream     # about 4-5 min on an idle 2-core CPU
+    python benchmarks/multistream.py --out benchmarks/results/multistream   # estimated 4-5 min, idle 2-core CPU
 
 1. Whole pipeline (`passrt run`'s Pipeline: decode, preprocess, engine, detection decode; headless, no drawing):
    every configuration runs a short warm-up (oneDNN primitives, plans, the ONNX export), its engines are reset,
