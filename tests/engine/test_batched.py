@@ -77,9 +77,9 @@ def test_each_stream_batched_equals_the_stream_alone(clips, policy, params, dens
         for i, ((out, stats, masks), (out0, stats0, masks0)) in enumerate(zip(got, want)):
             assert stats == stats0, (b, i)  # the same decisions: refreshes, hand-offs, work
             assert masks.keys() == masks0.keys()
-            for k in masks:
-                same = masks[k] is None if masks0[k] is None else masks[k] is not None and torch.equal(masks[k], masks0[k])
-                assert same, (b, i, k)
+            for k, m in masks.items():
+                m0 = masks0[k]
+                assert (m is None) if m0 is None else (m is not None and torch.equal(m, m0)), (b, i, k)
             for a, e in zip(out, out0):
                 torch.testing.assert_close(a, e, rtol=0, atol=1e-4)  # GEMMs over more rows may round differently
     together = [sum(is_sparse(got[i][1]) for got in batched[:4]) for i in range(FRAMES)]
