@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from passrt.cli.args import ModelArgs, PluginArgs, PolicyArgs, SourceArgs, positive, unit_interval
@@ -26,10 +27,13 @@ def register(sub) -> None:
                      help="run this engine (from `passrt build`) on the GPU; the model, input size and policy are "
                           "the ones it was exported with (its ENGINE.json sidecar says which)")
     PLUGIN.add_to(trt)
-    p.add_argument("--batch-streams", action="store_true",
-                   help="with several --input and --policy dense: one batched forward for the streams' frames of "
-                        "one size, instead of one call per stream (sparse policies keep one call per stream: each "
-                        "has its own caches and masks)")
+    p.add_argument("--batch-streams", action=argparse.BooleanOptionalAction, default=None,
+                   help="with several --input: run the streams' frames of one size together instead of one call per "
+                        "stream: a sparse policy with one kernel call per layer over all streams' active tiles (each "
+                        "stream keeps its own caches, masks and refreshes; outputs as alone), --policy dense in one "
+                        "batched forward. Default: on for sparse policies, off for dense (batched only where it "
+                        "measured faster: README 'Several cameras'). Streams of other sizes run alone (with "
+                        "--batch-streams a line says so)")
     p.add_argument("--dense-engine", choices=("ort", "none"), default="ort",
                    help="what answers the dense frames (the first, scene cuts, a moving camera) on CPU: ONNX Runtime, "
                         "or passrt itself (default: ort)")

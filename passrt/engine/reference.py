@@ -35,6 +35,16 @@ class FrameRecord:
     dense_engine: bool = False  # the outputs came from the dense engine (the caches were not touched)
 
 
+@dataclass
+class Frame:
+    """A frame between :meth:`ReferenceExecutor.begin` and :meth:`~ReferenceExecutor.finish`: its context and
+    whether it runs dense, or the dense engine's answer (outputs, record), which ends it."""
+
+    ctx: FrameContext
+    refresh: bool
+    answered: tuple | None = None
+
+
 class ReferenceExecutor:
     """Runs the plan eagerly.
 
@@ -76,11 +86,27 @@ class ReferenceExecutor:
         self.env: dict = {}
         for step in plan.steps:
             if isinstance(step, (SpatialStep, InputStep)):
-                self.env[step.name] = FeatureMap(*step.shape, dtype=dtype)
+                self.env[step.name] = self.new_cache(step, dtype)
         self.tiles: dict[str, object] = {}  # label -> last tile mask, "dense", or None
         self._last_tiles = (None, None)  # (a mask, its active tile ids): holding the mask keeps `is` sound
 
+    def new_cache(self, step, dtype: torch.dtype) -> FeatureMap:
+        """The cache of a spatial value (streams batched together get slices of one stacked tensor)."""
+        return FeatureMap(*step.shape, dtype=dtype)
+
     def run(self, x: torch.Tensor, refresh: bool):
+        frame = self.begin(x, refresh)
+        if frame.answered is not None:
+            return frame.answered
+        start = time.perf_counter()
+        layers = self._run_steps(frame.ctx, frame.refresh)
+        if frame.refresh:  # what catching up costs (streams batched together do not measure it: they catch up)
+            self.seconds["own"] = time.perf_counter() - start
+        return self.finish(frame, layers)
+
+    def begin(self, x: torch.Tensor, refresh: bool) -> Frame:
+        """A frame's decisions before its steps run (:meth:`run` = begin, the steps, :meth:`finish`; streams
+        batched together run their steps in between, together: passrt/engine/batched.py)."""
         plan, env, policy = self.plan, self.env, self.policy
         ctx = FrameContext(plan, env, native=self.native_kernels)
         forced = refresh  # first frame, reset(), refresh_every, the guard: not a sign of a moving camera
@@ -92,25 +118,26 @@ class ReferenceExecutor:
                                               (calm_but_stale and not self._catch_up_pays(ctx))):
             answered = self._by_dense_engine(x, ctx)
             if answered is not None:
-                return answered
+                return Frame(ctx, True, answered)
         if self.stale:  # the policy measured the change against its reference; the caches still need this frame
             refresh, self.stale = True, False
         env[plan.input_name].write_nchw(x)  # the policies' frame tests read x itself
         if refresh:
             ctx.changed[plan.input_name] = FrameContext.FULL
-        start = time.perf_counter()
-        layers = self._run_steps(ctx, refresh)
-        if refresh:
-            self.seconds["own"] = time.perf_counter() - start
+        return Frame(ctx, refresh)
+
+    def finish(self, frame: Frame, layers: dict):
+        """The frame's outputs and record, once its steps have run (``layers``: what each spatial step did)."""
+        ctx, refresh, policy = frame.ctx, frame.refresh, self.policy
         macs_exec = sum(v["macs_executed"] for v in layers.values())
         if refresh:
-            policy.after_refresh(plan.steps, env)
+            policy.after_refresh(self.plan.steps, self.env)
         else:
             policy.end_frame()
             self._learn_spread(ctx.input_fraction, macs_exec / self.macs_dense if self.macs_dense else 0.0)
         macs_exec += policy.overhead_macs()
         record = FrameRecord(refresh, self.macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
-        return fx.node.map_aggregate(plan.outputs, self._output_value), record
+        return fx.node.map_aggregate(self.plan.outputs, self._output_value), record
 
     def _catch_up_pays(self, ctx: FrameContext) -> bool:
         """Whether this calm frame, the caches being stale, should catch them up (see the class docstring)."""
@@ -170,25 +197,32 @@ class ReferenceExecutor:
 
     def _run_spatial(self, step: SpatialStep, ctx: FrameContext, refresh: bool) -> tuple[str, int]:
         """Run one spatial step densely, sparsely or not at all; return (mode, tiles computed)."""
-        total = step.grid[0] * step.grid[1]
         if refresh:
             self.run_dense(step)
             ctx.changed[step.name] = FrameContext.FULL
             self.tiles[step.label] = "dense"
-            return "dense", total
-        policy = self.policy
-        tiles = policy.step_tiles(step, ctx)
+            return "dense", step.grid[0] * step.grid[1]
+        mode, tiles, active = self.decide(step, ctx)
+        if mode == "dense":
+            self.run_dense(step)
+        elif mode == "sparse":
+            self.run_sparse(step, active)
+        return self.step_done(step, ctx, mode, tiles, active)
+
+    def decide(self, step: SpatialStep, ctx: FrameContext) -> tuple:
+        """(mode, the policy's tiles, the active tile ids) of a step on a sparse frame: 'skipped' (no tile),
+        'dense' (above its cost crossover, dense is cheaper) or 'sparse'."""
+        tiles = self.policy.step_tiles(step, ctx)
         active = self._active_tiles(tiles)
         n = 0 if active is None else active.numel()
         if n == 0:
-            mode = "skipped"
-        elif n > policy.crossover * total:  # above the cost crossover, dense is cheaper
-            self.run_dense(step)
-            mode, n = "dense", total
-        else:
-            self.run_sparse(step, active)
-            mode = "sparse"
-        policy.step_done(step, ctx, tiles if n else None, mode == "dense")
+            return "skipped", tiles, None
+        return ("dense" if n > self.policy.crossover * step.grid[0] * step.grid[1] else "sparse"), tiles, active
+
+    def step_done(self, step: SpatialStep, ctx: FrameContext, mode: str, tiles, active) -> tuple[str, int]:
+        """After a step ran as :meth:`decide` said: the policy told, the tiles kept; (mode, tiles computed)."""
+        n = active.numel() if mode == "sparse" else step.grid[0] * step.grid[1] if mode == "dense" else 0
+        self.policy.step_done(step, ctx, tiles if n else None, mode == "dense")
         self.tiles[step.label] = tiles if mode == "sparse" else (mode if mode == "dense" else None)
         return mode, n
 

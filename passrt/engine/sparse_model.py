@@ -50,6 +50,9 @@ class SparseModel:
         self._plans: dict = {}
         self.plan = None
         self.executor = None
+        # Makes the native executor of a plan (engine/batched.py's StreamBatch replaces it: streams batched
+        # together get caches stacked in one tensor).
+        self.native_executor = NativeExecutor
         self._executor_note = None
         self._force_refresh = True
         self.frames = 0
@@ -76,6 +79,7 @@ class SparseModel:
         other = copy.copy(self)
         other.policy = policy
         other.plan = other.executor = other._executor_note = None
+        other.native_executor = NativeExecutor  # not a member of this stream's batch (engine/batched.py)
         other._force_refresh, other.frames, other._last = True, 0, {}
         other._totals = dict.fromkeys(self._totals, 0)
         return other
@@ -162,7 +166,7 @@ class SparseModel:
                 self._executor_note = "the native executor on CUDA runs every frame itself (no dense engine)"
             return DeviceNativeExecutor(self.plan, self.policy, x.device, x.dtype, self.cuda_graphs)
         if reason is None and choice == "native":
-            return NativeExecutor(self.plan, self.policy, x.dtype, self.dense_engine, self.dense_above)
+            return self.native_executor(self.plan, self.policy, x.dtype, self.dense_engine, self.dense_above)
         if reason is not None and self.executor_choice != "auto":
             raise PassrtError(f"executor '{choice}' is not available: {reason}")
         if cuda:

@@ -26,6 +26,20 @@ class FeatureMap:
         self.rows[self.neg_inf_row] = float("-inf")
 
     @classmethod
+    def stacked(cls, count: int, channels: int, height: int, width: int,
+                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, list["FeatureMap"]]:
+        """``count`` streams' caches of one value as one (count, H*W + 3, C) tensor (the native kernels run
+        all streams' tiles in one call on it: passrt/engine/batched.py) and each stream's map over its slice."""
+        stack = torch.zeros(count, height * width + 3, channels, dtype=dtype)
+        stack[:, height * width + 2] = float("-inf")  # each slice's neg_inf_row
+        maps = []
+        for rows in stack:
+            fm = cls.__new__(cls)
+            fm.channels, fm.height, fm.width, fm.rows = channels, height, width, rows
+            maps.append(fm)
+        return stack, maps
+
+    @classmethod
     def from_nchw(cls, t: torch.Tensor) -> "FeatureMap":
         _, c, h, w = t.shape
         fm = cls(c, h, w, t.dtype, t.device)

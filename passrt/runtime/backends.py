@@ -48,6 +48,10 @@ class TorchDense:
     models (oneDNN; 1.5x faster than NCHW on SSDLite at 768x576), so speed-ups are not
     inflated by a slow baseline."""
 
+    # Several streams' frames in one forward only when asked (--batch-streams): on the CPU measured, one
+    # 768x576 frame already keeps the cores busy and batching did not pay (benchmarks/RESULTS.md).
+    batch_by_default = False
+
     def __init__(self, module: nn.Module, label: str = "dense"):
         self.label = label
         self.module = copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
@@ -71,6 +75,14 @@ class TorchDense:
             outs = self._vmapped(torch.stack(xs))  # (N, 1, C, H, W): each call of the module sees (1, C, H, W)
         return [_select(outs, i) for i in range(len(xs))]
 
+    def batcher(self, streams: list):
+        """How ``streams`` (this backend's new_stream()s, one per input) run their frames together: a callable
+        (frames, the streams' positions) -> outputs. The dense model holds no state: one forward for all."""
+        return lambda xs, _: self.batch(xs)
+
+    def unbatched(self, stream) -> str | None:
+        return None  # every frame of a size goes into one forward
+
     def stats(self) -> dict:
         return {"active_fraction": 1.0}
 
@@ -87,6 +99,11 @@ class TorchSparse:
     ``dense_engine="ort"``: frames that must be dense (the first, scene cuts, a moving camera) are
     answered by ONNX Runtime, the faster dense engine on CPU (see
     :class:`~passrt.engine.reference.ReferenceExecutor`); ``None``: passrt computes them itself."""
+
+    # Streams of one size run their sparse steps together unless told not to (--no-batch-streams): measured
+    # faster (benchmarks/multistream.py, RESULTS.md "Several streams"), outputs equal to each stream alone.
+    batch_by_default = True
+    _batch = None  # the StreamBatch of batcher()
 
     def __init__(self, module: nn.Module, policy, label: str, dense_engine: str | None = None,
                  model_name: str = "model", executor: str = "auto", onnx_file=None, cuda_graphs: bool = True):
@@ -108,6 +125,21 @@ class TorchSparse:
 
     def __call__(self, x):
         return self.model(x)
+
+    def batcher(self, streams: list):
+        """How ``streams`` (this backend's new_stream()s, itself included, one per input) run their frames
+        together: a callable (frames, the streams' positions) -> outputs. Streams of one size share each
+        step's kernel call over the union of their active tiles, keeping their own caches, masks and refreshes
+        (:class:`passrt.engine.batched.StreamBatch`); ``unbatched(stream)`` says why a stream ran alone."""
+        from passrt.engine.batched import StreamBatch
+
+        models = [s.model for s in streams]
+        self._batch = StreamBatch(models)
+        return lambda xs, positions: self._batch.run([models[i] for i in positions], xs)
+
+    def unbatched(self, stream) -> str | None:
+        """None when ``stream``'s frames ran batched with other streams', else why not."""
+        return self._batch.unbatched(stream.model) if self._batch is not None else "--batch-streams is off"
 
     def stats(self) -> dict:
         return self.model.stats()

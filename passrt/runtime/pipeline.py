@@ -8,8 +8,9 @@ Either way the video is closed (playable) and a summary is returned, with ``stop
 
 Several inputs run in one process on one model (one copy of the weights, its plans shared:
 ``new_stream()``), each with its own capture thread, caches, policy state, timers and tracker;
-the streams take turns, one frame each, and the output shows them tiled. With ``batch`` the
-dense engine takes one frame of every stream (of one size) in one forward.
+the streams take turns, one frame each, and the output shows them tiled. With ``batch`` the frames of one
+size run together: the dense engine in one forward, a sparse engine's streams with one kernel call per
+step over all their active tiles (each stream keeps its caches, masks and refreshes).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Pipeline:
                  guard_target: float = 0.98, reconnect_timeout: float | None = None,
                  track: str | None = None, tracks: str | None = None, loop: int = 0,
                  snapshot: str | None = None, snapshot_every: int = 100, tiles_layer: str = "0",
-                 tiles_window: int = 30, capture=None, dense_engine: str | None = "ort", batch: bool = False):
+                 tiles_window: int = 30, capture=None, dense_engine: str | None = "ort", batch: bool | None = None):
         """``guard``: hold the sparse engine to the dense model every ``guard`` frames
         (:mod:`passrt.runtime.guard`), at ``guard_target`` AP@0.5 agreement. ``track``: a tracker name
         (:mod:`passrt.runtime.tracking`); ``tracks``: write its tracks here (MOTChallenge text; with
@@ -61,8 +62,10 @@ class Pipeline:
         heatmap of how often each tile of layer ``tiles_layer`` was recomputed over about ``tiles_window``
         frames (:class:`~passrt.runtime.draw.TileHeat`; 1: the current frame's tiles). ``dense_engine``:
         what answers a sparse engine's dense frames on CPU ('ort' or None, :func:`open_backend`). ``batch``:
-        run the streams' frames of one size through one batched forward of the dense engine (policy 'dense';
-        a sparse engine's streams have their own caches and masks and keep one call each)."""
+        run the streams' frames of one size together (the backend's ``batcher``: one forward of the dense
+        model; a sparse engine's kernels once per step for all streams' active tiles); None: the engine's
+        default (``batch_by_default``: on where measured faster, benchmarks/RESULTS.md "Several streams"),
+        with several inputs."""
         self.uris = [uris] if isinstance(uris, (str, int)) else list(uris)
         # Open the window first: a missing display should fail before any work is done.
         self.display = DisplaySink("passrt") if display else None
@@ -74,11 +77,15 @@ class Pipeline:
         if len(self.uris) > 1 and not hasattr(self.backend, "new_stream"):
             raise PassrtError(f"several inputs need passrt's PyTorch engine (a policy); '{self.backend.label}' "
                               "serves one stream")
-        if batch and not hasattr(self.backend, "batch"):
-            raise PassrtError(f"--batch-streams batches the dense engine (--policy dense); '{self.backend.label}' "
-                              "runs each stream's own caches and masks, one call per stream")
+        if batch and not hasattr(self.backend, "batcher"):
+            raise PassrtError(f"--batch-streams batches passrt's PyTorch engine (a policy); '{self.backend.label}' "
+                              "runs one stream per call")
+        self.batch_asked = bool(batch)  # asked for: a stream that cannot batch gets a line saying why
+        if batch is None:
+            batch = len(self.uris) > 1 and getattr(self.backend, "batch_by_default", False)
         self.batch = batch
         self.backends = [self.backend] + [self.backend.new_stream() for _ in self.uris[1:]]
+        self.batcher = self.backend.batcher(self.backends) if batch else None
         self.policy = policy_name(self.backend)
         self.output, self.show_tiles = output, show_tiles
         self.score_threshold, self.max_frames = score_threshold, max_frames
@@ -156,6 +163,12 @@ class Pipeline:
                 self.display.close()
         elapsed = time.perf_counter() - start
         per_stream = [st.summary(elapsed) for st in streams]
+        if self.batch:  # where batching could not apply, the summary and the final lines say why
+            for st, p in zip(streams, per_stream):
+                reason = self.backend.unbatched(st.backend) if st.frames else "no frame"
+                p["batched"] = reason is None
+                if reason is not None:
+                    p["unbatched_because"] = reason
         if len(self.uris) == 1:
             summary = {"model": self.spec.name, "policy": self.policy, **per_stream[0]}
         else:
@@ -191,8 +204,8 @@ class Pipeline:
         return st
 
     def _round(self, streams: list) -> None:
-        """One frame of each stream through the engine: one call per stream, or with ``batch`` one call per
-        input shape for all of them (each stream's engine time is then the whole batched call: its frame
+        """One frame of each stream through the engine: one call per stream, or with ``batch`` one batched call
+        per input shape for all of them (each stream's engine time is then the whole batched call: its frame
         waited that long)."""
         ready = []
         for st in streams:
@@ -214,7 +227,7 @@ class Pipeline:
             groups.setdefault(tuple(item[2].shape), []).append(item)
         for group in groups.values():
             t0 = time.perf_counter()
-            outs = self.backend.batch([x for _, _, x in group])
+            outs = self.batcher([x for _, _, x in group], [st.number_from_0 for st, _, _ in group])
             ms = (time.perf_counter() - t0) * 1e3
             for (st, frame, x), out in zip(group, outs):
                 st.timer.add("engine", ms)
@@ -274,6 +287,9 @@ class Pipeline:
                        f"{p['active_fraction_mean']:.1%}\n" if p["frames"] else f"\n{label}no frames\n")
         if len(per_stream) > 1:
             live.write(f"{summary['frames']} frames in all, {summary['fps']:.1f} FPS aggregate\n")
+        for i, p in enumerate(per_stream):
+            if "unbatched_because" in p and self.batch_asked:
+                live.write(f"note: --batch-streams: stream #{i + 1} ran alone: {p['unbatched_because']}\n")
         if len(per_stream) == 1 and summary["frames"]:
             live.write("\n".join(trtexec_summary(summary["fps"], summary["stages_ms"])) + "\n")
         if "power" in summary:

@@ -84,6 +84,46 @@ def test_batched_dense_streams_equal_each_stream_alone(tmp_path):
         assert (tmp_path / f"multi.{i + 1}.txt").read_text() == (tmp_path / f"alone{i}.txt").read_text()
 
 
-def test_batching_is_for_the_dense_engine():
-    out = passrt("run", "--input", "carphone", "--input", "carphone", "--headless", "--batch-streams")
-    assert out.returncode == 2 and "--batch-streams batches the dense engine" in out.stderr
+def test_batched_sparse_streams_equal_the_streams_unbatched(tmp_path):
+    """--batch-streams with regiondrop: vtest and vtest backwards (image folders, one size: batched, one kernel call
+    per step for both) and carphone (its own size: alone, said in one line); every stream's tracks and work as
+    without --batch-streams (which the test above holds equal to each stream alone)."""
+    from passrt.runtime.sources import open_source
+
+    with open_source("vtest", max_frames=8) as source:
+        frames = [cv2.resize(f.image, (192, 144), interpolation=cv2.INTER_AREA) for f in source]
+    inputs = []
+    for name, order in (("forwards", frames), ("backwards", frames[::-1])):
+        (tmp_path / name).mkdir()
+        for i, image in enumerate(order):
+            cv2.imwrite(str(tmp_path / name / f"{i}.png"), image)
+        inputs += ["--input", str(tmp_path / name)]
+    inputs += ["--input", "carphone"]
+    args = ["run", "--headless", "--max-frames", "8", "--policy", "regiondrop", "--track", "bytetrack", *inputs]
+    runs = {}
+    for name, extra in (("batched", ["--batch-streams"]), ("unbatched", ["--no-batch-streams"])):
+        out = passrt(*args, *extra, "--tracks", str(tmp_path / f"{name}.txt"), "--json", str(tmp_path / f"{name}.json"))
+        assert out.returncode == 0, out.stderr
+        runs[name] = json.loads((tmp_path / f"{name}.json").read_text()), out.stderr
+    batched, stderr = runs["batched"]
+    assert batched["batched"] and [s["batched"] for s in batched["streams"]] == [True, True, False]
+    assert "note: --batch-streams: stream #3 ran alone: no other stream started at its size 176x144" in stderr
+    assert "note: --batch-streams" not in runs["unbatched"][1] and not runs["unbatched"][0]["batched"]
+    for i, (got, want) in enumerate(zip(batched["streams"], runs["unbatched"][0]["streams"])):
+        for key in SAME:
+            assert got["engine"][key] == want["engine"][key], (i, key)
+        assert (tmp_path / f"batched.{i + 1}.txt").read_text() == (tmp_path / f"unbatched.{i + 1}.txt").read_text()
+    assert batched["streams"][0]["engine"]["refreshes"] < 8  # sparse frames, batched: not all dense
+
+
+def test_batching_by_default_where_it_measured_faster():
+    """Several inputs: sparse policies batch unless --no-batch-streams, dense only with --batch-streams; one input
+    has nothing to batch."""
+    from passrt.runtime.pipeline import Pipeline
+
+    two = ["carphone", "carphone"]
+    assert Pipeline(two, "regiondrop", display=False).batch
+    assert not Pipeline(two, "regiondrop", display=False, batch=False).batch
+    assert not Pipeline(two, "dense", display=False).batch
+    assert Pipeline(two, "dense", display=False, batch=True).batch
+    assert not Pipeline("carphone", "regiondrop", display=False).batch

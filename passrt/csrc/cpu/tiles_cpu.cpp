@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <optional>
 #include <variant>
 #include <vector>
@@ -28,11 +29,34 @@ constexpr const char* kOp = "passrt::conv_tiles";
 // machine, where a thread may wait for a descheduled peer), so small layers run on one thread.
 constexpr int64_t kGrainValues = 1 << 14;
 
-void checkRows(const char* name, const at::Tensor& t, int64_t cells, int64_t channels) {
+// A row cache [>= cells, C], or `batch` streams' caches stacked [batch, >= cells, C] (batched execution
+// across streams, passrt/engine/batched.py).
+void checkRows(const char* name, const at::Tensor& t, int64_t cells, int64_t channels, int64_t batch = 0) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), kOp, ": ", name,
               " must be a contiguous float32 CPU tensor");
-  TORCH_CHECK(t.dim() == 2 && t.size(0) >= cells && t.size(1) == channels, kOp, ": ", name, " must be [>= ", cells,
-              ", ", channels, "] (NHWC rows), got ", t.sizes());
+  if (batch == 0) {
+    TORCH_CHECK(t.dim() == 2 && t.size(0) >= cells && t.size(1) == channels, kOp, ": ", name, " must be [>= ", cells,
+                ", ", channels, "] (NHWC rows), got ", t.sizes());
+  } else {
+    TORCH_CHECK(t.dim() == 3 && t.size(0) == batch && t.size(1) >= cells && t.size(2) == channels, kOp, ": ", name,
+                " must be [", batch, ", >= ", cells, ", ", channels, "] (", batch, " streams' NHWC rows), got ",
+                t.sizes());
+  }
+}
+
+// Stacked caches as the kernels take them: all streams' rows as one [N * rows, C] array (a view), each
+// stream's block `rows` long (0: one unstacked cache, batch 0).
+struct Rows {
+  at::Tensor flat;
+  int64_t batch, rows;
+};
+
+Rows rowsOf(const char* op, const char* name, const at::Tensor& t) {
+  if (t.dim() != 3) return {t, 0, 0};
+  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
+  TORCH_CHECK(t.size(0) * t.size(1) <= std::numeric_limits<int32_t>::max(), op, ": ", name, " ", t.sizes(),
+              " has more rows than the kernels' 32-bit cell ids reach");
+  return {t.view({-1, t.size(2)}), t.size(0), t.size(1)};
 }
 
 void checkMatrix(const char* name, const at::Tensor& t, int64_t rows, int64_t cols) {
@@ -77,29 +101,39 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
                   double act_alpha, int64_t post_act, const std::optional<at::Tensor>& follow_weight,
                   const std::optional<at::Tensor>& follow_bias, const std::optional<at::Tensor>& follow_residual,
                   int64_t follow_act, double follow_alpha, int64_t follow_post_act) {
-  const SparseConvParams p = convTilesParams(kOp, input, weight, in_size, out_size, kernel, stride, padding, dilation,
-                                             groups, tile, act, act_alpha, post_act);
+  // Stacked caches ([N, rows, C]): N streams in one call; their cells' ids run across the streams.
+  const Rows in = rowsOf(kOp, "input", input), outRows = rowsOf(kOp, "output", output);
+  const int64_t batch = in.batch;
+  const SparseConvParams p = convTilesParams(kOp, in.flat, weight, in_size, out_size, kernel, stride, padding,
+                                             dilation, groups, tile, act, act_alpha, post_act);
   const bool depthwise = groups > 1;
   const int64_t taps = (int64_t)p.kernel_h * p.kernel_w;
-  checkRows("input", input, (int64_t)p.in_h * p.in_w, p.in_channels);
+  checkRows("input", input, (int64_t)p.in_h * p.in_w, p.in_channels, batch);
   checkMatrix("weight", weight, depthwise ? taps : taps * p.in_channels, p.out_channels);
   checkBias("bias", bias, p.out_channels);
   const int64_t cOut = follow_weight ? follow_weight->size(1) : p.out_channels;
   const int64_t outCells = (int64_t)p.out_h * p.out_w;
-  checkRows("output", output, outCells, cOut);
-  if (residual) checkRows("residual", *residual, outCells, p.out_channels);
+  checkRows("output", output, outCells, cOut, batch);
+  // A residual is read at the output's cell ids: stacked, its blocks must be as long as the output's.
+  auto checkResidual = [&](const char* name, const at::Tensor& r, int64_t channels) {
+    checkRows(name, r, outCells, channels, batch);
+    TORCH_CHECK(batch == 0 || r.size(1) == output.size(1), kOp, ": ", name, " must have the output's ",
+                output.size(1), " rows per stream, got ", r.sizes());
+  };
+  if (residual) checkResidual("residual", *residual, p.out_channels);
   if (follow_weight) {
     checkMatrix("follow_weight", *follow_weight, p.out_channels, cOut);
     checkBias("follow_bias", follow_bias, cOut);
-    if (follow_residual) checkRows("follow_residual", *follow_residual, outCells, cOut);
+    if (follow_residual) checkResidual("follow_residual", *follow_residual, cOut);
   }
   TORCH_CHECK(tiles.dim() == 1 && tiles.scalar_type() == at::kLong && tiles.is_contiguous(), kOp,
               ": tiles must be a contiguous 1-D int64 tensor of tile ids");
   at::Tensor cellsT = scratch(kCells, tiles.numel() * p.tile * p.tile, 1, at::kInt);
   const int32_t* cells = cellsT.data_ptr<int32_t>();
+  const int64_t streams = std::max<int64_t>(batch, 1);
   const int64_t n = tileCells(p.out_h, p.out_w, p.tile, tiles.data_ptr<int64_t>(), tiles.numel(),
-                              cellsT.data_ptr<int32_t>());
-  TORCH_CHECK(n >= 0, kOp, ": tile ids must be in 0 .. ", (int64_t)p.tilesH() * p.tilesW() - 1);
+                              cellsT.data_ptr<int32_t>(), static_cast<int32_t>(streams), outRows.rows);
+  TORCH_CHECK(n >= 0, kOp, ": tile ids must be in 0 .. ", (int64_t)p.tilesH() * p.tilesW() * streams - 1);
   if (n == 0) return;
   float* out = output.data_ptr<float>();
   const float* res = residual ? residual->data_ptr<float>() : nullptr;
@@ -111,13 +145,13 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
     const float* b = bias ? bias->data_ptr<float>() : nullptr;
     inParallel(n, p.out_channels * taps, [&](int64_t begin, int64_t end) {
       depthwiseNhwc(p, input.data_ptr<float>(), weight.data_ptr<float>(), b, cells, begin, end,
-                    mid.data_ptr<float>());
+                    mid.data_ptr<float>(), in.rows, outRows.rows);
       epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
     });
   } else {
     at::Tensor cols = scratch(kCols, n, taps * p.in_channels, at::kFloat);
     inParallel(n, taps * p.in_channels, [&](int64_t begin, int64_t end) {
-      gatherWindowsNhwc(p, input.data_ptr<float>(), cells, begin, end, cols.data_ptr<float>());
+      gatherWindowsNhwc(p, input.data_ptr<float>(), cells, begin, end, cols.data_ptr<float>(), in.rows, outRows.rows);
     });
     mid = scratch(kMid, n, p.out_channels, at::kFloat);
     bias ? at::addmm_out(mid, *bias, cols, weight) : at::mm_out(mid, cols, weight);
@@ -144,16 +178,20 @@ void affineTilesCpu(const at::Tensor& input, const at::Tensor& scale, const at::
                     at::Tensor& output, at::IntArrayRef size, int64_t tile) {
   constexpr const char* kAffine = "passrt::affine_tiles";
   TORCH_CHECK(size.size() == 2 && tile >= 1, kAffine, ": size must be (height, width) and tile >= 1");
-  const int64_t channels = input.dim() == 2 ? input.size(1) : 0, cells = size[0] * size[1];
-  checkRows("input", input, cells, channels);
-  checkRows("output", output, cells, channels);
+  const int64_t channels = input.dim() >= 2 ? input.size(-1) : 0, cells = size[0] * size[1];
+  const Rows in = rowsOf(kAffine, "input", input);  // stacked: input and output index the same cell ids
+  checkRows("input", input, cells, channels, in.batch);
+  checkRows("output", output, cells, channels, in.batch);
+  TORCH_CHECK(in.batch == 0 || output.size(1) == input.size(1), kAffine, ": stacked input and output must have ",
+              "the same rows per stream, got ", input.sizes(), " and ", output.sizes());
   checkBias("scale", scale, channels);
   checkBias("shift", shift, channels);
   TORCH_CHECK(tiles.dim() == 1 && tiles.scalar_type() == at::kLong && tiles.is_contiguous(), kAffine,
               ": tiles must be a contiguous 1-D int64 tensor of tile ids");
   at::Tensor cellsT = scratch(kCells, tiles.numel() * tile * tile, 1, at::kInt);
   const int64_t n = tileCells(static_cast<int32_t>(size[0]), static_cast<int32_t>(size[1]), static_cast<int32_t>(tile),
-                              tiles.data_ptr<int64_t>(), tiles.numel(), cellsT.data_ptr<int32_t>());
+                              tiles.data_ptr<int64_t>(), tiles.numel(), cellsT.data_ptr<int32_t>(),
+                              static_cast<int32_t>(std::max<int64_t>(in.batch, 1)), in.rows);
   TORCH_CHECK(n >= 0, kAffine, ": a tile id is outside the ", size, " map's grid of ", tile, "x", tile, " tiles");
   inParallel(n, channels, [&](int64_t begin, int64_t end) {
     affineNhwc(static_cast<int32_t>(channels), input.data_ptr<float>(), scale.data_ptr<float>(),

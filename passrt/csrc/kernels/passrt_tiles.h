@@ -13,6 +13,13 @@
 //
 // Geometry and epilogue come in SparseConvParams (batch 1), the struct the CUDA kernels and
 // the TensorRT plugin take; bottom/right padding is implied by out_h/out_w.
+//
+// Several streams in one call (batched execution across streams, passrt/engine/batched.py): each
+// stream's map is a block of rows in one array, stream b's block starting at row b * map rows (a
+// FeatureMap keeps H*W cells plus spare rows, so a block may be longer than the map). A tile id is then
+// b * tilesH * tilesW + the tile's id in its map, and a cell id b * out_rows + out_y * out_w + out_x: the
+// epilogue and the affine map index rows by cell id unchanged; tileCells, gatherWindowsNhwc and
+// depthwiseNhwc take the blocks' lengths (in_rows, out_rows; 0: one stream, the default).
 #pragma once
 
 #include <cstdint>
@@ -23,19 +30,22 @@ namespace passrt {
 
 // The output cells (row indices out_y * out_w + out_x) of tiles[0..count) on an out_h x out_w map
 // cut into tile x tile tiles (row-major tile ids), cells outside the map left out. `cells` must
-// hold count * tile * tile entries; returns how many were written, or -1 if a tile id is outside the grid.
-int64_t tileCells(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int64_t count, int32_t* cells);
+// hold count * tile * tile entries; returns how many were written, or -1 if a tile id is outside the grid
+// (of `batch` streams' maps, out_rows rows each: see above).
+int64_t tileCells(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int64_t count, int32_t* cells,
+                  int32_t batch = 1, int64_t out_rows = 0);
 
 // im2col of the cells [begin, end) for a groups == 1 conv: cols[i] = the cell's window,
 // [kernel_h * kernel_w * in_channels] in (ky, kx, c) order, zeros where the window is padding.
 // The GEMM with weight [kernel_h * kernel_w * in_channels, out_channels] gives the conv.
 void gatherWindowsNhwc(const SparseConvParams& p, const float* input, const int32_t* cells, int64_t begin,
-                       int64_t end, float* cols);
+                       int64_t end, float* cols, int64_t in_rows = 0, int64_t out_rows = 0);
 
 // Depthwise conv (groups == in_channels == out_channels) of the cells [begin, end):
 // out[i] = conv + bias, [out_channels] per cell; weight is [kernel_h * kernel_w, channels] (tap-major).
 void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* weight, const float* bias,
-                   const int32_t* cells, int64_t begin, int64_t end, float* out);
+                   const int32_t* cells, int64_t begin, int64_t end, float* out, int64_t in_rows = 0,
+                   int64_t out_rows = 0);
 
 // The epilogue of rows y[begin, end) ([channels] each, holding conv + bias):
 // act -> + residual[cells[i]] -> post_act (p.act, p.act_alpha, p.post_act). The result goes to

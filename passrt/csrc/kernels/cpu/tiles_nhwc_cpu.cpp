@@ -52,25 +52,29 @@ void activateRow(Activation act, float alpha, float* __restrict v, int32_t n) {
 
 }  // namespace
 
-int64_t tileCells(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int64_t count, int32_t* cells) {
+int64_t tileCells(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int64_t count, int32_t* cells,
+                  int32_t batch, int64_t out_rows) {
   const int64_t tilesW = (out_w + tile - 1) / tile, tilesAll = tilesW * ((out_h + tile - 1) / tile);
   int64_t n = 0;
   for (int64_t i = 0; i < count; ++i) {
-    if (tiles[i] < 0 || tiles[i] >= tilesAll) return -1;
-    const int32_t y0 = (int32_t)(tiles[i] / tilesW) * tile, x0 = (int32_t)(tiles[i] % tilesW) * tile;
+    if (tiles[i] < 0 || tiles[i] >= tilesAll * batch) return -1;
+    const int64_t base = (tiles[i] / tilesAll) * out_rows, t = tiles[i] % tilesAll;  // stream b's rows, its tile
+    const int32_t y0 = (int32_t)(t / tilesW) * tile, x0 = (int32_t)(t % tilesW) * tile;
     const int32_t y1 = std::min(y0 + tile, out_h), x1 = std::min(x0 + tile, out_w);  // edge tiles overhang
     for (int32_t y = y0; y < y1; ++y)
-      for (int32_t x = x0; x < x1; ++x) cells[n++] = y * out_w + x;
+      for (int32_t x = x0; x < x1; ++x) cells[n++] = (int32_t)(base + y * out_w + x);
   }
   return n;
 }
 
 void gatherWindowsNhwc(const SparseConvParams& p, const float* input, const int32_t* cells, int64_t begin,
-                       int64_t end, float* cols) {
+                       int64_t end, float* cols, int64_t in_rows, int64_t out_rows) {
   const int32_t c = p.in_channels;
   const int64_t k = (int64_t)p.kernel_h * p.kernel_w * c;
   for (int64_t i = begin; i < end; ++i) {
-    const int32_t oy = cells[i] / p.out_w, ox = cells[i] % p.out_w;
+    const int64_t b = out_rows > 0 ? cells[i] / out_rows : 0;  // the stream (no division with one)
+    const int32_t cell = (int32_t)(cells[i] - b * out_rows), oy = cell / p.out_w, ox = cell % p.out_w;
+    const float* in = input + b * in_rows * c;
     float* dst = cols + i * k;
     for (int32_t ky = 0; ky < p.kernel_h; ++ky) {
       const int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
@@ -79,7 +83,7 @@ void gatherWindowsNhwc(const SparseConvParams& p, const float* input, const int3
         if (iy < 0 || iy >= p.in_h || ix < 0 || ix >= p.in_w) {
           std::memset(dst, 0, sizeof(float) * c);  // zero padding
         } else {
-          std::memcpy(dst, input + ((int64_t)iy * p.in_w + ix) * c, sizeof(float) * c);
+          std::memcpy(dst, in + ((int64_t)iy * p.in_w + ix) * c, sizeof(float) * c);
         }
       }
     }
@@ -87,14 +91,15 @@ void gatherWindowsNhwc(const SparseConvParams& p, const float* input, const int3
 }
 
 void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* weight, const float* bias,
-                   const int32_t* cells, int64_t begin, int64_t end, float* out) {
+                   const int32_t* cells, int64_t begin, int64_t end, float* out, int64_t in_rows, int64_t out_rows) {
   // Per cell: the taps inside the input (offsets into input and weight), then 8 channels at a time
   // with the sum in a register across all taps (a loop per tap over few channels would spend more
   // on loop overhead than on arithmetic), the remaining channels one by one.
   const int32_t c = p.out_channels;
   std::vector<int64_t> inOff(p.kernel_h * p.kernel_w), wOff(p.kernel_h * p.kernel_w);
   for (int64_t i = begin; i < end; ++i) {
-    const int32_t oy = cells[i] / p.out_w, ox = cells[i] % p.out_w;
+    const int64_t b = out_rows > 0 ? cells[i] / out_rows : 0;  // the stream (no division with one)
+    const int32_t cell = (int32_t)(cells[i] - b * out_rows), oy = cell / p.out_w, ox = cell % p.out_w;
     int32_t taps = 0;
     for (int32_t ky = 0; ky < p.kernel_h; ++ky) {
       const int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
@@ -102,7 +107,7 @@ void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* w
       for (int32_t kx = 0; kx < p.kernel_w; ++kx) {
         const int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
         if (ix < 0 || ix >= p.in_w) continue;
-        inOff[taps] = ((int64_t)iy * p.in_w + ix) * c;
+        inOff[taps] = (b * in_rows + (int64_t)iy * p.in_w + ix) * c;
         wOff[taps++] = (int64_t)(ky * p.kernel_w + kx) * c;
       }
     }
