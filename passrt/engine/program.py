@@ -34,13 +34,13 @@ from torch import nn
 from passrt import contract
 from passrt.engine.node import NodeAttributes, sparse_conv_node
 from passrt.engine.reference import FrameRecord
-from passrt.kernels import native
 from passrt.errors import PassrtError
+from passrt.kernels import native
 from passrt.plan import Plan
 from passrt.plan.epilogue import kernel_affine, kernel_epilogue
 from passrt.plan.masks import cells_of
-from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, InputStep, MoveStep, Pointwise, PointwiseStep, PoolStep, Ref,
-                               ResampleStep, SpatialStep, TransposedConvStep)
+from passrt.plan.steps import (ConcatStep, ConvStep, DenseStep, InputStep, MoveStep, Pointwise, PointwiseStep,
+                               PoolStep, Ref, ResampleStep, SpatialStep, TransposedConvStep)
 
 class SparseProgram(nn.Module):
     """``forward(image, refresh, *states) -> (*outputs, active_fraction, *new_states)``."""

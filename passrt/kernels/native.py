@@ -124,7 +124,8 @@ def pixel_changes_(ref: torch.Tensor, a: torch.Tensor, limit: float) -> torch.Te
     return torch.ops.passrt.frame_pixel_changes_(ref, a, float(limit))
 
 
-def row_changes_(ref: torch.Tensor, src: torch.Tensor, rows: torch.Tensor, threshold: float, cells: int) -> torch.Tensor:
+def row_changes_(ref: torch.Tensor, src: torch.Tensor, rows: torch.Tensor, threshold: float,
+                 cells: int) -> torch.Tensor:
     """[cells] 0/1: the ``rows`` (int64) where ``(src[rows] - ref[rows]).abs().amax(1) > threshold``; in place
     ``ref[those] = src[those]`` (row caches [>= cells, C])."""
     return torch.ops.passrt.row_changes_(ref, src, rows, float(threshold), int(cells))

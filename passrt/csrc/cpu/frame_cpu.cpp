@@ -1,5 +1,6 @@
-// passrt's frame-level change ops on CPU (RegionDrop's and exact's per-frame rules, layerwise's per-layer test; eager path): the kernels of
-// passrt_tiles.h over (1, C, H, W) float32 tensors of any strides, split over threads.
+// passrt's change tests on CPU, eager path (RegionDrop's and exact's per-frame rules, layerwise's per-layer
+// test): the kernels of passrt_tiles.h over (1, C, H, W) float32 frames of any strides or NHWC row caches,
+// split over threads.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
