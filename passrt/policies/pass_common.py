@@ -28,9 +28,6 @@ class CommonPass(RegionDrop):
 
     name = "pass"
     skip_above: float = 0.5
-    # The gates were trained on the block margin alone (passrt/training/reuse.py rescales the kept blocks
-    # without RegionDrop's cell margin), so the engine recomputes what training simulated.
-    cell_margin: bool = False
 
     def __post_init__(self):
         super().__post_init__()
