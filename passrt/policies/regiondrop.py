@@ -7,7 +7,10 @@ runs on any device without host synchronisation): a pixel changed when max over 
 times the stream's noise level, measured online (:mod:`passrt.policies.noise`), a number
 given instead is an absolute threshold; a ``block`` x ``block`` block changed when at least
 ``min_pixels`` of its pixels did (robust to compression noise); the block mask is dilated by ``margin`` blocks
-(a change reaches neighbouring outputs through receptive fields); more than ``scene_cut`` of
+(a change reaches neighbouring outputs through receptive fields), and with ``cell_margin`` also by
+``margin`` of its own cells on a layer whose cells are wider than a block (its 3x3 windows read a
+whole cell either side, which a margin of 16 input pixels does not cover; opt-in, see the field);
+more than ``scene_cut`` of
 the blocks changed is a scene cut (dense refresh); the reference ``ref`` moves only inside the
 changed blocks; each layer's tiles are the tiles that cover a changed block.
 """
@@ -37,6 +40,11 @@ class RegionDrop(Policy):
     block: int = 16
     min_pixels: int = 8
     margin: int = 1
+    # On layers whose cells are wider than a block, the margin is also `margin` of their cells. Off by default:
+    # on sports2d it raised AP50@thr 0.79 -> 0.89, on pose2sim it lowered AP50 0.968 -> 0.956 (a coarse cell
+    # recomputed from neighbours its finer layers kept stale), and it costs 25-36 % more MACs on fixed cameras
+    # (benchmarks/RESULTS.md, "the cell margin").
+    cell_margin: bool = False
 
     def __post_init__(self):
         self.states: Optional[list] = None  # the mask source's states: [ref] (+ [prev, prev2, level] if auto)
@@ -184,8 +192,16 @@ class RegionDropMasks(MaskSource):
     def step_mask(self, step, value):
         key = (step.shape[1], step.shape[2], step.tile)
         if key not in self._per_grid:
-            self._per_grid[key] = self.finish(self.tiles(*key, self.blocks))
+            tiles = self.tiles(*key, self.blocks)
+            if self.coarse(*key):
+                tiles = masks.dilate(tiles[None, None], self.p.margin)[0, 0]
+            self._per_grid[key] = self.finish(tiles)
         return self._per_grid[key]
+
+    def coarse(self, h: int, w: int, tile: int) -> bool:
+        """Whether the margin is dilated again on this layer's tile grid (``cell_margin``): its tiles
+        are one cell each and wider than a block, so the block margin covers less than one cell."""
+        return bool(self.p.cell_margin) and tile == 1 and max(self.frame_h / h, self.frame_w / w) > self.p.block
 
     def tiles(self, h: int, w: int, tile: int, blocks=None) -> torch.Tensor:
         """``blocks`` (default: none active) on the tile grid of an (h, w) layer with ``tile``-cell tiles."""

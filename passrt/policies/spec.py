@@ -150,7 +150,7 @@ def _typed(policy: str, name: str, value, default):
 
 
 def parse_pairs(pairs: list[str]) -> dict:
-    """['margin=2', 'threshold=0.1'] -> {'margin': 2, 'threshold': 0.1} (numbers, none/null, else text)."""
+    """['margin=2', 'threshold=0.1'] -> {'margin': 2, 'threshold': 0.1} (numbers, none/null, true/false, else text)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -163,6 +163,8 @@ def parse_pairs(pairs: list[str]) -> dict:
 def _value(text: str):
     if text.lower() in ("none", "null"):
         return None
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for cast in (int, float):
         try:
             return cast(text)

@@ -50,6 +50,31 @@ def test_regiondrop_margin_and_noise_robustness():
     assert region.sum() == 48 * 48  # block (1, 1) dilated by one block: 3x3 blocks of 16x16
 
 
+def test_regiondrop_margin_is_a_cell_on_layers_coarser_than_a_block():
+    from types import SimpleNamespace
+
+    x0 = torch.zeros(1, 3, 256, 256)
+    x1 = x0.clone()
+    x1[:, :, 120:124, 120:124] = 1.0  # block (7, 7); with the margin blocks 6..8: pixels 96..143
+    span = slice(96, 144)
+
+    def cells(policy, n, tile):  # the step mask of an n x n layer, as 0/1 cells
+        step = SimpleNamespace(shape=(1, n, n), tile=tile)
+        return cells_of(policy.masks.step_mask(step, None), tile, n, n)[0, 0]
+
+    for cell_margin in (True, False):
+        policy, _, _ = _region_drop_after(x0, x1, threshold=0.5, min_pixels=4, margin=1, cell_margin=cell_margin)
+        # A stride-32 layer: the cells over pixels 96..143 are 3 and 4, and one more either side with cell_margin.
+        want = torch.zeros(8, 8)
+        lo, hi = (2, 6) if cell_margin else (3, 5)
+        want[lo:hi, lo:hi] = 1
+        assert torch.equal(cells(policy, 8, 1), want), cell_margin
+        # A stride-8 layer (cells finer than a block): the block margin alone, either way.
+        want = torch.zeros(32, 32)
+        want[span.start // 8:span.stop // 8, span.start // 8:span.stop // 8] = 1
+        assert torch.equal(cells(policy, 32, 2), want), cell_margin
+
+
 def test_regiondrop_reference_moves_only_in_the_region():
     x0 = torch.zeros(1, 3, 64, 64)
     x1 = torch.full_like(x0, 0.01)

@@ -19,6 +19,13 @@ def test_parse_list_splits_on_policy_names():
                                                    ("exact", {}), ("layerwise", {"threshold": 0.05})]
 
 
+def test_switches_are_given_as_true_or_false():
+    assert PolicySpec.parse("regiondrop:cell_margin=false").build().cell_margin is False
+    assert PolicySpec.parse("regiondrop:cell_margin=True").build().cell_margin is True
+    with pytest.raises(PassrtError, match="cell_margin must be bool"):
+        PolicySpec.parse("regiondrop:cell_margin=0").build()
+
+
 def test_description_round_trip():
     policy = make_policy("regiondrop", threshold=0.07, min_pixels=4)
     again = PolicySpec.from_description(policy.describe()).build()
