@@ -31,8 +31,8 @@ def register(sub) -> None:
                    help="with several --input: run the streams' frames of one size together instead of one call per "
                         "stream: a sparse policy with one kernel call per layer over all streams' active tiles (each "
                         "stream keeps its own caches, masks and refreshes; outputs as alone), --policy dense in one "
-                        "batched forward. Default: on for sparse policies, off for dense (batched only where it "
-                        "measured faster: README 'Several cameras'). Streams of other sizes run alone (with "
+                        "batched forward. Default: off (on an idle 2-core CPU batching measured 1.04-1.05x for "
+                        "regiondrop and slower for dense: README 'Several cameras'). Streams of other sizes run alone (with "
                         "--batch-streams a line says so)")
     p.add_argument("--dense-engine", choices=("ort", "none"), default="ort",
                    help="what answers the dense frames (the first, scene cuts, a moving camera) on CPU: ONNX Runtime, "

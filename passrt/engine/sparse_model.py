@@ -186,7 +186,8 @@ class SparseModel:
             # PASS's metrics, for every policy: R_p, the share of each conv's output cells skipped,
             # averaged over the convs; R_m, the share of the dense MACs not executed, the policy's
             # own (gates) counted as executed.
-            "skip_rate": sum(conv_skips) / len(conv_skips) if conv_skips else None,
+            # (None: the executor reports no per-layer figures, e.g. the op executor; a dense engine's frame: 0)
+            "skip_rate": sum(conv_skips) / len(conv_skips) if conv_skips else (0.0 if record.dense_engine else None),
             "mac_reduction": 1.0 - active,
             "macs_dense": record.macs_dense,
             "macs_executed": record.macs_executed,

@@ -100,9 +100,10 @@ class TorchSparse:
     answered by ONNX Runtime, the faster dense engine on CPU (see
     :class:`~passrt.engine.reference.ReferenceExecutor`); ``None``: passrt computes them itself."""
 
-    # Streams of one size run their sparse steps together unless told not to (--no-batch-streams): measured
-    # faster (benchmarks/multistream.py, RESULTS.md "Several streams"), outputs equal to each stream alone.
-    batch_by_default = True
+    # Streams of one size run their sparse steps together only when asked (--batch-streams): on an idle 2-core
+    # CPU it measured 1.04-1.05x, under the 1.05x that counts as faster (benchmarks/multistream.py, RESULTS.md
+    # "Several streams"); outputs equal to each stream alone either way.
+    batch_by_default = False
     _batch = None  # the StreamBatch of batcher()
 
     def __init__(self, module: nn.Module, policy, label: str, dense_engine: str | None = None,

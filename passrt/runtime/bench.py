@@ -202,7 +202,8 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
             # engines that report only their active fraction (TensorRT): the MAC-weighted fraction of dense
             "macs_executed": float(np.mean(macs_exec)) if macs_exec else
             (sparse_macs_dense * float(np.mean(e.active)) if sparse_macs_dense else None),
-            "skip_rate": float(np.mean(e.skip)),  # R_p, mean over frames
+            # R_p, mean over frames (None where the engine does not report it, e.g. the op executor)
+            "skip_rate": float(np.mean(e.skip)) if e.skip and None not in e.skip else None,
             "gate_macs": float(np.mean(e.gate_macs)),
             **e.agreement.summary(),  # agreement_ap50, agreement_ap50_display, output_error
             # (boxes, scores) per frame, or (persons, K, 3) keypoints for pose
@@ -249,7 +250,7 @@ def _account(e: Entry, dense: Entry, spec, out, dense_out, frame: int, latency: 
     e.agreement.add_outputs(out, dense_out)
     e.active.append(st.get("active_fraction", 1.0))
     e.macs_exec.append(st.get("macs_executed"))
-    e.skip.append(st.get("skip_rate") or 0.0)
+    e.skip.append(st.get("skip_rate", 0.0))  # dense engines skip nothing; None: not reported
     e.gate_macs.append(st.get("gate_macs", 0.0))
     e.macs_dense = st.get("macs_dense", e.macs_dense)
     for k, v in st.items():
@@ -322,7 +323,7 @@ def format_table(result: dict) -> str:
         rows.append((label, f"{e['fps_median']:.1f}", f"{e['latency_ms']['p50']:.1f}",
                      f"{e['latency_ms']['p95']:.1f}", f"{e['speedup_vs_dense']:.2f}",
                      f"{e['speedup_vs_onnxruntime']:.2f}" if "speedup_vs_onnxruntime" in e else "-",
-                     f"{e['active_fraction']:.3f}", f"{e['skip_rate']:.3f}", f"{e['mac_reduction']:.3f}",
+                     f"{e['active_fraction']:.3f}", _fmt(e["skip_rate"]), f"{e['mac_reduction']:.3f}",
                      f"{ratio:.2f}", _fmt(e.get("agreement_ap50")), _fmt(e.get("agreement_ap50_display")),
                      _fmt(e.get("agreement_pck")),
                      _per_output(e["output_error"]["max"]), _per_output(e["output_error"]["mean"])))

@@ -116,14 +116,14 @@ def test_batched_sparse_streams_equal_the_streams_unbatched(tmp_path):
     assert batched["streams"][0]["engine"]["refreshes"] < 8  # sparse frames, batched: not all dense
 
 
-def test_batching_by_default_where_it_measured_faster():
-    """Several inputs: sparse policies batch unless --no-batch-streams, dense only with --batch-streams; one input
-    has nothing to batch."""
+def test_batching_only_when_asked_where_it_did_not_measure_faster():
+    """Several inputs: batching measured under the 5 % that counts as faster on this CPU for every policy
+    (benchmarks/RESULTS.md), so streams batch only with --batch-streams; one input has nothing to batch."""
     from passrt.runtime.pipeline import Pipeline
 
     two = ["carphone", "carphone"]
-    assert Pipeline(two, "regiondrop", display=False).batch
-    assert not Pipeline(two, "regiondrop", display=False, batch=False).batch
+    assert not Pipeline(two, "regiondrop", display=False).batch
+    assert Pipeline(two, "regiondrop", display=False, batch=True).batch
     assert not Pipeline(two, "dense", display=False).batch
     assert Pipeline(two, "dense", display=False, batch=True).batch
     assert not Pipeline("carphone", "regiondrop", display=False).batch
