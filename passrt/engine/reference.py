@@ -21,9 +21,6 @@ from passrt.plan.steps import DenseStep, InputStep, Ref, SpatialStep
 from passrt.policies.base import FrameContext
 
 NAME = "reference (pure PyTorch)"
-# Sparse frames that executed at least this share of the dense MACs measure the time per unit of work (on
-# lighter frames the fixed costs of a frame, masks and Python, would dominate the ratio).
-LEARN_WORK = 0.25
 
 
 @dataclass
@@ -53,26 +50,22 @@ class ReferenceExecutor:
 
     With a ``dense_engine`` (a callable frame -> the model's outputs, e.g. ONNX Runtime; it returns
     None when it cannot answer), the second and later of consecutive frames that must be dense (a
-    scene cut, not a refresh that was asked for) or are predicted to take longer here than in the
-    engine are answered by that engine; it leaves the caches out of date, so the next frame that runs
-    here is first run dense (its caches filled). The predicted work is the input's changed fraction
-    ``i`` spread as far as the policy's changes spread through the network on recent sparse frames:
-    ``1 - (1 - i) ** spread`` of the dense MACs, the area a random change of that size covers after
-    dilation, with ``spread`` fitted to the frames' executed MACs (about 1 for regiondrop, whose mask is
-    already dilated; several for exact and layerwise on textured motion). Its time is that work times
-    the stream's measured time per unit of work (sparse frames that executed at least LEARN_WORK of the
-    dense MACs), against the engine's measured time; until both are measured, a frame predicted to
-    execute more than ``dense_above`` of the dense MACs counts as slower. An isolated scene cut is
-    computed here as before (one dense frame either way).
+    scene cut, not a refresh that was asked for) or are predicted to execute more than ``dense_above``
+    of the dense MACs are answered by that engine: faster than recomputing every tile, but it leaves
+    the caches out of date, so the next frame that can run sparse is first run dense here (its caches
+    filled). The prediction is the input's changed fraction ``i`` spread as far as the policy's changes
+    spread through the network on recent sparse frames: ``1 - (1 - i) ** spread``, the area a random
+    change of that size covers after dilation, with ``spread`` fitted to the frames' executed MACs (about
+    1 for regiondrop, whose mask is already dilated; several for exact and layerwise on textured motion).
+    An isolated scene cut is computed here as before (one dense frame either way).
 
     When the motion stops, catching the caches up costs one dense frame of passrt's own, slower than the
     engine's; if the calm lasts a frame or two that costs more than it saves. So the engine also answers
     calm frames while the caches are stale, until what sparse frames would have saved over it (the engine's
     time less the predicted share of a dense frame's, summed over those frames) pays for the catch-up's
     extra time (passrt's dense frame less the engine's): the ski-rental rule, which never spends more than
-    twice what the best choice in hindsight would. The times are measured on the stream (wall clock: the
-    latest dense frame of each, the time per unit of work averaged halfway to each new sparse frame);
-    ``pinned_seconds`` ({"own", "engine", "work"}: any of them) fixes them instead. A camera that
+    twice what the best choice in hindsight would. The times are measured on the stream (wall clock, the
+    latest of each); ``pinned_seconds`` = (own dense frame, engine frame) fixes them instead. A camera that
     keeps moving runs at the dense engine's speed, plus one dense frame of passrt's own when it starts and
     one once it has been calm long enough."""
 
@@ -85,10 +78,8 @@ class ReferenceExecutor:
         self.stale = False  # the caches miss frames answered by the dense engine
         self.last_dense = False  # the previous frame had to be dense (or was predicted over dense_above)
         self.spread = 1.0  # how the input's changed fraction grows into executed MACs (see the class docstring)
-        # Wall times: a dense frame of passrt's own and of the engine (the latest), a sparse frame per unit of
-        # work (a share of the dense MACs executed).
-        self.seconds = {"own": None, "engine": None, "work": None}
-        self.pinned_seconds: dict | None = None  # any of those, fixed instead of measured
+        self.seconds = {"own": None, "engine": None}  # latest wall time of a dense frame: passrt's, the engine's
+        self.pinned_seconds = None  # (own, engine): fixed instead of measured
         self.credit = 0.0  # seconds sparse frames would have saved over the engine since the caches went stale
         self.macs_dense = sum(s.macs_per_cell * s.shape[1] * s.shape[2] for s in plan.steps
                               if isinstance(s, SpatialStep))
@@ -109,15 +100,9 @@ class ReferenceExecutor:
             return frame.answered
         start = time.perf_counter()
         layers = self._run_steps(frame.ctx, frame.refresh)
-        seconds = time.perf_counter() - start  # (streams batched together measure nothing: the MAC rule holds)
-        outputs, record = self.finish(frame, layers)
-        work = record.macs_executed / self.macs_dense if self.macs_dense else 0.0
-        if frame.refresh:  # what catching up costs
-            self.seconds["own"] = seconds
-        elif work >= LEARN_WORK:
-            per_work = seconds / work
-            self.seconds["work"] = per_work if self.seconds["work"] is None else (self.seconds["work"] + per_work) / 2
-        return outputs, record
+        if frame.refresh:  # what catching up costs (streams batched together do not measure it: they catch up)
+            self.seconds["own"] = time.perf_counter() - start
+        return self.finish(frame, layers)
 
     def begin(self, x: torch.Tensor, refresh: bool) -> Frame:
         """A frame's decisions before its steps run (:meth:`run` = begin, the steps, :meth:`finish`; streams
@@ -126,7 +111,7 @@ class ReferenceExecutor:
         ctx = FrameContext(plan, env, native=self.native_kernels)
         forced = refresh  # first frame, reset(), refresh_every, the guard: not a sign of a moving camera
         refresh = policy.begin_frame(ctx, x, refresh)
-        dense_now = not forced and (refresh or self._engine_faster(ctx))
+        dense_now = not forced and (refresh or self.predicted_work(ctx.input_fraction) >= self.dense_above)
         run_of_dense, self.last_dense = self.last_dense, dense_now
         calm_but_stale = self.stale and not forced and not dense_now
         if self.dense_engine is not None and ((dense_now and run_of_dense) or
@@ -154,24 +139,12 @@ class ReferenceExecutor:
         record = FrameRecord(refresh, self.macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
         return fx.node.map_aggregate(self.plan.outputs, self._output_value), record
 
-    def _times(self) -> dict:
-        return {**self.seconds, **(self.pinned_seconds or {})}
-
-    def _engine_faster(self, ctx: FrameContext) -> bool:
-        """Whether this frame is predicted to take longer here than in the dense engine (class docstring)."""
-        work, t = self.predicted_work(ctx.input_fraction), self._times()
-        if t["work"] is None or t["engine"] is None:
-            return work >= self.dense_above
-        return work * t["work"] > t["engine"]
-
     def _catch_up_pays(self, ctx: FrameContext) -> bool:
         """Whether this calm frame, the caches being stale, should catch them up (see the class docstring)."""
-        t = self._times()
-        own, engine = t["own"], t["engine"]
+        own, engine = self.pinned_seconds or (self.seconds["own"], self.seconds["engine"])
         if own is None or engine is None or own <= engine:
             return True
-        sparse = self.predicted_work(ctx.input_fraction) * (t["work"] if t["work"] is not None else own)
-        self.credit = max(0.0, self.credit + engine - sparse)
+        self.credit = max(0.0, self.credit + engine - self.predicted_work(ctx.input_fraction) * own)
         return self.credit >= own - engine
 
     def predicted_work(self, input_fraction: float) -> float:

@@ -233,10 +233,9 @@ def sparsify(model: nn.Module | str | os.PathLike, policy: Policy | str = "exact
     ``cuda_graphs``: the native executor on CUDA replays each frame as a CUDA graph (False: launches
     every kernel from Python).
     ``dense_engine``: a callable frame -> the model's outputs (e.g. ONNX Runtime's session, which
-    ``passrt run``/``bench`` pass on CPU) that answers runs of frames that must be dense or are predicted
-    to take longer in passrt than in the engine (measured on the stream; until then, to execute more than
-    ``dense_above`` of the dense MACs), reference and native executors: see
-    :class:`~passrt.engine.reference.ReferenceExecutor`.
+    ``passrt run``/``bench`` pass on CPU) that answers the frames that must be dense or changed over
+    more than ``dense_above`` of the input (reference and native executors; see
+    :class:`~passrt.engine.reference.ReferenceExecutor`).
     """
     if isinstance(model, (str, os.PathLike)):
         from passrt.models.onnx_import import load_onnx
