@@ -94,8 +94,8 @@ class Exact(Policy):
 
 
 class ExactMasks(MaskSource):
-    """exact's rule for one plan as standard tensor ops (the op executor, the exported graph): the frame's
-    per-pixel change against the reference, pushed through each step's receptive field. States: the
+    """exact's rule for one plan as standard tensor ops (the op executor; `passrt export` does not take exact
+    yet): the frame's per-pixel change against the reference, pushed through each step's receptive field. States: the
     reference; with ``threshold="auto"`` also the two previous frames, the noise level and how many frames
     have been seen since the first (the eager rule measures no noise until it has two previous frames).
 
