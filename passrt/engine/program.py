@@ -36,6 +36,7 @@ from passrt.engine.node import NodeAttributes, sparse_conv_node
 from passrt.engine.reference import FrameRecord
 from passrt.errors import PassrtError
 from passrt.kernels import native
+from passrt.kernels.native import row_matrix as _rows
 from passrt.plan import Plan
 from passrt.plan.epilogue import kernel_affine, kernel_epilogue
 from passrt.plan.masks import cells_of
@@ -225,7 +226,7 @@ class OpNode:
 
     def __call__(self, x, tile_mask, cache, weight, bias, residual, attrs: NodeAttributes) -> torch.Tensor:
         top, left, bottom, right = attrs.pads
-        if _nhwc_rows_ok(x, cache, residual) and native.supports(weight, attrs.group):
+        if native.row_matrices_ok(x, cache, residual) and native.supports(weight, attrs.group):
             tiles = torch.nonzero(tile_mask.reshape(-1) > 0.5).reshape(-1)
             if tiles.numel():
                 torch.ops.passrt.conv_tiles(
@@ -246,7 +247,7 @@ class OpNode:
 
     def affine(self, x, tile_mask, cache, scale, shift, tile: int) -> torch.Tensor:
         """``x * scale + shift`` (per channel) on the active tiles of ``cache``."""
-        if not _nhwc_rows_ok(x, cache):
+        if not native.row_matrices_ok(x, cache):
             return torch.where(cells_of(tile_mask, tile, *cache.shape[2:]) > 0.5,
                                x * scale.to(x).reshape(1, -1, 1, 1) + shift.to(x).reshape(1, -1, 1, 1), cache)
         tiles = torch.nonzero(tile_mask.reshape(-1) > 0.5).reshape(-1)
@@ -264,17 +265,6 @@ class OpNode:
 def _layout(t: torch.Tensor) -> torch.Tensor:
     """Maps on CPU kept channels-last, the layout OpNode's fast path reads and writes in place."""
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and t.device.type == "cpu" else t
-
-
-def _rows(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """A channels-last single-image map as its [cells, C] rows (a view: writes reach the map)."""
-    return t.permute(0, 2, 3, 1).view(-1, t.shape[1]) if t is not None else None
-
-
-def _nhwc_rows_ok(*tensors) -> bool:
-    """Single-image float32 CPU maps stored channels-last, so each is a [cells, C] row matrix as it is."""
-    return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32 and t.shape[0] == 1
-                             and t.is_contiguous(memory_format=torch.channels_last)) for t in tensors)
 
 
 class ProgramExecutor:

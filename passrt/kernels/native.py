@@ -19,6 +19,18 @@ from passrt.kernels.storage import FeatureMap
 from passrt.kernels.tables import Window
 
 
+def row_matrix(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A channels-last single-image map as its [cells, C] rows (a view: writes reach the map)."""
+    return t.permute(0, 2, 3, 1).view(-1, t.shape[1]) if t is not None else None
+
+
+def row_matrices_ok(*maps) -> bool:
+    """Single-image float32 CPU maps stored channels-last (or None), so each is a [cells, C] row matrix as
+    it is: what the CPU kernels read and write in place."""
+    return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32 and t.shape[0] == 1
+                             and t.is_contiguous(memory_format=torch.channels_last)) for t in maps)
+
+
 def is_depthwise(weight: torch.Tensor, groups: int) -> bool:
     return groups > 1 and weight.shape[1] == 1 and groups == weight.shape[0]
 

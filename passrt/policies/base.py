@@ -178,3 +178,13 @@ class MaskSource(nn.Module):
 
     def end(self) -> list:
         return []
+
+
+def native_frame_ok(image: torch.Tensor, min_size: int) -> bool:
+    """Whether passrt's native frame kernels can run on ``image``: a float32 CPU frame at least ``min_size``
+    pixels on each side (one block of the rule's statistic), with the op loaded."""
+    from passrt.kernels import extension
+
+    return (image.device.type == "cpu" and image.dtype == torch.float32 and min(image.shape[2:]) >= min_size
+            and extension.load())
+

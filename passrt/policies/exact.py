@@ -13,7 +13,7 @@ import torch
 
 from passrt.plan import masks
 from passrt.policies import noise
-from passrt.policies.base import CUT_BLOCK, MaskSource, Policy
+from passrt.policies.base import CUT_BLOCK, MaskSource, Policy, native_frame_ok
 
 NOISE_BLOCK, NOISE_RANK = 16, 8  # the noise statistic: 8th-largest change in 16x16 blocks (as regiondrop's)
 
@@ -112,25 +112,42 @@ class ExactMasks(MaskSource):
             self.state_keys += ["prev", "prev2", "noise_level", "frames_seen"]
             self.state_shapes += [plan.input_shape, plan.input_shape, (1,), (1,)]
 
-    def begin(self, image, refresh, states):
+    def in_place_ok(self, image) -> bool:
+        return native_frame_ok(image, NOISE_BLOCK)
+
+    def begin(self, image, refresh, states, in_place: bool = False):
+        """The new frame states. ``in_place``: the eager CPU path (see RegionDropMasks.begin): the change map
+        and the noise statistic in passrt's kernels, the reference moved and the previous frames rotated
+        in their own buffers."""
         p, ref = self.p, states[0]
-        image = image.contiguous()  # the states' layout: every full-frame op below runs on contiguous operands
+        if in_place:
+            from passrt.kernels import native
+        else:
+            image = image.contiguous()  # the states' layout: every full-frame op below runs on contiguous operands
         refresh = refresh.reshape(1)
         limit = torch.full((1,), float(p.threshold) if not self.auto else 0.0, device=image.device)
         if self.auto:
             prev, prev2, level, seen = states[1:]
-            measured, _ = noise.frame_noise(image, prev, prev2, NOISE_BLOCK, NOISE_RANK, p.noise_floor)
+            measured, _ = noise.frame_noise(image, prev, prev2, NOISE_BLOCK, NOISE_RANK, p.noise_floor,
+                                            native.block_rank_changes if in_place else None)
             measured = torch.where(seen >= 2, measured, torch.zeros_like(measured))
             limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor, p.max_threshold)
-        changed = (masks.pixel_change(image, ref) > limit.reshape(1, 1, 1, 1)).float()
+        if in_place:  # the reference moves where the pixel changed, in the same pass
+            changed = native.pixel_changes_(ref, image, float(limit))
+        else:
+            changed = (masks.pixel_change(image, ref) > limit.reshape(1, 1, 1, 1)).float()
         fraction = masks.to_tiles(changed, CUT_BLOCK).mean().reshape(1)
         self.full = torch.maximum(refresh, (fraction > p.scene_cut).float())
         self._changed = {self.plan.input_name: torch.maximum(changed, self.full.reshape(1, 1, 1, 1))}
-        new_ref = torch.where((changed + self.full.reshape(1, 1, 1, 1)) > 0, image, ref)
+        if in_place:
+            new_ref = ref.copy_(image) if float(self.full) > 0 else ref
+        else:
+            new_ref = torch.where((changed + self.full.reshape(1, 1, 1, 1)) > 0, image, ref)
         if not self.auto:
             return [new_ref]
         level = noise.update_level(level, measured, fraction, refresh)
-        return [new_ref, image.clone(), prev, level, torch.clamp(seen + 1, max=2.0)]
+        newest = prev2.copy_(image) if in_place else image.clone()  # in place: the oldest frame's buffer
+        return [new_ref, newest, prev, level, torch.clamp(seen + 1, max=2.0)]
 
     def input_maps(self, step, value) -> list:
         """The change maps of what ``step`` reads (``step.input_refs()``)."""

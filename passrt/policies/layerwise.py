@@ -10,6 +10,7 @@ from typing import Union
 
 import torch
 
+from passrt.kernels import native
 from passrt.plan import masks
 from passrt.plan.steps import ConvStep, InputStep, PoolStep, TransposedConvStep
 from passrt.policies import noise
@@ -67,8 +68,6 @@ class LayerWise(Policy):
             src = ctx.env[step.srcs[0]]
             rows = maps[0].reshape(-1).nonzero().reshape(-1)
             if ctx.native and src.rows.dtype == torch.float32:  # passrt's kernel: the same test, one pass
-                from passrt.kernels import native
-
                 own = native.row_changes_(ref, src.rows, rows, self.thresholds[step.name], src.cells)
             else:
                 diff = (src.rows[rows] - ref[rows]).abs().amax(1)
@@ -115,16 +114,20 @@ class LayerWiseMasks(ExactMasks):
             self.state_keys += [f"layer_ref.{name}", f"layer_threshold.{name}"]
             self.state_shapes += [(1, *shapes[step.srcs[0]]), (1,)]
 
-    def begin(self, image, refresh, states):
+    def begin(self, image, refresh, states, in_place: bool = False):
         layer = states[self.n_frame_states:]
         self._refs = {name: (layer[2 * i], layer[2 * i + 1]) for i, name in enumerate(self.tested)}
         self._new: dict = {}
-        return super().begin(image, refresh, states[:self.n_frame_states])
+        self._in_place = in_place
+        return super().begin(image, refresh, states[:self.n_frame_states], in_place)
 
     def input_maps(self, step, value) -> list:
         maps = super().input_maps(step, value)
         if step.name in self.tested:  # of the cells its producer rewrote, those that moved past the threshold
             x, (ref, threshold) = value(step.srcs[0]), self._refs[step.name]
+            if self._in_place and native.row_matrices_ok(x, ref):
+                maps[0] = self._test_in_place(x, ref, threshold, maps[0])
+                return maps
             full = self.full.reshape(1, 1, 1, 1)
             own = maps[0] * ((x - ref).abs().amax(1, keepdim=True) > threshold).float()
             maps[0] = torch.maximum(own, full)
@@ -133,6 +136,19 @@ class LayerWiseMasks(ExactMasks):
                                                 threshold))
         return maps
 
+    def _test_in_place(self, x, ref, threshold, rewritten) -> torch.Tensor:
+        """The same test on the eager CPU path, as :meth:`LayerWise.step_tiles` runs it: only the rewritten
+        cells are compared, in passrt's kernel, and the reference and threshold change in place."""
+        if float(self.full) > 0:
+            ref.copy_(x)
+            threshold.fill_(self.feature_threshold * float(x.abs().mean()))
+            return torch.ones_like(rewritten)
+        height, width = x.shape[2:]
+        rows = rewritten.reshape(-1).nonzero().reshape(-1)
+        own = native.row_changes_(native.row_matrix(ref), native.row_matrix(x), rows, float(threshold),
+                                  height * width)
+        return own.view(1, 1, height, width)
+
     def step_mask(self, step, value):
         mask = super().step_mask(step, value)
         self._changed[step.name] = masks.cells_of(mask, step.tile, *step.shape[1:])
@@ -140,3 +156,4 @@ class LayerWiseMasks(ExactMasks):
 
     def end(self) -> list:
         return [t for name in self.tested for t in self._new.get(name, self._refs[name])]
+

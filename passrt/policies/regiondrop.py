@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from passrt.plan.steps import SpatialStep
 from passrt.plan import masks
 from passrt.policies import noise
-from passrt.policies.base import FrameContext, MaskSource, Policy, nonempty
+from passrt.policies.base import FrameContext, MaskSource, Policy, native_frame_ok, nonempty
 
 
 @dataclass
@@ -124,10 +124,7 @@ class RegionDropMasks(MaskSource):
     def in_place_ok(self, image) -> bool:
         """Whether the native kernels can run this frame's rule (a float32 CPU frame at least a block
         in size, and the op loaded)."""
-        from passrt.kernels import extension
-
-        return (image.device.type == "cpu" and image.dtype == torch.float32 and min(image.shape[2:]) >= self.p.block
-                and extension.load())
+        return native_frame_ok(image, self.p.block)
 
     def begin(self, image, refresh, states, in_place: bool = False):
         """The new states. ``in_place``: the eager CPU path, where the policy owns its states: the three

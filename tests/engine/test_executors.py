@@ -51,15 +51,26 @@ def test_op_executor_equals_reference_on_real_frames(ssdlite_frames):
     assert stats["executor"] == "passrt op (CPU)"
 
 
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "tensor-ops"])
 @pytest.mark.parametrize("policy,threshold", [("exact", 0.05), ("exact", "auto"), ("layerwise", "auto")])
-def test_op_executor_runs_exact_and_layerwise_like_the_reference(policy, threshold):
-    """exact's and layerwise's traceable rules (ExactMasks, LayerWiseMasks) decide the reference's tiles,
-    frame after frame."""
+def test_op_executor_runs_exact_and_layerwise_like_the_reference(policy, threshold, in_place, monkeypatch):
+    """exact's and layerwise's rules for the op executor (ExactMasks, LayerWiseMasks) decide the reference's
+    tiles, frame after frame: in place in passrt's kernels (CPU frames), and as standard tensor ops."""
     _need_op()
+    from passrt.kernels import native
+
+    calls = []
+    for name in ("pixel_changes_", "row_changes_"):  # count the in-place kernels' calls
+        kernel = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
     spec = load_model("ssdlite-pedestrian")
     frames = read_frames("vtest", 8, SIZE, preprocess=spec.preprocess).frames
     reference = passrt.sparsify(spec.module, policy, threshold=threshold, executor="reference")
     op = passrt.sparsify(spec.module, policy, threshold=threshold, executor="op")
+    if not in_place:
+        from passrt.policies.exact import ExactMasks  # LayerWiseMasks' too
+
+        monkeypatch.setattr(ExactMasks, "in_place_ok", lambda self, image: False)
     partial = 0
     for x in frames:
         for a, b in zip(reference(x), op(x)):
