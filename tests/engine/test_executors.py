@@ -79,6 +79,8 @@ def test_op_executor_runs_exact_and_layerwise_like_the_reference(policy, thresho
         assert op.stats()["active_fraction"] == pytest.approx(active, abs=1e-6)
         partial += 0 < active < 0.9
     assert partial >= 5 and op.stats()["executor"] == "passrt op (CPU)"
+    expected = {"pixel_changes_"} | ({"row_changes_"} if policy == "layerwise" else set())
+    assert set(calls) == (expected if in_place else set())  # the reference executor runs no native kernel
 
 
 def test_op_executor_on_cpu_runs_the_tile_kernels(ssdlite_frames, monkeypatch):
@@ -284,6 +286,32 @@ def test_the_engine_answers_calm_frames_until_catching_up_pays(ssdlite_frames):
     # (nothing changes against the reference: predicted work 0) each save one engine frame, so the second
     # calm frame catches up, and the rest run sparse
     assert seen == ["refresh", "refresh", "engine", "engine", "engine", "engine", "refresh"] + ["sparse"] * 5, seen
+
+
+def test_the_engine_answers_the_first_dense_frame_once_runs_are_expected(ssdlite_frames):
+    """On a stream whose dense frames come in runs (a moving camera), computing a run's first frame here only
+    fills caches that the run's next frame makes stale again: once ``persistence`` makes the expected saving
+    positive (own 3, engine 1: persistence > 3/5), the engine answers a run's first frame too."""
+    _need_op()
+    spec, frames = ssdlite_frames
+    cut = torch.flip(frames[0], dims=[2, 3])
+    run = [cut, frames[0]] * 6  # every frame a scene cut against the one before
+    clip = [frames[0]] + run + [frames[0]] * 8 + [cut]
+    engine = passrt.sparsify(spec.module, "regiondrop", executor="native", dense_engine=CountingDense(spec.module))
+    seen, persistence = [], []
+    with torch.no_grad():
+        for x in clip:
+            if engine.executor is not None:
+                engine.executor.pinned_seconds = (3.0, 1.0)
+            engine(x)
+            st = engine.stats()
+            seen.append("engine" if st["dense_engine"] else "refresh" if st["refresh"] else "sparse")
+            persistence.append(engine.executor.persistence)
+    # the first run's first frame is passrt's (nothing known yet), the rest the engine's; after it and the
+    # calm frames (the engine's until catching up pays, then sparse), the next cut goes straight to the engine
+    assert seen[:13] == ["refresh", "refresh"] + ["engine"] * 11, seen
+    assert "sparse" in seen[13:21] and seen[21] == "engine", seen
+    assert persistence[12] > 0.6 and persistence[13] < persistence[12]  # the calm frame after the run counts
 
 
 def test_dense_above_is_validated(ssdlite_frames):
