@@ -16,9 +16,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "export", help="write a model as ONNX (dense, or sparse with PassSparseConv2d nodes)",
         description="Export a model for one input size. '--policy dense' writes the model itself; "
-                    "'--policy regiondrop' (or 'pass' with --gates) writes the sparse engine: masks as standard "
-                    "ONNX ops, each conv as a PassSparseConv2d node (TensorRT plugin, plugins/tensorrt), the per-frame state "
-                    "(input reference, layer caches) as explicit inputs/outputs. See export/README.md.")
+                    "any other policy ('regiondrop', 'exact', 'layerwise', 'pass' with --gates) writes the sparse "
+                    "engine: masks as standard ONNX ops, each conv as a PassSparseConv2d node (TensorRT plugin, "
+                    "plugins/tensorrt), the per-frame state (the policy's references, layer caches) as explicit "
+                    "inputs/outputs. See export/README.md.")
     MODEL.add_to(p)
     POLICY.add_to(p)
     p.add_argument("--input-size", default="576x768", metavar="HxW",
@@ -41,7 +42,7 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    from passrt.export.onnx_export import check_request, export_model
+    from passrt.export.onnx_export import check_output, export_model
 
     from passrt.cli.args import positive
     from passrt.errors import PassrtError
@@ -64,7 +65,7 @@ def main(args) -> int:
         out = Path(args.output)
     else:
         raise PassrtError("give --output MODEL.onnx (or --triton DIR for a Triton model repository)")
-    check_request(name, out)
+    check_output(out)
     print(f"exporting {MODEL.parse(args)} ({name}) for {size[0]}x{size[1]} frames ...", flush=True)
     summary = export_model(MODEL.parse(args), name, params, size, out, args.opset)
     mb = out.stat().st_size / 1e6

@@ -94,10 +94,10 @@ class Exact(Policy):
 
 
 class ExactMasks(MaskSource):
-    """exact's rule for one plan as standard tensor ops (the op executor; `passrt export` does not take exact
-    yet): the frame's per-pixel change against the reference, pushed through each step's receptive field. States: the
-    reference; with ``threshold="auto"`` also the two previous frames, the noise level and how many frames
-    have been seen since the first (the eager rule measures no noise until it has two previous frames).
+    """exact's rule for one plan as standard tensor ops (the op executor, `passrt export`): the frame's
+    per-pixel change against the reference, pushed through each step's receptive field. States: the reference;
+    with ``threshold="auto"`` also the two previous frames, the noise level and how many frames have been seen
+    since the first (the eager rule measures no noise until it has two previous frames).
 
     The eager rule (:meth:`Exact.begin_frame`, the base step_tiles) decides the same tiles, except where a
     spatial step reads a value made by a non-spatial step: the eager executor knows whether that value

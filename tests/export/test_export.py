@@ -221,6 +221,23 @@ def test_kernel_affine_patterns():
     assert affine(operator.mul, [x, True]) is None
 
 
-def test_exact_policy_is_refused_with_a_clear_error(tmp_path):
-    with pytest.raises(PassrtError, match="cannot be exported"):
-        export_model("ssdlite-pedestrian", "exact", {}, SIZE, tmp_path / "x.onnx")
+@pytest.mark.parametrize("policy,params", [("exact", {"threshold": "auto"}), ("layerwise", {})])
+def test_exact_and_layerwise_export_and_run_like_the_engine(policy, params, tmp_path):
+    """Their rules (ExactMasks, LayerWiseMasks: the frame's change through every receptive field; the per-layer
+    tests with their references as states) export as standard ops, and the graph decides the engine's tiles."""
+    path = tmp_path / f"{policy}.onnx"
+    summary = export_model("ssdlite-pedestrian", policy, params, SIZE, path)
+    assert summary.plugin_nodes == 88 and summary.fallback_layers == []
+    onnx.checker.check_model(onnx.load(str(path)))
+    spec = load_model("ssdlite-pedestrian")
+    frames = read_frames("vtest", 5, SIZE, preprocess=spec.preprocess).frames
+    engine = passrt.sparsify(spec.module, policy, executor="reference", **params)
+    stream = ExportedStream(path)
+    partial = 0
+    for x in frames:
+        for a, b in zip(engine(x), stream(x)):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+        active = engine.stats()["active_fraction"]
+        assert stream.last_active_fraction == pytest.approx(active, abs=1e-5)
+        partial += 0 < active < 0.9
+    assert partial >= 3

@@ -20,7 +20,6 @@ def test_export_writes_a_verified_sparse_graph(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--policy", "exact"], "policy 'exact' cannot be exported yet"),
     (["--policy", "nosuch"], "unknown policy 'nosuch'"),
     (["--input-size", "576by768"], "--input-size must be HEIGHTxWIDTH"),
     (["--input-size", "0x768"], "--input-size must be HEIGHTxWIDTH"),
