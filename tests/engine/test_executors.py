@@ -264,6 +264,22 @@ def test_dense_engine_answers_dense_frames_and_the_caches_catch_up(ssdlite_frame
     assert engine.stats()["dense_engine_frames"] == dense.calls == 2
 
 
+def _answered_by(spec, clip, pinned) -> tuple[list, list]:
+    """Who answered each frame of ``clip`` (regiondrop, native, a counting dense engine; own and engine times
+    pinned): "engine", "refresh" (passrt densely) or "sparse"; and the executor's persistence after each."""
+    engine = passrt.sparsify(spec.module, "regiondrop", executor="native", dense_engine=CountingDense(spec.module))
+    seen, persistence = [], []
+    with torch.no_grad():
+        for x in clip:
+            if engine.executor is not None:
+                engine.executor.pinned_seconds = pinned
+            engine(x)
+            st = engine.stats()
+            seen.append("engine" if st["dense_engine"] else "refresh" if st["refresh"] else "sparse")
+            persistence.append(engine.executor.persistence)
+    return seen, persistence
+
+
 def test_the_engine_answers_calm_frames_until_catching_up_pays(ssdlite_frames):
     """After a run of engine frames the caches are stale; with passrt's dense frame 3x the engine's, a calm
     frame predicted to execute a share p of the dense work would save (1 - 3p) engine-frames over the
@@ -272,16 +288,7 @@ def test_the_engine_answers_calm_frames_until_catching_up_pays(ssdlite_frames):
     spec, frames = ssdlite_frames
     cut = torch.flip(frames[0], dims=[2, 3])
     clip = [frames[0], cut, frames[0], cut] + [frames[0]] * 8
-    dense = CountingDense(spec.module)
-    engine = passrt.sparsify(spec.module, "regiondrop", executor="native", dense_engine=dense)
-    seen = []
-    with torch.no_grad():
-        for x in clip:
-            if engine.executor is not None:
-                engine.executor.pinned_seconds = (3.0, 1.0)
-            engine(x)
-            st = engine.stats()
-            seen.append("engine" if st["dense_engine"] else "refresh" if st["refresh"] else "sparse")
+    seen, _ = _answered_by(spec, clip, pinned=(3.0, 1.0))
     # an isolated cut (passrt), then a run of changed frames (the engine from the second on); then calm frames
     # (nothing changes against the reference: predicted work 0) each save one engine frame, so the second
     # calm frame catches up, and the rest run sparse
@@ -297,16 +304,7 @@ def test_the_engine_answers_the_first_dense_frame_once_runs_are_expected(ssdlite
     cut = torch.flip(frames[0], dims=[2, 3])
     run = [cut, frames[0]] * 6  # every frame a scene cut against the one before
     clip = [frames[0]] + run + [frames[0]] * 8 + [cut]
-    engine = passrt.sparsify(spec.module, "regiondrop", executor="native", dense_engine=CountingDense(spec.module))
-    seen, persistence = [], []
-    with torch.no_grad():
-        for x in clip:
-            if engine.executor is not None:
-                engine.executor.pinned_seconds = (3.0, 1.0)
-            engine(x)
-            st = engine.stats()
-            seen.append("engine" if st["dense_engine"] else "refresh" if st["refresh"] else "sparse")
-            persistence.append(engine.executor.persistence)
+    seen, persistence = _answered_by(spec, clip, pinned=(3.0, 1.0))
     # the first run's first frame is passrt's (nothing known yet), the rest the engine's; after it and the
     # calm frames (the engine's until catching up pays, then sparse), the next cut goes straight to the engine
     assert seen[:13] == ["refresh", "refresh"] + ["engine"] * 11, seen
