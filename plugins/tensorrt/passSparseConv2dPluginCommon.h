@@ -63,8 +63,8 @@ bool checkIoCount(int32_t nbInputs, int32_t nbOutputs, nvinfer1::IErrorRecorder*
 // x in fp32 or fp16 and every other tensor in x's type, except the tile mask, which is always fp32
 // (the kernels read it as float). The tile mask, weight and bias are linear; x, cache_in, residual and
 // cache_out share one format: linear (NCHW kernels), or channel-last for the convs the NHWC tile
-// kernels compute (nhwcCapable): kHWC with fp32, kHWC8 with fp16 when `channels` (this tensor's C) is
-// a multiple of 8 (TensorRT pads kHWC8 to 8 channels; unpadded rows are what the kernels read).
+// kernels compute (nhwcCapable): kHWC with fp32, kHWC8 with fp16 (rows of C rounded up to 8, which the
+// kernels read through their row strides; `channels`, this tensor's C, must be known).
 // `xType`/`xFormat` are only read for pos > 0, where TensorRT has already fixed position 0.
 bool supportsIo(int32_t pos, nvinfer1::DataType type, nvinfer1::TensorFormat format, nvinfer1::DataType xType,
                 nvinfer1::TensorFormat xFormat, int64_t channels, bool nhwcCapable, int32_t nbInputs,
@@ -88,11 +88,56 @@ bool checkDescs(SparseConvAttributes const& attributes, nvinfer1::DynamicPluginT
 bool checkRuntimeDescs(SparseConvAttributes const& attributes, nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
                        nvinfer1::IErrorRecorder* recorder) noexcept;
 
+// The channel-last path's weight and bias in the kernels' layout (kernelLayoutCuda), in device memory the
+// plugin object owns: laid out from the ONNX weight input at the first enqueue and reused by every later
+// frame, instead of one layout launch per layer and frame. Laid out again only if the weight's address or
+// type changes (TensorRT times fp32 and fp16 on one object at build time). The memory is allocated outside
+// enqueue where TensorRT allows (configurePlugin / onShapeChange: reserve()), else at the first enqueue that
+// is not being captured into a CUDA graph (cudaMalloc may not run during a capture); until then, and if
+// cudaMalloc fails, enqueue lays out into the workspace as before. A layout recorded into a CUDA graph does
+// not count as done (the graph replays it; an eager enqueue lays out again). Nothing here is serialized: a
+// deserialized or cloned plugin starts empty (the copy constructor copies nothing), and the memory is
+// freed by release() (TensorRT 8's terminate()) or the destructor.
+class LaidWeights {
+ public:
+  LaidWeights() noexcept = default;
+  LaidWeights(LaidWeights const&) noexcept {}
+  LaidWeights& operator=(LaidWeights const&) = delete;
+  ~LaidWeights() { release(); }
+
+  // Device memory for a weight of weightBytes and a float bias of biasBytes (grows, never shrinks).
+  // false if cudaMalloc failed (enqueue then uses the workspace).
+  bool reserve(size_t weightBytes, size_t biasBytes) noexcept;
+  void release() noexcept;
+
+  // The weight and bias for this enqueue: the owned copy (laid out now if it is not yet, or is stale), or,
+  // without one, laid out into the workspace's weight/bias. kernelLayoutCuda's status.
+  cudaError_t prepare(SparseConvParams const& p, passrt::DataType dtype, size_t weightBytes, size_t biasBytes,
+                      void const* weight, void const* bias, void* workspaceWeight, float* workspaceBias,
+                      cudaStream_t stream, void const*& laidWeight, float const*& laidBias) noexcept;
+
+  // How many layouts prepare() launched into the owned memory (tests; the device check).
+  int32_t layouts() const noexcept { return mLayouts; }
+
+ private:
+  char* mMemory{nullptr};
+  size_t mWeightBytes{0}, mBiasBytes{0};
+  void const* mFromWeight{nullptr};  // what the owned copy was laid out from; null: not laid out
+  void const* mFromBias{nullptr};
+  passrt::DataType mDtype{passrt::DataType::kFloat32};
+  int32_t mLayouts{0};
+};
+
+// Reserves `laid` for these (configured or runtime) descriptors when the channel-last path can run them
+// and every extent is known; a failure is not an error (enqueue falls back to the workspace).
+void reserveLaidWeights(SparseConvAttributes const& attributes, nvinfer1::PluginTensorDesc const* inputs,
+                        int32_t nbInputs, LaidWeights& laid) noexcept;
+
 // Checks the real shapes, copies cache_in to cache_out unless TensorRT aliased them, and launches on
 // `stream`: the NCHW kernel for linear formats, the NHWC tile kernels for channel-last ones (their
-// scratch in `workspace`, workspaceBytes() long).
+// scratch in `workspace`, workspaceBytes() long; the weight from `laid`).
 int32_t launch(SparseConvAttributes const& attributes, int32_t nbInputs, nvinfer1::PluginTensorDesc const* inputDesc,
                nvinfer1::PluginTensorDesc const* outputDesc, void const* const* inputs, void* const* outputs,
-               void* workspace, cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept;
+               void* workspace, LaidWeights& laid, cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept;
 
 }  // namespace passrt::trt
