@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ["nvidia-smi", "native", "calibrate", "sanitizer", "cuda-tests", "bench", "tensorrt"]
+STEPS = ["nvidia-smi", "native", "plugin-weights", "calibrate", "sanitizer", "cuda-tests", "bench", "tensorrt"]
 
 
 def load():
@@ -34,6 +34,7 @@ def test_dry_run_prints_every_step_and_why(tmp_path):
         else:
             assert step["status"] == "would run" and "would run" in header
     assert "$ " in done.stdout and "twins_test" in done.stdout and "--device cuda --half" in done.stdout
+    assert "laidWeightsTest" in done.stdout  # the plugin's weights laid out once, on the GPU without TensorRT
     # the native executor on CUDA is tested and benchmarked, with CUDA graphs and without
     assert "tests/engine/test_native_cuda.py" in done.stdout and "--no-cuda-graphs" in done.stdout
     assert not (tmp_path / "gpu_check.json").exists(), "a dry run leaves no results that look like a real run"

@@ -166,7 +166,8 @@ def test_compile_check(version):
 def plugin_sources(version):
     """The plugin's sources for one TensorRT generation, as CMakeLists.txt and compile_check.sh pick them."""
     generation = "passSparseConv2dPluginV3.cpp" if int(version.split(".")[0]) >= 10 else "passSparseConv2dPluginV2.cpp"
-    return [PLUGIN_DIR / f for f in ("sparseConvAttributes.cpp", "passSparseConv2dPluginCommon.cpp", generation)]
+    return [PLUGIN_DIR / f for f in ("sparseConvAttributes.cpp", "passSparseConv2dPluginCommon.cpp", "laidWeights.cpp",
+                                     generation)]
 
 
 # Host-only smoke test (plugins/tensorrt/tests/hostSmokeTest.cpp): stand-ins for TensorRT's and

@@ -110,7 +110,8 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
   const int64_t taps = (int64_t)p.kernel_h * p.kernel_w;
   const bool depthwise = isDepthwise(groups, p.in_channels, taps, weight);
   checkRows("input", input, (int64_t)p.in_h * p.in_w, p.in_channels, batch);
-  checkMatrix("weight", weight, depthwise ? taps : taps * p.in_channels, p.out_channels / groups);
+  checkMatrix("weight", weight, depthwise ? taps : taps * p.in_channels,
+              depthwise ? p.out_channels : p.out_channels / groups);
   TORCH_CHECK(groups == 1 || depthwise || !follow_weight, kOp, ": a fused 1x1 follows a groups-1 or depthwise conv, ",
               "not a grouped one (groups ", groups, ")");
   // Row strides: the first conv's epilogue writes the output unless a 1x1 follows (then the 1x1 does).

@@ -77,7 +77,8 @@ void convTilesCuda(const at::Tensor& input, const at::Tensor& weight, const std:
   const int64_t taps = (int64_t)p.kernel_h * p.kernel_w;
   const bool depthwise = isDepthwise(groups, p.in_channels, taps, weight);
   checkRows("input", input, input, (int64_t)p.in_h * p.in_w, p.in_channels);
-  checkMatrix("weight", weight, input, depthwise ? taps : taps * p.in_channels, p.out_channels / groups);
+  checkMatrix("weight", weight, input, depthwise ? taps : taps * p.in_channels,
+              depthwise ? p.out_channels : p.out_channels / groups);
   TORCH_CHECK(groups == 1 || depthwise || !follow_weight, kOp, ": a fused 1x1 follows a groups-1 or depthwise conv, ",
               "not a grouped one (groups ", groups, ")");
   // Row strides: the conv writes the output unless a 1x1 follows (then it writes packed rows, the 1x1 the output).
