@@ -14,10 +14,10 @@ so the whole check stays under 10 minutes on an H200):
    out once into its own memory, also across a CUDA graph capture, one PASS/FAIL line per part;
    ``calibrate``: those timings against the cost model's predictions (benchmarks/cost_calibrate.py).
 3. ``sanitizer``: compute-sanitizer memcheck and racecheck on a subset (twins_test --quick).
-4. ``cuda-tests``: the op's CUDA tests, the native executor on CUDA against the reference (fp32 and
-   fp16, CUDA graphs on and off: tests/engine/test_native_cuda.py), the op executor on CUDA and the
-   standalone test through pytest, skips made failures (PASSRT_REQUIRE_GPU=1); the op is built for this
-   GPU only (TORCH_CUDA_ARCH_LIST).
+4. ``cuda-tests``: the op's CUDA tests (padded rows and grouped convs included), the native executor
+   on CUDA against the reference (fp32 and fp16, CUDA graphs on and off: tests/engine/test_native_cuda.py),
+   the op executor on CUDA and the standalone test through pytest, skips made failures
+   (PASSRT_REQUIRE_GPU=1); the op is built for this GPU only (TORCH_CUDA_ARCH_LIST).
 5. ``bench``: ``passrt bench --device cuda --half`` on vtest at 768x576: dense cuDNN fp16 vs passrt's
    native executor on CUDA (NHWC tile kernels, masks on the GPU, each frame a CUDA graph), with
    agreement; then the same with ``--no-cuda-graphs`` (bench_eager.json: what the graphs save). Needs
@@ -159,7 +159,7 @@ def plan(out: Path, frames: int) -> list[Step]:
         Step("cuda-tests", "the op's CUDA tests, the native executor on CUDA (graphs on/off, fp32/fp16) and the "
                            "standalone test via pytest, skips are failures",
              [[python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/kernels/test_op_cuda.py",
-               "tests/engine/test_native_cuda.py",
+               "tests/kernels/test_tile_kernels_strided_cuda.py", "tests/engine/test_native_cuda.py",
                "tests/engine/test_executors.py::test_cuda_op_executor_equals_reference_on_real_frames",
                "tests/kernels/test_native_twins.py::test_gpu_side"]], 240,
              [gpu, (torch_cuda, no_torch_cuda), pytest_ok], env={**require, **arch_list}),

@@ -33,7 +33,8 @@ cudaError_t LaidWeights::prepare(SparseConvParams const& p, passrt::DataType dty
                                  float* workspaceBias, cudaStream_t stream, void const*& laidWeight,
                                  float const*& laidBias) noexcept {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  bool const capturing = cudaStreamIsCapturing(stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone;
+  bool const capturing =
+      cudaStreamIsCapturing(stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone;
   if (!capturing) {
     reserve(weightBytes, biasBytes);  // a no-op once reserved; on failure the workspace serves
   }

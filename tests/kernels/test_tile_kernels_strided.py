@@ -21,17 +21,17 @@ pytestmark = pytest.mark.usefixtures("passrt_op")
 PAD = 5  # extra elements per row: an odd count, so no row stride is a multiple of the channels by chance
 
 
-def padded_rows(t: torch.Tensor, pad: int = PAD) -> tuple[torch.Tensor, torch.Tensor]:
+def padded_rows(t: torch.Tensor, pad: int = PAD, device="cpu", dtype=torch.float32):
     """(1, C, H, W) -> (the [H*W, C] view the kernels get, its [H*W, C + pad] storage, padding NaN)."""
     c = t.shape[1]
-    store = torch.full((t.shape[2] * t.shape[3], c + pad), float("nan"))
+    store = torch.full((t.shape[2] * t.shape[3], c + pad), float("nan"), device=device, dtype=dtype)
     view = store[:, :c]
-    view.copy_(t[0].permute(1, 2, 0).reshape(-1, c).float())
+    view.copy_(t[0].permute(1, 2, 0).reshape(-1, c).to(device=device, dtype=dtype))
     return view, store
 
 
 def to_nchw(view: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return view.reshape(h, w, -1).permute(2, 0, 1).unsqueeze(0).double()
+    return view.reshape(h, w, -1).permute(2, 0, 1).unsqueeze(0).cpu().double()
 
 
 def active_cells(mask: torch.Tensor, tile: int, shape) -> torch.Tensor:
@@ -53,28 +53,30 @@ def conv_tiles(x_rows, weight_rows, bias, res_rows, tiles, out_rows, x_hw, out_h
                                 1 if follow is not None else 0, 0.1, 0)
 
 
-def run(case, tile, mask_kind, residual=None, seed=0):
-    """residual: None, "separate" or "aliased" (the output's own rows)."""
+def run(case, tile, mask_kind, residual=None, seed=0, device="cpu", dtype=torch.float32):
+    """residual: None, "separate" or "aliased" (the output's own rows). dtype: the caches' (fp16 on CUDA)."""
     k, s, d, g, p, cin, cout = case[:7]
     x, weight, bias, cache, mask, res = conv_inputs(case, tile, mask_kind, seed, residual == "separate")
     x, cache, mask = x[:1], cache[:1], mask[0]
-    f32 = lambda t: t.float().double()  # noqa: E731 (the kernels see float32 values)
+    f32 = lambda t: t.to(dtype).double()  # noqa: E731 (the kernels see values rounded to dtype)
     x, weight, bias, cache = f32(x), f32(weight), f32(bias), f32(cache)
     res = f32(res[:1]) if res is not None else cache.clone() if residual == "aliased" else None
     y = F.leaky_relu(dense(x, weight, bias, pads_of(p), s, d, g), 0.1)  # act code 6 (leaky_relu, alpha 0.1)
     if res is not None:
         y = y + res
     ho, wo = y.shape[2:]
-    x_rows, x_store = padded_rows(x)
-    out_rows, out_store = padded_rows(cache, PAD + 2)
-    res_rows = out_rows if residual == "aliased" else padded_rows(res, PAD + 2)[0] if res is not None else None
-    tiles = mask.reshape(-1).nonzero().reshape(-1)
+    on = dict(device=device, dtype=dtype)
+    x_rows, x_store = padded_rows(x, **on)
+    out_rows, out_store = padded_rows(cache, PAD + 2, **on)
+    res_rows = out_rows if residual == "aliased" else padded_rows(res, PAD + 2, **on)[0] if res is not None else None
+    tiles = mask.reshape(-1).nonzero().reshape(-1).to(device)
     x_before = x_store.clone()
-    conv_tiles(x_rows, native.kernel_weight(weight.float(), g), bias.float(), res_rows, tiles, out_rows,
-               x.shape[2:], (ho, wo), tile, case)
+    conv_tiles(x_rows, native.kernel_weight(weight.float(), g).to(**on), bias.float().to(device), res_rows, tiles,
+               out_rows, x.shape[2:], (ho, wo), tile, case)
     active = active_cells(mask, tile, (ho, wo))
     got = to_nchw(out_rows, ho, wo)
-    torch.testing.assert_close(got, torch.where(active, y, cache), rtol=1e-4, atol=1e-4)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got, torch.where(active, y, cache), rtol=tol, atol=tol)
     assert torch.equal(got[:, :, ~active], cache[:, :, ~active]), "inactive tiles keep the cache"
     assert torch.isnan(out_store[:, cout:]).all(), "the output rows' padding was written"
     assert torch.equal(x_store.nan_to_num(7.0), x_before.nan_to_num(7.0)), "the input was written"

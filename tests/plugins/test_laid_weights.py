@@ -27,8 +27,8 @@ SKIP_STATUS = 77
 def laid_weights_test(tmp_path_factory):
     out = tmp_path_factory.mktemp("laid") / "laidWeightsTest"
     cmd = [nvcc(), "-std=c++17", "-O2", f"-I{KERNELS}", f"-I{PLUGIN}", *GENCODE,
-           str(PLUGIN / "tests" / "laidWeightsTest.cu"), str(PLUGIN / "laidWeights.cpp"), str(KERNELS / "tiles_nhwc.cu"),
-           "-o", str(out)]
+           str(PLUGIN / "tests" / "laidWeightsTest.cu"), str(PLUGIN / "laidWeights.cpp"),
+           str(KERNELS / "tiles_nhwc.cu"), "-o", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stderr[-6000:]}"
     return out
