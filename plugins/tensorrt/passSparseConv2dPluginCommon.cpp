@@ -314,9 +314,10 @@ bool checkRuntimeDescs(SparseConvAttributes const& a, nvinfer1::PluginTensorDesc
   return checkCollected(a, in, nbInputs, getDims, dims, recorder);
 }
 
-// Called once per frame and layer, so it stays cheap: a few integer checks, one copy, one launch;
-// no allocation and no synchronisation (the memcpy is asynchronous and device to device), which
-// also keeps it capturable into a CUDA graph.
+// Called once per frame and layer, so it stays cheap: a few integer checks, one copy, a launch or two;
+// no synchronisation (the memcpy is asynchronous and device to device) and no allocation, except a
+// cudaMalloc for the laid-out weight at the first enqueue when configurePlugin/onShapeChange could not
+// make it, and never during a CUDA graph capture (LaidWeights), so it stays capturable.
 int32_t launch(SparseConvAttributes const& a, int32_t nbInputs, nvinfer1::PluginTensorDesc const* inputDesc,
                nvinfer1::PluginTensorDesc const* outputDesc, void const* const* inputs, void* const* outputs,
                void* workspace, LaidWeights& laid, cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept {
