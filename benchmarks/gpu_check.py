@@ -7,13 +7,17 @@ so the whole check stays under 10 minutes on an H200):
 
 1. ``nvidia-smi``: the device, driver and clocks, for the record.
 2. ``native``: tests/native/twins_test.cu built with nvcc for this GPU's architecture, no torch:
-   CUDA tile kernels vs their CPU twins, then per-layer SSDLite timing at 0/15/100 % active (fp16);
+   CUDA tile kernels vs their CPU twins (with their own PASS/FAIL lines for fp16 kHWC8 rows, i.e. a
+   12-channel head in rows of 16 as the TensorRT plugin now runs it, and for grouped convs), then
+   per-layer SSDLite timing at 0/15/100 % active (fp16);
+   ``plugin-weights``: plugins/tensorrt/tests/laidWeightsTest.cu (no TensorRT): the plugin's weights laid
+   out once into its own memory, also across a CUDA graph capture, one PASS/FAIL line per part;
    ``calibrate``: those timings against the cost model's predictions (benchmarks/cost_calibrate.py).
 3. ``sanitizer``: compute-sanitizer memcheck and racecheck on a subset (twins_test --quick).
-4. ``cuda-tests``: the op's CUDA tests, the native executor on CUDA against the reference (fp32 and
-   fp16, CUDA graphs on and off: tests/engine/test_native_cuda.py), the op executor on CUDA and the
-   standalone test through pytest, skips made failures (PASSRT_REQUIRE_GPU=1); the op is built for this
-   GPU only (TORCH_CUDA_ARCH_LIST).
+4. ``cuda-tests``: the op's CUDA tests (padded rows and grouped convs included), the native executor
+   on CUDA against the reference (fp32 and fp16, CUDA graphs on and off: tests/engine/test_native_cuda.py),
+   the op executor on CUDA and the standalone test through pytest, skips made failures
+   (PASSRT_REQUIRE_GPU=1); the op is built for this GPU only (TORCH_CUDA_ARCH_LIST).
 5. ``bench``: ``passrt bench --device cuda --half`` on vtest at 768x576: dense cuDNN fp16 vs passrt's
    native executor on CUDA (NHWC tile kernels, masks on the GPU, each frame a CUDA graph), with
    agreement; then the same with ``--no-cuda-graphs`` (bench_eager.json: what the graphs save). Needs
@@ -23,7 +27,9 @@ so the whole check stays under 10 minutes on an H200):
    tests, fp16 included, skips made failures.
 
 A step whose tools or inputs are missing is skipped with the reason; ``--dry-run`` prints every step,
-its command and whether it would run or why not, and runs nothing. Results: DIR/gpu_check.json
+its command and whether it would run or why not, and runs nothing. Each step that ran prints
+``[step] PASS`` or ``[step] FAIL`` and, under it, the ``PASS:``/``FAIL:`` lines its programs printed; the
+last line is ``gpu_check: PASS`` or ``gpu_check: FAIL (steps ...)``. Results: DIR/gpu_check.json
 (steps with status, seconds, exit code, reason; the machine) and DIR/gpu_check.log (every command's
 output), both meant to be committed with the device named. Exit status: 0 when every step passed
 (the TensorRT step may be not applicable), 1 when one failed, timed out or was skipped (a check that did
@@ -47,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "passrt" / "csrc" / "kernels"
 NATIVE = ROOT / "tests" / "native"
+PLUGIN = ROOT / "plugins" / "tensorrt"
 
 
 @dataclass
@@ -123,6 +130,10 @@ def plan(out: Path, frames: int) -> list[Step]:
     gencode = ["-gencode", f"arch=compute_{arch},code=sm_{arch}"] if arch else []
     build = [nvcc or "nvcc", "-std=c++17", "-O2", f"-I{KERNELS}", f"-I{NATIVE}", *gencode, str(NATIVE / "twins_test.cu"),
              str(KERNELS / "tiles_nhwc.cu"), str(KERNELS / "cpu" / "tiles_nhwc_cpu.cpp"), "-o", str(twins)]
+    laid = out / "laidWeightsTest"
+    build_laid = [nvcc or "nvcc", "-std=c++17", "-O2", f"-I{KERNELS}", f"-I{PLUGIN}", *gencode,
+                  str(PLUGIN / "tests" / "laidWeightsTest.cu"), str(PLUGIN / "laidWeights.cpp"),
+                  str(KERNELS / "tiles_nhwc.cu"), "-o", str(laid)]
     require = {"PASSRT_REQUIRE_GPU": "1"}
     arch_list = {"TORCH_CUDA_ARCH_LIST": f"{arch[:-1]}.{arch[-1]}"} if arch else {}
     pytest_ok = (have_module("pytest") and have_module("hypothesis"),
@@ -133,6 +144,8 @@ def plan(out: Path, frames: int) -> list[Step]:
         Step("native", "CUDA tile kernels vs CPU twins, then SSDLite per-layer timing (no torch)",
              [build, [str(twins), "--time", "--json", str(out / "native_timing.json")]], 150,
              [gpu, (nvcc is not None, "nvcc not found")], env=require),
+        Step("plugin-weights", "the TensorRT plugin's weights laid out once into its own memory (no TensorRT needed)",
+             [build_laid, [str(laid)]], 60, [gpu, (nvcc is not None, "nvcc not found")], env=require),
         Step("calibrate", "the cost model's per-layer predictions against those timings (measured / predicted)",
              [[python, "benchmarks/cost_calibrate.py", str(out / "native_timing.json"), device_key(),
                str(out)]], 60,
@@ -146,7 +159,7 @@ def plan(out: Path, frames: int) -> list[Step]:
         Step("cuda-tests", "the op's CUDA tests, the native executor on CUDA (graphs on/off, fp32/fp16) and the "
                            "standalone test via pytest, skips are failures",
              [[python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/kernels/test_op_cuda.py",
-               "tests/engine/test_native_cuda.py",
+               "tests/kernels/test_tile_kernels_strided_cuda.py", "tests/engine/test_native_cuda.py",
                "tests/engine/test_executors.py::test_cuda_op_executor_equals_reference_on_real_frames",
                "tests/kernels/test_native_twins.py::test_gpu_side"]], 240,
              [gpu, (torch_cuda, no_torch_cuda), pytest_ok], env={**require, **arch_list}),
@@ -218,31 +231,47 @@ def main(argv=None) -> int:
             record = run_step(step, min(step.limit_s, int(left)), log)
             failed |= record["status"] != "passed"
             results.append(record)
-            print(f"[{step.name}] {record['status']} in {record['seconds']:.1f} s", flush=True)
+            verdict = "PASS" if record["status"] == "passed" else f"FAIL ({record['status']})"
+            print(f"[{step.name}] {verdict} in {record['seconds']:.1f} s", flush=True)
+            for line in record.get("checks", []):
+                print(f"    {line}", flush=True)
     summary = {"dry_run": args.dry_run, "steps": results, "seconds": round(time.monotonic() - start, 1),
                "machine": machine(), "log": log_path.name}
     (out / ("gpu_check.dry-run.json" if args.dry_run else "gpu_check.json")).write_text(json.dumps(summary, indent=1))
     print(f"wrote {out / ('gpu_check.dry-run.json' if args.dry_run else 'gpu_check.json')} and {log_path}")
+    if not args.dry_run:
+        bad = [r["step"] for r in results if r["status"] != "passed" and not r.get("optional")]
+        print("gpu_check: PASS" if not failed else f"gpu_check: FAIL (steps not passed: {', '.join(bad)})")
     return 1 if failed else 0
 
 
 def run_step(step: Step, limit: int, log) -> dict:
     env = {**os.environ, **step.env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     t0 = time.monotonic()
+    checks = []  # the PASS:/FAIL: lines the step's programs print (twins_test, laidWeightsTest)
+
+    def keep(output) -> None:
+        text = output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+        log.write(text)
+        log.flush()
+        checks.extend(line.strip() for line in text.splitlines() if line.startswith(("PASS:", "FAIL:")))
+
     for cmd in step.commands:
         log.write(f"\n===== [{step.name}] $ {' '.join(cmd)}\n")
         log.flush()
         remaining = limit - (time.monotonic() - t0)
         try:
-            done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   timeout=max(1, remaining))
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as e:
+            keep(e.output)
             return {"step": step.name, "status": "timed out", "seconds": time.monotonic() - t0, "limit_s": limit,
-                    "command": cmd}
+                    "command": cmd, "checks": checks}
+        keep(done.stdout)
         if done.returncode != 0:
             return {"step": step.name, "status": "failed", "seconds": time.monotonic() - t0, "exit_code": done.returncode,
-                    "command": cmd}
-    return {"step": step.name, "status": "passed", "seconds": time.monotonic() - t0}
+                    "command": cmd, "checks": checks}
+    return {"step": step.name, "status": "passed", "seconds": time.monotonic() - t0, "checks": checks}
 
 
 def machine() -> dict:

@@ -5,11 +5,28 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <utility>
 
 #include "passrt_kernels.h"
 
 namespace passrt::op {
+
+// Elements between a row cache's consecutive rows: a [cells, C] tensor may be a view of wider rows
+// (padded rows, or one group's channels), which the kernels read through in_stride / out_stride.
+// Stacked caches ([N, rows, C]) are contiguous, so C.
+inline int64_t rowStride(const at::Tensor& t) { return t.dim() == 2 ? t.stride(0) : t.size(-1); }
+
+// A row cache's memory layout: 2-D with unit channel stride and rows at least C apart, or contiguous.
+inline bool rowsLaidOut(const at::Tensor& t) {
+  return t.dim() == 2 ? t.stride(1) == 1 && t.stride(0) >= t.size(1) : t.is_contiguous();
+}
+
+// A depthwise call (groups == C_in == C_out; weight [kh * kw, C], tap-major) rather than a grouped one
+// (weight [groups * kh * kw * C_in / groups, C_out / groups], one GEMM operand per group).
+inline bool isDepthwise(int64_t groups, int64_t inChannels, int64_t taps, const at::Tensor& weight) {
+  return groups > 1 && groups == inChannels && weight.size(0) == taps && weight.size(1) == inChannels;
+}
 
 inline SparseConvParams convTilesParams(const char* op, const at::Tensor& input, const at::Tensor& weight,
                                         at::IntArrayRef in_size, at::IntArrayRef out_size, at::IntArrayRef kernel,
@@ -41,15 +58,25 @@ inline SparseConvParams convTilesParams(const char* op, const at::Tensor& input,
   p.act = static_cast<Activation>(act);
   p.act_alpha = static_cast<float>(act_alpha);
   p.post_act = static_cast<Activation>(post_act);
-  const bool depthwise = groups > 1;
-  p.out_channels = static_cast<int32_t>(depthwise ? p.in_channels : weight.size(1));
+  TORCH_CHECK(weight.dim() == 2, op, ": weight must be 2-D (the kernels' layout), got ", weight.sizes());
+  p.out_channels = static_cast<int32_t>(isDepthwise(groups, p.in_channels, p.kernel_h * p.kernel_w, weight)
+                                            ? p.in_channels
+                                            : groups * weight.size(1));
+  p.in_stride = static_cast<int32_t>(rowStride(input));
   if (const char* error = checkSparseConv2d(p)) {
     TORCH_CHECK(false, op, ": ", error, "; got in_size ", in_size, ", out_size ", out_size, ", kernel ", kernel,
                 ", stride ", stride, ", padding ", padding, ", dilation ", dilation, ", groups ", groups);
   }
-  TORCH_CHECK(!depthwise || groups == p.in_channels, op, ": grouped convs other than depthwise (groups == C_in) ",
-              "are not supported, got groups ", groups, " for ", p.in_channels, " channels");
   return p;
+}
+
+// The output's and residual's row stride (the kernels' out_stride): they must agree.
+inline int32_t outStride(const char* op, const at::Tensor& output, const std::optional<at::Tensor>& residual,
+                         const char* residualName) {
+  const int64_t stride = rowStride(output);
+  TORCH_CHECK(!residual || rowStride(*residual) == stride, op, ": ", residualName, " rows must be as far apart as ",
+              "the output's (", stride, "), got ", rowStride(*residual));
+  return static_cast<int32_t>(stride);
 }
 
 }  // namespace passrt::op

@@ -43,11 +43,17 @@ def supports(weight: torch.Tensor, groups: int) -> bool:
 
 def kernel_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
     """(C_out, C_in/g, kh, kw) -> [kh*kw*C_in, C_out] (groups 1: the GEMM's right-hand side, rows
-    in the (ky, kx, c) order of the gathered windows) or [kh*kw, C] (depthwise: tap-major)."""
-    c_out, _, kh, kw = weight.shape
+    in the (ky, kx, c) order of the gathered windows), [kh*kw, C] (depthwise: tap-major), or for
+    another grouped conv each group's GEMM operand stacked, [g * kh*kw*C_in/g, C_out/g] (what
+    ``conv_tiles`` and the TensorRT plugin's kernelLayoutCuda take; the executors run groups 1 and
+    depthwise only, ``supports``)."""
+    c_out, c_in_g, kh, kw = weight.shape
     if groups == 1:
         return weight.permute(2, 3, 1, 0).reshape(-1, c_out).contiguous()
-    return weight.reshape(c_out, kh * kw).t().contiguous()
+    if is_depthwise(weight, groups):
+        return weight.reshape(c_out, kh * kw).t().contiguous()
+    w = weight.reshape(groups, c_out // groups, c_in_g, kh, kw)
+    return w.permute(0, 3, 4, 2, 1).reshape(-1, c_out // groups).contiguous()
 
 
 @dataclass(frozen=True)

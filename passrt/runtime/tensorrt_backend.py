@@ -42,6 +42,23 @@ class TensorInfo:
     is_input: bool
     shape: tuple
     dtype: str  # TensorRT DataType member name: FLOAT, HALF, ...
+    storage: tuple = ()  # the buffer's shape: `shape` with a vectorized format's padding (HWC8: C up to 8)
+
+    def __post_init__(self):
+        self.storage = tuple(self.storage) or tuple(self.shape)
+
+
+def _storage(shape, vectorized_dim, components) -> tuple:
+    """The buffer a vectorized format needs: TensorRT's fp16 HWC8 stores C rounded up to 8 (a 12-channel
+    cache of a plugin layer on the NHWC tile kernels takes 16 per cell), so a buffer of the logical shape
+    would be too small. Linear formats: the shape itself."""
+    shape = tuple(shape)
+    if not isinstance(vectorized_dim, int) or not isinstance(components, int) or components <= 1 or \
+            not 0 <= vectorized_dim < len(shape):
+        return shape
+    padded = list(shape)
+    padded[vectorized_dim] = -(-shape[vectorized_dim] // components) * components
+    return tuple(padded)
 
 
 def io_tensors(trt, engine) -> list[TensorInfo]:
@@ -50,13 +67,25 @@ def io_tensors(trt, engine) -> list[TensorInfo]:
     if hasattr(engine, "num_io_tensors"):  # TensorRT 8.5+ and 10
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            out.append(TensorInfo(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-                                  tuple(engine.get_tensor_shape(name)), _dtype_name(engine.get_tensor_dtype(name))))
+            shape = tuple(engine.get_tensor_shape(name))
+            storage = _storage(shape, _call(engine, "get_tensor_vectorized_dim", name),
+                               _call(engine, "get_tensor_components_per_element", name))
+            out.append(TensorInfo(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT, shape,
+                                  _dtype_name(engine.get_tensor_dtype(name)), storage))
     else:  # TensorRT 8.0-8.4: bindings
         for i in range(engine.num_bindings):
-            out.append(TensorInfo(engine.get_binding_name(i), engine.binding_is_input(i),
-                                  tuple(engine.get_binding_shape(i)), _dtype_name(engine.get_binding_dtype(i))))
+            shape = tuple(engine.get_binding_shape(i))
+            storage = _storage(shape, _call(engine, "get_binding_vectorized_dim", i),
+                               _call(engine, "get_binding_components_per_element", i))
+            out.append(TensorInfo(engine.get_binding_name(i), engine.binding_is_input(i), shape,
+                                  _dtype_name(engine.get_binding_dtype(i)), storage))
     return out
+
+
+def _call(engine, method: str, arg):
+    """engine.method(arg), or None where this TensorRT (or a stand-in) lacks the method."""
+    fn = getattr(engine, method, None)
+    return fn(arg) if callable(fn) else None
 
 
 def _dtype_name(dtype) -> str:
@@ -124,7 +153,7 @@ class TensorRTBackend:
         self.image_shape = self.tensors[self.io.image].shape
         self._v3 = hasattr(self.engine, "num_io_tensors") and hasattr(self.context, "execute_async_v3")
 
-        self.buf = {n: torch.zeros(t.shape, dtype=torch_dtype(t.dtype), device=self.device)
+        self.buf = {n: torch.zeros(t.storage, dtype=torch_dtype(t.dtype), device=self.device)
                     for n, t in self.tensors.items()}
         fetch = self.io.outputs + ([self.io.active] if self.io.active else [])
         self.host = {n: torch.empty(self.buf[n].shape, dtype=self.buf[n].dtype, pin_memory=True)

@@ -246,23 +246,16 @@ def enable_aliased_state(trt, config) -> bool:
 
 
 def channel_last_state(trt, network, model, fp16: bool) -> list[str]:
-    """Give the caches of PassSparseConv2d layers that run the NHWC tile kernels (groups 1 or depthwise)
-    the format those kernels read, as engine I/O: fp32 ``HWC``; with fp16, ``HALF`` and ``HWC8`` where the
-    cache has a multiple of 8 channels (HWC8 pads to 8: only unpadded rows are plain NHWC), else ``HALF``
-    linear (the NCHW kernel's). Otherwise state I/O is fp32 linear and TensorRT converts every cache on the
-    way in and out of each plugin, every frame. The caches are opaque to passrt's runner (zeros, then fed
-    back), so their layout is TensorRT's business. Returns the names of the tensors changed."""
-    import numpy as np
-    from onnx import numpy_helper
-
-    weights = {t.name: t for t in model.graph.initializer}
+    """Give the caches of PassSparseConv2d layers the format the NHWC tile kernels read (every conv runs on
+    them in the plugin: groups 1, depthwise, grouped), as engine I/O: fp32 ``HWC``; with fp16 ``HALF`` and
+    ``HWC8`` (C rounded up to 8 per cell: the kernels read padded rows, and the runner allocates the padded
+    size, tensorrt_backend.TensorInfo.storage). Otherwise state I/O is fp32 linear and TensorRT converts
+    every cache on the way in and out of each plugin, every frame. The caches are opaque to passrt's runner
+    (zeros, then fed back), so their layout is TensorRT's business. Returns the names of the tensors
+    changed."""
     caches = set()
     for node in model.graph.node:
-        if node.op_type != contract.PLUGIN_NAME or len(node.input) < 4 or node.input[3] not in weights:
-            continue
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        shape = np.shape(numpy_helper.to_array(weights[node.input[3]]))
-        if group == 1 or (len(shape) == 4 and shape[1] == 1 and group == shape[0]):  # the tile kernels' convs
+        if node.op_type == contract.PLUGIN_NAME and len(node.input) >= 3:
             caches.update([node.input[2], node.output[0]])
     fmt = trt.TensorFormat.HWC8 if fp16 else trt.TensorFormat.HWC
     changed = []
@@ -272,8 +265,7 @@ def channel_last_state(trt, network, model, fp16: bool) -> list[str]:
             continue
         if fp16:
             tensor.dtype = trt.DataType.HALF
-        if not fp16 or int(tensor.shape[1]) % 8 == 0:
-            tensor.allowed_formats = 1 << int(fmt)
+        tensor.allowed_formats = 1 << int(fmt)
         changed.append(tensor.name)
     return changed
 

@@ -74,7 +74,8 @@ if [[ "$major" -ge 10 ]]; then
 else
     generation="$here/passSparseConv2dPluginV2.cpp"
 fi
-sources=("$here/sparseConvAttributes.cpp" "$here/passSparseConv2dPluginCommon.cpp" "$generation")
+sources=("$here/sparseConvAttributes.cpp" "$here/passSparseConv2dPluginCommon.cpp" "$here/laidWeights.cpp"
+         "$generation")
 echo "compile_check: TensorRT $version headers from $headers"
 for source in "${sources[@]}"; do
     cmd=("$cxx" "-std=${CXX_STD:-c++17}" -c -o /dev/null -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Werror

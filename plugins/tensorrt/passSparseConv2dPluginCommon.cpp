@@ -6,10 +6,12 @@
 //   output  0 cache_out = cache_in with the active tiles recomputed.
 // Two kernel families, chosen by the format TensorRT picked (supportsIo offers both, TensorRT times them):
 // linear NCHW -> passrt::sparseConv2d (sparse_conv2d.cu, any groups); channel-last (fp32 kHWC, fp16
-// unpadded kHWC8) -> the NHWC tile kernels (tiles_nhwc.cu: device cell list, persistent grids, fp16 on
-// tensor cores), for groups-1 and depthwise convs, so a layer between TensorRT's own HWC8 convs needs no
-// reformat. enqueue() copies cache_in to cache_out (unless TensorRT >= 10.3 aliased them) and the kernel
-// rewrites the active tiles. The
+// kHWC8, whose rows of C rounded up to 8 the kernels read through their row strides) -> the NHWC tile
+// kernels (tiles_nhwc.cu: device cell list, persistent grids, fp16 on tensor cores), for every conv
+// (groups 1, depthwise, grouped), so a layer between TensorRT's own HWC8 convs needs no reformat, a
+// 12-channel fp16 head included. The weight is laid out for those kernels once, into memory the plugin
+// owns (LaidWeights). enqueue() copies cache_in to cache_out (unless TensorRT >= 10.3 aliased them) and
+// the kernel rewrites the active tiles. The
 // state is explicit: the caller feeds cache_out back as the next frame's cache_in. A cache kept inside
 // the plugin instead would be hidden per-context state that TensorRT knows nothing about: engines
 // could not be shared between contexts or streams, a CUDA graph would bake in one buffer, and
@@ -68,12 +70,20 @@ void logWarning(char const* format, ...) noexcept {
 
 bool fitsInt32(int64_t value) { return value >= 0 && value <= INT32_MAX; }
 
-// The channel-last path (supportsIo: x, caches and residual in kHWC / unpadded kHWC8, i.e. [N][H][W][C]):
-// per frame, the weight into the kernels' layout (one small launch: the ONNX weight is OIHW), then per
-// image the active cells listed on the device from the tile mask (activeCellsCuda) and one launch over
-// them of the GEMM or depthwise tile kernel, writing cache_out in place. No host sync, no allocation.
+bool channelLast(nvinfer1::TensorFormat format) noexcept { return format != nvinfer1::TensorFormat::kLINEAR; }
+
+// Elements between consecutive cells' rows of a channel-last tensor of `channels` channels: kHWC8 pads
+// C to a multiple of 8 (what TensorRT stores), kHWC does not.
+int64_t rowStride(nvinfer1::TensorFormat format, int64_t channels) noexcept {
+  return format == nvinfer1::TensorFormat::kHWC8 ? (channels + 7) / 8 * 8 : channels;
+}
+
+// The channel-last path (supportsIo: x, caches and residual in kHWC / kHWC8, i.e. [N][H][W][row stride]):
+// the weight in the kernels' layout (laid out once, LaidWeights), then per image the active cells listed
+// on the device from the tile mask (activeCellsCuda) and one launch over them of the GEMM (any groups) or
+// depthwise tile kernel, writing cache_out in place. No host sync; no allocation after the first frame.
 int32_t launchNhwc(SparseConvParams const& p, passrt::DataType dtype, size_t elementSize, void const* const* inputs,
-                   void const* residual, void* output, void* workspace, cudaStream_t stream,
+                   void const* residual, void* output, void* workspace, LaidWeights& laid, cudaStream_t stream,
                    nvinfer1::IErrorRecorder* recorder) noexcept {
   NhwcWorkspace const ws = nhwcWorkspace(p, elementSize);
   if (workspace == nullptr || ws.capacity == 0) {
@@ -84,13 +94,15 @@ int32_t launchNhwc(SparseConvParams const& p, passrt::DataType dtype, size_t ele
   auto* const base = static_cast<char*>(workspace);
   auto* const cells = reinterpret_cast<int32_t*>(base + ws.cells);
   auto* const count = reinterpret_cast<int32_t*>(base + ws.count);
-  void* const weight = base + ws.weight;
-  auto* const bias = reinterpret_cast<float*>(base + ws.bias);
-  cudaError_t status = kernelLayoutCuda(p, dtype, inputs[kInWeight], inputs[kInBias], weight, bias, stream);
+  void const* weight = nullptr;
+  float const* bias = nullptr;
+  cudaError_t status = laid.prepare(p, dtype, ws.bias - ws.weight, ws.bytes - ws.bias, inputs[kInWeight],
+                                    inputs[kInBias], base + ws.weight, reinterpret_cast<float*>(base + ws.bias),
+                                    stream, weight, bias);
   SparseConvParams one = p;  // the tile kernels take one image; the batch runs image after image
   one.batch = 1;
-  size_t const inImage = static_cast<size_t>(p.in_h) * p.in_w * p.in_channels * elementSize;
-  size_t const outImage = static_cast<size_t>(p.out_h) * p.out_w * p.out_channels * elementSize;
+  size_t const inImage = static_cast<size_t>(p.in_h) * p.in_w * p.inStride() * elementSize;
+  size_t const outImage = static_cast<size_t>(p.out_h) * p.out_w * p.outStride() * elementSize;
   int64_t const tiles = static_cast<int64_t>(p.tilesH()) * p.tilesW();
   for (int32_t n = 0; n < p.batch && status == cudaSuccess; ++n) {
     float const* mask = static_cast<float const*>(inputs[kInMask]) + n * tiles;
@@ -102,8 +114,9 @@ int32_t launchNhwc(SparseConvParams const& p, passrt::DataType dtype, size_t ele
     void const* const in = static_cast<char const*>(inputs[kInX]) + n * inImage;
     void const* const res = residual != nullptr ? static_cast<char const*>(residual) + n * outImage : nullptr;
     void* const out = static_cast<char*>(output) + n * outImage;
-    status = p.groups > 1 ? depthwiseCellsNhwcCuda(one, dtype, in, weight, bias, res, range, out, false, stream)
-                          : convCellsNhwcCuda(one, dtype, in, false, weight, bias, res, range, out, false, stream);
+    bool const depthwise = p.groups > 1 && p.groups == p.in_channels && p.in_channels == p.out_channels;
+    status = depthwise ? depthwiseCellsNhwcCuda(one, dtype, in, weight, bias, res, range, out, false, stream)
+                       : convCellsNhwcCuda(one, dtype, in, false, weight, bias, res, range, out, false, stream);
   }
   if (status != cudaSuccess) {
     reportError(recorder, ErrorCode::kFAILED_EXECUTION, "the NHWC tile kernels failed: %s", cudaGetErrorString(status));
@@ -254,7 +267,7 @@ bool supportsIo(int32_t pos, nvinfer1::DataType type, nvinfer1::TensorFormat for
   if (format == TensorFormat::kHWC) {
     return type == DataType::kFLOAT;
   }
-  return format == TensorFormat::kHWC8 && type == DataType::kHALF && channels > 0 && channels % 8 == 0;
+  return format == TensorFormat::kHWC8 && type == DataType::kHALF && channels > 0;
 }
 
 bool supportsDesc(SparseConvAttributes const& a, int32_t pos, nvinfer1::PluginTensorDesc const* inOut, int32_t nbInputs,
@@ -301,12 +314,13 @@ bool checkRuntimeDescs(SparseConvAttributes const& a, nvinfer1::PluginTensorDesc
   return checkCollected(a, in, nbInputs, getDims, dims, recorder);
 }
 
-// Called once per frame and layer, so it stays cheap: a few integer checks, one copy, one launch;
-// no allocation and no synchronisation (the memcpy is asynchronous and device to device), which
-// also keeps it capturable into a CUDA graph.
+// Called once per frame and layer, so it stays cheap: a few integer checks, one copy, a launch or two;
+// no synchronisation (the memcpy is asynchronous and device to device) and no allocation, except a
+// cudaMalloc for the laid-out weight at the first enqueue when configurePlugin/onShapeChange could not
+// make it, and never during a CUDA graph capture (LaidWeights), so it stays capturable.
 int32_t launch(SparseConvAttributes const& a, int32_t nbInputs, nvinfer1::PluginTensorDesc const* inputDesc,
                nvinfer1::PluginTensorDesc const* outputDesc, void const* const* inputs, void* const* outputs,
-               void* workspace, cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept {
+               void* workspace, LaidWeights& laid, cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept {
   if (!isValidIoCount(nbInputs, kNbOutputs)) {
     reportError(recorder, ErrorCode::kINVALID_STATE,
                 "enqueue before the input count was known (%d); was the plugin configured?", nbInputs);
@@ -347,13 +361,18 @@ int32_t launch(SparseConvAttributes const& a, int32_t nbInputs, nvinfer1::Plugin
       return kFailure;
   }
 
-  SparseConvParams const p = toParams(a, x, cache);
+  SparseConvParams p = toParams(a, x, cache);
+  bool const nhwc = channelLast(inputDesc[kInX].format);
+  if (nhwc) {  // rows as TensorRT stores them: kHWC8 pads C to a multiple of 8
+    p.in_stride = static_cast<int32_t>(rowStride(inputDesc[kInX].format, x[1]));
+    p.out_stride = static_cast<int32_t>(rowStride(outputDesc[0].format, cache[1]));
+  }
   // The kernel header's check, the same the PyTorch op runs: what the shape checks above cannot see.
   if (char const* problem = checkSparseConv2d(p)) {
     reportError(recorder, ErrorCode::kINVALID_ARGUMENT, "%s", problem);
     return kFailure;
   }
-  size_t const cacheBytes = static_cast<size_t>(cache[0]) * static_cast<size_t>(cache[1]) *
+  size_t const cacheBytes = static_cast<size_t>(cache[0]) * static_cast<size_t>(nhwc ? p.outStride() : cache[1]) *
                             static_cast<size_t>(cache[2]) * static_cast<size_t>(cache[3]) * elementSize;
   if (cacheBytes == 0) {
     return kSuccess;
@@ -369,8 +388,8 @@ int32_t launch(SparseConvAttributes const& a, int32_t nbInputs, nvinfer1::Plugin
     }
   }
   void const* const residual = nbInputs == kNbInputsWithResidual ? inputs[kInResidual] : nullptr;
-  if (inputDesc[kInX].format != nvinfer1::TensorFormat::kLINEAR) {
-    return launchNhwc(p, dtype, elementSize, inputs, residual, output, workspace, stream, recorder);
+  if (nhwc) {
+    return launchNhwc(p, dtype, elementSize, inputs, residual, output, workspace, laid, stream, recorder);
   }
   cudaError_t const status = sparseConv2d(p, dtype, inputs[kInX], inputs[kInWeight], inputs[kInBias], residual,
                                           static_cast<float const*>(inputs[kInMask]), output, stream);
@@ -379,6 +398,24 @@ int32_t launch(SparseConvAttributes const& a, int32_t nbInputs, nvinfer1::Plugin
     return kFailure;
   }
   return kSuccess;
+}
+
+void reserveLaidWeights(SparseConvAttributes const& a, nvinfer1::PluginTensorDesc const* inputs, int32_t nbInputs,
+                        LaidWeights& laid) noexcept {
+  InputDims dims;
+  auto getDims = [](nvinfer1::PluginTensorDesc const& d) { return d.dims; };
+  if (inputs == nullptr || !channelLast(inputs[kInX].format) || !collectDims(inputs, nbInputs, getDims, dims) ||
+      !nhwcCapable(a, dims.d[kInX][1], dims.d[kInCache][1])) {
+    return;
+  }
+  for (int32_t i = 0; i < kRank; ++i) {
+    if (!fitsInt32(dims.d[kInX][i]) || !fitsInt32(dims.d[kInCache][i]) || dims.d[kInX][i] == 0) {
+      return;  // unknown extents (build time): enqueue reserves with the real ones
+    }
+  }
+  size_t const element = inputs[kInX].type == nvinfer1::DataType::kHALF ? sizeof(uint16_t) : sizeof(float);
+  NhwcWorkspace const ws = nhwcWorkspace(toParams(a, dims.d[kInX], dims.d[kInCache]), element);
+  laid.reserve(ws.bias - ws.weight, ws.bytes - ws.bias);
 }
 
 namespace {

@@ -3,6 +3,7 @@
 // descriptors and the launch. The TensorRT-free logic underneath is sparseConvAttributes.h.
 #pragma once
 
+#include "laidWeights.h"
 #include "sparseConvAttributes.h"
 
 #include "NvInferRuntime.h"
@@ -63,8 +64,8 @@ bool checkIoCount(int32_t nbInputs, int32_t nbOutputs, nvinfer1::IErrorRecorder*
 // x in fp32 or fp16 and every other tensor in x's type, except the tile mask, which is always fp32
 // (the kernels read it as float). The tile mask, weight and bias are linear; x, cache_in, residual and
 // cache_out share one format: linear (NCHW kernels), or channel-last for the convs the NHWC tile
-// kernels compute (nhwcCapable): kHWC with fp32, kHWC8 with fp16 when `channels` (this tensor's C) is
-// a multiple of 8 (TensorRT pads kHWC8 to 8 channels; unpadded rows are what the kernels read).
+// kernels compute (nhwcCapable): kHWC with fp32, kHWC8 with fp16 (rows of C rounded up to 8, which the
+// kernels read through their row strides; `channels`, this tensor's C, must be known).
 // `xType`/`xFormat` are only read for pos > 0, where TensorRT has already fixed position 0.
 bool supportsIo(int32_t pos, nvinfer1::DataType type, nvinfer1::TensorFormat format, nvinfer1::DataType xType,
                 nvinfer1::TensorFormat xFormat, int64_t channels, bool nhwcCapable, int32_t nbInputs,
@@ -88,11 +89,16 @@ bool checkDescs(SparseConvAttributes const& attributes, nvinfer1::DynamicPluginT
 bool checkRuntimeDescs(SparseConvAttributes const& attributes, nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
                        nvinfer1::IErrorRecorder* recorder) noexcept;
 
+// Reserves `laid` for these (configured or runtime) descriptors when the channel-last path can run them
+// and every extent is known; a failure is not an error (enqueue falls back to the workspace).
+void reserveLaidWeights(SparseConvAttributes const& attributes, nvinfer1::PluginTensorDesc const* inputs,
+                        int32_t nbInputs, LaidWeights& laid) noexcept;
+
 // Checks the real shapes, copies cache_in to cache_out unless TensorRT aliased them, and launches on
 // `stream`: the NCHW kernel for linear formats, the NHWC tile kernels for channel-last ones (their
-// scratch in `workspace`, workspaceBytes() long).
+// scratch in `workspace`, workspaceBytes() long; the weight from `laid`).
 int32_t launch(SparseConvAttributes const& attributes, int32_t nbInputs, nvinfer1::PluginTensorDesc const* inputDesc,
                nvinfer1::PluginTensorDesc const* outputDesc, void const* const* inputs, void* const* outputs,
-               void* workspace, cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept;
+               void* workspace, LaidWeights& laid, cudaStream_t stream, nvinfer1::IErrorRecorder* recorder) noexcept;
 
 }  // namespace passrt::trt

@@ -34,11 +34,11 @@ char const* PassSparseConv2dPlugin::getPluginVersion() const noexcept { return k
 int32_t PassSparseConv2dPlugin::getNbOutputs() const noexcept { return kNbOutputs; }
 
 int32_t PassSparseConv2dPlugin::initialize() noexcept {
-  // Nothing to set up: the plugin owns no device memory, handles or streams.
+  // Nothing to set up yet: the laid-out weight's memory needs the shapes (configurePlugin, enqueue).
   return kSuccess;
 }
 
-void PassSparseConv2dPlugin::terminate() noexcept {}
+void PassSparseConv2dPlugin::terminate() noexcept { mLaid.release(); }
 
 size_t PassSparseConv2dPlugin::getSerializationSize() const noexcept { return serialSize(); }
 
@@ -106,6 +106,13 @@ void PassSparseConv2dPlugin::configurePlugin(DynamicPluginTensorDesc const* in, 
   // checks the real shapes again and refuses to run.
   if (checkDescs(mAttributes, in, nbInputs, nbOutputs, nullptr) && out != nullptr) {
     mNbInputs = nbInputs;
+    // Also called when an execution context is created: the memory for the laid-out weight is made here,
+    // not in enqueue(), where a CUDA graph capture may be running.
+    PluginTensorDesc descs[kNbInputsWithResidual];
+    for (int32_t i = 0; i < nbInputs; ++i) {
+      descs[i] = in[i].desc;
+    }
+    reserveLaidWeights(mAttributes, descs, nbInputs, mLaid);
   }
 }
 
@@ -118,7 +125,7 @@ size_t PassSparseConv2dPlugin::getWorkspaceSize(PluginTensorDesc const* inputs, 
 int32_t PassSparseConv2dPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
                                         void const* const* inputs, void* const* outputs, void* workspace,
                                         cudaStream_t stream) noexcept {
-  return launch(mAttributes, mNbInputs, inputDesc, outputDesc, inputs, outputs, workspace, stream, nullptr);
+  return launch(mAttributes, mNbInputs, inputDesc, outputDesc, inputs, outputs, workspace, mLaid, stream, nullptr);
 }
 
 PassSparseConv2dPluginCreator::PassSparseConv2dPluginCreator() : mNamespace(kPluginNamespace) {}

@@ -67,6 +67,8 @@ class PassSparseConv2dPlugin : public nvinfer1::IPluginV2DynamicExt {
   // plugin, and serialized.
   int32_t mNbInputs{0};
   std::string mNamespace;
+  // The channel-last path's weight, laid out once (not serialized; a clone starts empty; freed in terminate()).
+  LaidWeights mLaid;
 };
 
 class PassSparseConv2dPluginCreator : public nvinfer1::IPluginCreator {

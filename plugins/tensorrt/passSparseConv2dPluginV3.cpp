@@ -121,13 +121,15 @@ int32_t PassSparseConv2dPlugin::onShapeChange(PluginTensorDesc const* in, int32_
     return kFailure;
   }
   mNbInputs = nbInputs;
+  reserveLaidWeights(mAttributes, in, nbInputs, mLaid);  // outside enqueue(), where a graph capture may run
   return kSuccess;
 }
 
 int32_t PassSparseConv2dPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
                                         void const* const* inputs, void* const* outputs, void* workspace,
                                         cudaStream_t stream) noexcept {
-  return launch(mAttributes, mNbInputs, inputDesc, outputDesc, inputs, outputs, workspace, stream, mErrorRecorder);
+  return launch(mAttributes, mNbInputs, inputDesc, outputDesc, inputs, outputs, workspace, mLaid, stream,
+                mErrorRecorder);
 }
 
 nvinfer1::IPluginV3* PassSparseConv2dPlugin::attachToContext(nvinfer1::IPluginResourceContext* context) noexcept {

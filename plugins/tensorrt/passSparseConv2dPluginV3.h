@@ -96,6 +96,9 @@ class PassSparseConv2dPlugin : public nvinfer1::IPluginV3,
   // this object (a copied vector would point into the original).
   std::vector<nvinfer1::PluginField> mSerialFields;
   nvinfer1::PluginFieldCollection mSerialCollection{};
+  // The channel-last path's weight, laid out once (not serialized; a clone or attached copy starts empty;
+  // freed with the object).
+  LaidWeights mLaid;
 };
 
 class PassSparseConv2dPluginCreator : public nvinfer1::IPluginCreatorV3One {

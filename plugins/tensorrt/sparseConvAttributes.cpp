@@ -126,7 +126,10 @@ bool validateAttributes(SparseConvAttributes const& a, Message& error) noexcept 
 }
 
 bool nhwcCapable(SparseConvAttributes const& a, Extent inChannels, Extent outChannels) noexcept {
-  return a.group == 1 || (a.group > 1 && a.group == inChannels && inChannels == outChannels);
+  // Every conv since the tile kernels take row strides (padded kHWC8 rows, grouped convs' channel slices);
+  // unknown channel counts (-1) pass here and are checked with the real shapes.
+  return a.group >= 1 && (inChannels < 0 || inChannels % a.group == 0) &&
+         (outChannels < 0 || outChannels % a.group == 0);
 }
 
 NhwcWorkspace nhwcWorkspace(SparseConvParams const& p, size_t elementSize) noexcept {
@@ -134,7 +137,7 @@ NhwcWorkspace nhwcWorkspace(SparseConvParams const& p, size_t elementSize) noexc
   int64_t const tiles = static_cast<int64_t>(p.tilesH()) * p.tilesW();
   int64_t const capacity = tiles * p.tile * p.tile;
   size_t const taps = static_cast<size_t>(p.kernel_h) * static_cast<size_t>(p.kernel_w);
-  size_t const inPerGroup = p.groups > 1 ? 1 : static_cast<size_t>(p.in_channels);
+  size_t const inPerGroup = p.groups >= 1 ? static_cast<size_t>(p.in_channels / p.groups) : 0;
   NhwcWorkspace w{};
   w.capacity = capacity > 0 && capacity <= INT32_MAX ? static_cast<int32_t>(capacity) : 0;
   w.cells = 0;

@@ -130,15 +130,18 @@ bool validateAttributes(SparseConvAttributes const& attributes, Message& error) 
 SparseConvParams toParams(SparseConvAttributes const& attributes, Extent const* x, Extent const* cache) noexcept;
 
 // ---- Channel-last formats: the NHWC tile kernels (passrt_tiles.h, tiles_nhwc.cu) ----------------
-// x, cache_in, residual and cache_out may be channel-last (TensorRT's kHWC for fp32, kHWC8 for fp16 when
-// every such tensor has a multiple of 8 channels, i.e. no padding: [N][H][W][C] exactly), for the convs
-// those kernels compute: groups 1, or depthwise (groups == C_in == C_out). Linear NCHW stays available
-// for every conv (the NCHW kernels, sparse_conv2d.cu), and TensorRT picks by measuring both.
+// x, cache_in, residual and cache_out may be channel-last: TensorRT's kHWC for fp32 ([N][H][W][C]) and
+// kHWC8 for fp16 ([N][H][W][C rounded up to 8]: the kernels read rows that far apart and never touch the
+// padding), for every conv the tile kernels compute: groups 1, depthwise, and grouped convs (one GEMM per
+// group over its slice of the rows). Linear NCHW stays available for every conv (the NCHW kernels,
+// sparse_conv2d.cu), and TensorRT picks by measuring both. False only for channel counts groups does not
+// divide (which checkShapes refuses anyway).
 bool nhwcCapable(SparseConvAttributes const& attributes, Extent inChannels, Extent outChannels) noexcept;
 
 // enqueue()'s scratch for the channel-last path, one frame, carved from TensorRT's workspace: the cell
-// list (capacity = tilesH * tilesW * tile * tile) and its device-side count, the weight in the kernels'
-// layout (x's element size) and the bias in float32. Offsets are 256-byte aligned.
+// list (capacity = tilesH * tilesW * tile * tile) and its device-side count, then room for the weight in
+// the kernels' layout (x's element size) and the bias in float32, used only when the plugin's own copy
+// (LaidWeights, laid out once) could not be made. Offsets are 256-byte aligned.
 struct NhwcWorkspace {
   size_t cells, count, weight, bias, bytes;  // byte offsets of each part, and the total
   int32_t capacity;

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ["nvidia-smi", "native", "calibrate", "sanitizer", "cuda-tests", "bench", "tensorrt"]
+STEPS = ["nvidia-smi", "native", "plugin-weights", "calibrate", "sanitizer", "cuda-tests", "bench", "tensorrt"]
 
 
 def load():
@@ -34,6 +34,7 @@ def test_dry_run_prints_every_step_and_why(tmp_path):
         else:
             assert step["status"] == "would run" and "would run" in header
     assert "$ " in done.stdout and "twins_test" in done.stdout and "--device cuda --half" in done.stdout
+    assert "laidWeightsTest" in done.stdout  # the plugin's weights laid out once, on the GPU without TensorRT
     # the native executor on CUDA is tested and benchmarked, with CUDA graphs and without
     assert "tests/engine/test_native_cuda.py" in done.stdout and "--no-cuda-graphs" in done.stdout
     assert not (tmp_path / "gpu_check.json").exists(), "a dry run leaves no results that look like a real run"
@@ -42,13 +43,16 @@ def test_dry_run_prints_every_step_and_why(tmp_path):
             assert step["status"] == "skipped" and ("nvidia-smi" in step["reason"] or "GPU" in step["reason"])
 
 
-def test_without_a_gpu_a_real_run_fails(tmp_path):
+def test_without_a_gpu_a_real_run_fails(tmp_path, capsys):
     module = load()
     if module.gpu_arch()[0] is not None:
         pytest.skip("this machine has a GPU: the real run is the device check itself")
     assert module.main(["--out", str(tmp_path), "--budget", "30"]) == 1, "checks that did not run are not a pass"
     summary = json.loads((tmp_path / "gpu_check.json").read_text())
     assert {s["status"] for s in summary["steps"]} == {"skipped"}
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # the one line to read: FAIL, naming what did not run
+    assert last.startswith("gpu_check: FAIL (steps not passed: nvidia-smi, native, plugin-weights"), last
+    assert "tensorrt" not in last  # optional: not applicable without TensorRT
 
 
 def test_bad_arguments_are_one_line(tmp_path, capsys):

@@ -41,7 +41,7 @@ def twins(tmp_path_factory):
 def test_cpu_side(twins):
     done = subprocess.run([str(twins), "--cpu-only"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "CPU twins vs direct conv: 480 cases, ok" in done.stdout
+    assert "CPU twins vs direct conv: 840 cases, ok" in done.stdout
 
 
 def test_gpu_side(twins):

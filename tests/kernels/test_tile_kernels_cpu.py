@@ -160,7 +160,7 @@ def test_clear_errors():
         call(output=FeatureMap(5, 8, 8).rows)
     with pytest.raises(RuntimeError, match="not an activation code"):
         call(act=9)
-    with pytest.raises(RuntimeError, match="grouped convs other than depthwise"):
+    with pytest.raises(RuntimeError, match=r"weight must be \[36, 4\]"):  # grouped: [g * taps * C_in/g, C_out/g]
         call(groups=2, weight=torch.zeros(9, 4))
 
 

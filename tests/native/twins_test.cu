@@ -4,7 +4,10 @@
 //
 // 1. CPU side (runs anywhere): the CPU twins (passrt_tiles.h: tileCells, gatherWindowsNhwc + a GEMM,
 //    depthwiseNhwc, epilogueNhwc) against a direct NHWC convolution written here, over the matrix
-//    below. This checks the twins' composition, which is the CUDA kernels' reference.
+//    below. This checks the twins' composition, which is the CUDA kernels' reference. Some cases store
+//    their maps as TensorRT's fp16 kHWC8 does (rows of C rounded up to 8: in_stride / out_stride; the
+//    padding holds NaN in the input and a sentinel in the output, which must survive), and some are
+//    grouped convs (one groups-1 conv per channel slice, groupSlice).
 // 2. GPU side (where a CUDA device is): every CUDA kernel (activeCellsCuda, tileCellsCuda, convCellsNhwcCuda,
 //    depthwiseCellsNhwcCuda) against its CPU twin over shapes x tiles x masks x dtypes x residual
 //    (none / separate / aliased to the output) x the fused depthwise -> 1x1 pair: cell lists equal,
@@ -57,7 +60,22 @@ bool quick = false;  // --quick: a small part of the GPU matrix (compute-sanitiz
 struct Case {
   int c_in, c_out, h, w, k, s, dw;  // dw: depthwise (c_out == c_in)
   int fuse;                         // > 0: a 1x1 to this many channels after the depthwise conv (rows)
+  int g;                            // > 1: a grouped conv (not depthwise) of g groups
+  bool hwc8;                        // maps in kHWC8 rows: C rounded up to 8 (in_stride / out_stride)
 };
+
+int groupsOf(const Case& c) { return c.dw ? c.c_in : (c.g > 1 ? c.g : 1); }
+int rowStride(const Case& c, int channels) { return c.hwc8 ? (channels + 7) / 8 * 8 : channels; }
+const float kSentinel = -7.5f;  // the output rows' padding: exact in fp16, never a result by chance
+
+// A packed [rows, channels] map spread to rows `stride` apart, the padding filled with `fill`.
+std::vector<float> spread(const std::vector<float>& v, int channels, int stride, float fill) {
+  const size_t rows = v.size() / channels;
+  std::vector<float> out(rows * stride, fill);
+  for (size_t r = 0; r < rows; ++r)
+    for (int c = 0; c < channels; ++c) out[r * stride + c] = v[r * channels + c];
+  return out;
+}
 
 SparseConvParams params(int c_in, int c_out, int h, int w, int k, int s, int groups, int tile, Activation act,
                         Activation post) {
@@ -94,25 +112,29 @@ std::vector<float> randomVec(std::mt19937& g, size_t n, DataType dt, float scale
 // ---- the references ---------------------------------------------------------------------------------
 
 // Direct NHWC conv + bias -> act -> + residual -> post_act of one output value (the test's own oracle).
+// Maps' rows are p.inStride() / p.outStride() apart; a grouped weight is [g][taps * C_in/g][C_out/g].
 float direct(const SparseConvParams& p, const std::vector<float>& in, const std::vector<float>& wK,
              const std::vector<float>& bias, const float* residual, int cell, int co) {
-  const bool dw = p.groups > 1;
+  const bool dw = p.groups > 1 && p.groups == p.in_channels && p.in_channels == p.out_channels;
+  const int cinG = p.in_channels / p.groups, coutG = p.out_channels / p.groups, grp = co / coutG;
+  const size_t block = (size_t)p.kernel_h * p.kernel_w * cinG * coutG;
   const int oy = cell / p.out_w, ox = cell % p.out_w;
   float acc = bias.empty() ? 0.f : bias[co];
   for (int ky = 0; ky < p.kernel_h; ++ky)
     for (int kx = 0; kx < p.kernel_w; ++kx) {
       const int iy = oy * p.stride_h - p.pad_top + ky, ix = ox * p.stride_w - p.pad_left + kx;
       if (iy < 0 || iy >= p.in_h || ix < 0 || ix >= p.in_w) continue;
-      const float* x = &in[((size_t)iy * p.in_w + ix) * p.in_channels];
+      const float* x = &in[((size_t)iy * p.in_w + ix) * p.inStride()];
       if (dw) {
         acc += x[co] * wK[(ky * p.kernel_w + kx) * p.out_channels + co];
       } else {
-        for (int c = 0; c < p.in_channels; ++c)
-          acc += x[c] * wK[((size_t)(ky * p.kernel_w + kx) * p.in_channels + c) * p.out_channels + co];
+        for (int c = 0; c < cinG; ++c)
+          acc += x[grp * cinG + c] *
+                 wK[grp * block + ((size_t)(ky * p.kernel_w + kx) * cinG + c) * coutG + co % coutG];
       }
     }
   float v = passrt::activate(p.act, p.act_alpha, acc);
-  if (residual) v += residual[(size_t)cell * p.out_channels + co];
+  if (residual) v += residual[(size_t)cell * p.outStride() + co];
   return passrt::activate(p.post_act, p.act_alpha, v);
 }
 
@@ -122,27 +144,35 @@ void cpuTwin(const SparseConvParams& p, const float* in, bool rowsIn, const std:
              const std::vector<float>& bias, const float* residual, const std::vector<int32_t>& cells, float* out,
              float* rows) {
   const int64_t n = (int64_t)cells.size();
-  std::vector<float> y((size_t)n * p.out_channels);
-  if (p.groups > 1) {
+  if (p.groups > 1 && p.groups == p.in_channels && p.in_channels == p.out_channels) {
+    std::vector<float> y((size_t)n * p.out_channels);
     passrt::depthwiseNhwc(p, in, wK.data(), bias.empty() ? nullptr : bias.data(), cells.data(), 0, n, y.data());
-  } else {
-    const int64_t K = (int64_t)p.kernel_h * p.kernel_w * p.in_channels;
-    std::vector<float> cols;
+    passrt::epilogueNhwc(p, p.out_channels, y.data(), residual, cells.data(), 0, n, rows ? nullptr : out);
+    if (rows) std::memcpy(rows, y.data(), y.size() * sizeof(float));
+    return;
+  }
+  // groups 1, or each group of a grouped conv as a groups-1 conv over its channel slice (groupSlice).
+  const SparseConvParams g1 = passrt::groupSlice(p);
+  const int64_t K = (int64_t)g1.kernel_h * g1.kernel_w * g1.in_channels, coutG = g1.out_channels;
+  for (int grp = 0; grp < p.groups; ++grp) {
+    std::vector<float> y((size_t)n * coutG), cols;
     const float* a = in;
     if (!rowsIn) {
       cols.resize((size_t)n * K);
-      passrt::gatherWindowsNhwc(p, in, cells.data(), 0, n, cols.data());
+      passrt::gatherWindowsNhwc(g1, in + grp * g1.in_channels, cells.data(), 0, n, cols.data());
       a = cols.data();
     }
+    const float* w = wK.data() + (size_t)grp * K * coutG;
     for (int64_t i = 0; i < n; ++i)
-      for (int co = 0; co < p.out_channels; ++co) {
-        double acc = bias.empty() ? 0.0 : bias[co];
-        for (int64_t k = 0; k < K; ++k) acc += (double)a[i * K + k] * wK[k * p.out_channels + co];
-        y[i * p.out_channels + co] = (float)acc;
+      for (int co = 0; co < coutG; ++co) {
+        double acc = bias.empty() ? 0.0 : bias[grp * coutG + co];
+        for (int64_t k = 0; k < K; ++k) acc += (double)a[i * K + k] * w[k * coutG + co];
+        y[i * coutG + co] = (float)acc;
       }
+    passrt::epilogueNhwc(g1, (int32_t)coutG, y.data(), residual ? residual + grp * coutG : nullptr, cells.data(), 0,
+                         n, rows || !out ? nullptr : out + grp * coutG);
+    if (rows) std::memcpy(rows, y.data(), y.size() * sizeof(float));  // rows: groups 1 only (the fused 1x1)
   }
-  passrt::epilogueNhwc(p, p.out_channels, y.data(), residual, cells.data(), 0, n, rows ? nullptr : out);
-  if (rows) std::memcpy(rows, y.data(), y.size() * sizeof(float));
 }
 
 std::vector<float> tileMask(std::mt19937& g, const SparseConvParams& p, const std::string& kind, double frac) {
@@ -173,6 +203,12 @@ const std::vector<Case> kCases = {
     {16, 24, 13, 17, 1, 1, 0, 0},  {40, 12, 9, 11, 1, 1, 0, 0},  {3, 32, 15, 18, 3, 2, 0, 0},
     {24, 70, 10, 9, 3, 1, 0, 0},   {96, 96, 12, 14, 3, 2, 1, 0}, {33, 33, 11, 10, 3, 1, 1, 0},
     {144, 144, 9, 13, 3, 1, 1, 24}, {32, 32, 14, 12, 3, 1, 1, 16},
+    // kHWC8 rows: SSDLite's 12-channel head (rows of 96 in, 16 out), odd channel counts, a depthwise conv
+    // of 12 channels, a fused pair writing 12 channels into rows of 16.
+    {96, 12, 10, 13, 3, 1, 0, 0, 0, true}, {20, 12, 9, 11, 1, 1, 0, 0, 0, true},
+    {12, 12, 9, 10, 3, 2, 1, 0, 0, true},  {32, 32, 14, 12, 3, 1, 1, 12, 0, true},
+    // grouped convs (2 -> 3 channels per group, packed; 4 -> 2 per group, kHWC8 rows of 8 and 16)
+    {8, 12, 11, 9, 3, 1, 0, 0, 4, false},  {12, 6, 10, 10, 3, 2, 0, 0, 3, true},
 };
 const int kTiles[] = {1, 2, 3, 4, 8};
 const char* kMasks[] = {"all-off", "all-on", "random", "edges"};
@@ -187,15 +223,18 @@ void cpuSide() {
     for (int tile : kTiles)
       for (const char* mk : kMasks)
         for (int rm = kNoResidual; rm <= kAliased; ++rm) {
-          const int cout = c.dw ? c.c_in : c.c_out;
-          SparseConvParams p = params(c.c_in, cout, c.h, c.w, c.k, c.s, c.dw ? c.c_in : 1, tile, Activation::kRelu6,
+          const int cout = c.dw ? c.c_in : c.c_out, groups = groupsOf(c);
+          SparseConvParams p = params(c.c_in, cout, c.h, c.w, c.k, c.s, groups, tile, Activation::kRelu6,
                                       rm ? Activation::kRelu : Activation::kNone);
-          const auto in = randomVec(g, (size_t)c.h * c.w * c.c_in, DataType::kFloat32);
-          const auto wK = randomVec(g, (size_t)c.k * c.k * (c.dw ? 1 : c.c_in) * cout, DataType::kFloat32, 0.3f);
+          p.in_stride = rowStride(c, c.c_in);
+          p.out_stride = rowStride(c, cout);
+          const auto in = spread(randomVec(g, (size_t)c.h * c.w * c.c_in, DataType::kFloat32), c.c_in, p.inStride(),
+                                 NAN);
+          const auto wK = randomVec(g, (size_t)c.k * c.k * (c.c_in / groups) * cout, DataType::kFloat32, 0.3f);
           const auto bias = randomVec(g, cout, DataType::kFloat32);
-          const size_t outN = (size_t)p.out_h * p.out_w * cout;
-          const auto cache = randomVec(g, outN, DataType::kFloat32);
-          const auto res = randomVec(g, outN, DataType::kFloat32);
+          const size_t cellsN = (size_t)p.out_h * p.out_w;
+          const auto cache = spread(randomVec(g, cellsN * cout, DataType::kFloat32), cout, p.outStride(), kSentinel);
+          const auto res = spread(randomVec(g, cellsN * cout, DataType::kFloat32), cout, p.outStride(), kSentinel);
           const auto cells = cpuCells(p, tileMask(g, p, mk, 0.3));
           std::vector<float> out = cache;
           const float* residual = rm == kSeparate ? res.data() : rm == kAliased ? out.data() : nullptr;
@@ -203,16 +242,17 @@ void cpuSide() {
           std::vector<char> active(p.out_h * p.out_w, 0);
           for (int32_t cell : cells) active[cell] = 1;
           for (int cell = 0; cell < p.out_h * p.out_w; ++cell)
-            for (int co = 0; co < cout; ++co) {
-              const size_t i = (size_t)cell * cout + co;
-              if (!active[cell]) {
+            for (int co = 0; co < p.outStride(); ++co) {
+              const size_t i = (size_t)cell * p.outStride() + co;
+              if (!active[cell] || co >= cout) {  // inactive cells and the rows' padding: untouched
                 EXPECT(std::memcmp(&out[i], &cache[i], 4) == 0, "cpu: inactive cell %d changed", cell);
                 continue;
               }
               const float* r = rm == kSeparate ? res.data() : rm == kAliased ? cache.data() : nullptr;
               const float want = direct(p, in, wK, bias, r, cell, co);
               EXPECT(std::fabs(out[i] - want) <= 1e-4f * (1.f + std::fabs(want)), "cpu twin k%d s%d dw%d tile %d %s: "
-                     "cell %d ch %d got %g want %g", c.k, c.s, c.dw, tile, mk, cell, co, out[i], want);
+                     "cell %d ch %d got %g want %g (groups %d hwc8 %d)", c.k, c.s, c.dw, tile, mk, cell, co, out[i],
+                     want, groups, c.hwc8);
             }
           ++checked;
         }
@@ -264,6 +304,9 @@ struct Dev {  // one device buffer holding a host vector in the test's dtype
 
 void gpuSide() {
   int checked = 0;
+  // The paths the TensorRT plugin gained (printed as their own PASS/FAIL lines for benchmarks/gpu_check.sh):
+  // fp16 maps in kHWC8 rows (SSDLite's 12-channel heads: C padded to 16), and grouped convs on the GEMM kernel.
+  int hwc8Cases = 0, hwc8Failures = 0, groupedCases = 0, groupedFailures = 0;
   std::mt19937 g(99);
   for (DataType dt : {DataType::kFloat32, DataType::kFloat16}) {
     const float tol = dt == DataType::kFloat16 ? 2e-2f : 1e-4f;
@@ -272,23 +315,27 @@ void gpuSide() {
         for (const char* mk : kMasks)
           for (int rm = kNoResidual; rm <= kAliased; ++rm) {
             if (quick && (tile == 2 || tile == 4 || std::strcmp(mk, "random") != 0)) continue;
-            const int cmid = c.dw ? c.c_in : c.c_out, cout = c.fuse ? c.fuse : cmid;
-            SparseConvParams p = params(c.c_in, cmid, c.h, c.w, c.k, c.s, c.dw ? c.c_in : 1, tile,
+            const int cmid = c.dw ? c.c_in : c.c_out, cout = c.fuse ? c.fuse : cmid, groups = groupsOf(c);
+            SparseConvParams p = params(c.c_in, cmid, c.h, c.w, c.k, c.s, groups, tile,
                                         Activation::kRelu6, Activation::kNone);
             SparseConvParams q = params(cmid, cout, p.out_h, p.out_w, 1, 1, 1, tile, Activation::kNone,
                                         rm ? Activation::kRelu : Activation::kNone);  // the fused 1x1
+            p.in_stride = rowStride(c, c.c_in);  // the map rows: input, and the last conv's output/residual
+            (c.fuse ? q : p).out_stride = rowStride(c, cout);
             if (!c.fuse) {
               p.post_act = q.post_act;
             }
-            const SparseConvParams& last = c.fuse ? q : p;
-            const auto in = randomVec(g, (size_t)c.h * c.w * c.c_in, dt);
-            const auto wK = randomVec(g, (size_t)c.k * c.k * (c.dw ? 1 : c.c_in) * cmid, dt, 0.3f);
+            const int outStride = (c.fuse ? q : p).outStride();
+            const auto in = spread(randomVec(g, (size_t)c.h * c.w * c.c_in, dt), c.c_in, p.inStride(), NAN);
+            const auto wK = randomVec(g, (size_t)c.k * c.k * (c.c_in / groups) * cmid, dt, 0.3f);
             const auto w1 = randomVec(g, (size_t)cmid * cout, dt, 0.3f);
             const auto bias = randomVec(g, cmid, DataType::kFloat32), bias1 = randomVec(g, cout, DataType::kFloat32);
-            const size_t outN = (size_t)p.out_h * p.out_w * cout;
-            const auto cache = randomVec(g, outN, dt), res = randomVec(g, outN, dt);
+            const size_t cellsN = (size_t)p.out_h * p.out_w, outN = cellsN * outStride;
+            const auto cache = spread(randomVec(g, cellsN * cout, dt), cout, outStride, kSentinel);
+            const auto res = spread(randomVec(g, cellsN * cout, dt), cout, outStride, kSentinel);
             const auto mask = tileMask(g, p, mk, 0.3);
             const auto cells = cpuCells(p, mask);
+            const int failuresBefore = failures;
             // CPU twin in fp32 on the same (rounded) values; the fused pair through rows, as on the GPU.
             std::vector<float> want = cache;
             const float* residual = rm == kSeparate ? res.data() : rm == kAliased ? want.data() : nullptr;
@@ -315,7 +362,7 @@ void gpuSide() {
               CUDA_OK(passrt::depthwiseCellsNhwcCuda(p, dt, dIn.ptr, dW.ptr, b, nullptr, range, dRows.ptr, true, 0));
               CUDA_OK(passrt::convCellsNhwcCuda(q, dt, dRows.ptr, true, dW1.ptr, static_cast<const float*>(dB1.ptr),
                                                 dResidual, range, dOut.ptr, false, 0));
-            } else if (c.dw) {
+            } else if (c.dw) {  // a grouped conv (c.g) runs on the GEMM kernel, one grid slice per group
               CUDA_OK(passrt::depthwiseCellsNhwcCuda(p, dt, dIn.ptr, dW.ptr, b, dResidual, range, dOut.ptr, false, 0));
             } else {
               CUDA_OK(passrt::convCellsNhwcCuda(p, dt, dIn.ptr, false, dW.ptr, b, dResidual, range, dOut.ptr, false, 0));
@@ -347,22 +394,35 @@ void gpuSide() {
             std::vector<char> active(p.out_h * p.out_w, 0);
             for (int32_t cell : cells) active[cell] = 1;
             for (size_t i = 0; i < outN; ++i) {
-              const int cell = (int)(i / cout);
-              if (!active[cell]) {  // the previous cache, bit for bit (compared in dt: cache holds dt values)
+              const int cell = (int)(i / outStride);
+              if (!active[cell] || (int)(i % outStride) >= cout) {  // the previous cache and the rows' padding,
+                                                                    // bit for bit (cache holds dt values)
                 EXPECT(std::memcmp(&got[i], &cache[i], 4) == 0, "%s k%d dw%d fuse%d tile %d %s res%d: inactive "
                        "cell %d changed", dt == DataType::kFloat16 ? "fp16" : "fp32", c.k, c.dw, c.fuse, tile, mk, rm,
                        cell);
               } else {
                 EXPECT(std::fabs(got[i] - want[i]) <= tol * (1.f + std::fabs(want[i])), "%s k%d s%d dw%d fuse%d "
-                       "tile %d %s res%d: cell %d ch %zu got %g want %g", dt == DataType::kFloat16 ? "fp16" : "fp32",
-                       c.k, c.s, c.dw, c.fuse, tile, mk, rm, cell, i % cout, got[i], want[i]);
+                       "tile %d %s res%d g%d hwc8 %d: cell %d ch %zu got %g want %g",
+                       dt == DataType::kFloat16 ? "fp16" : "fp32", c.k, c.s, c.dw, c.fuse, tile, mk, rm, groups, c.hwc8,
+                       cell, i % outStride, got[i], want[i]);
               }
             }
-            (void)last;
             ++checked;
+            if (c.hwc8 && dt == DataType::kFloat16) {
+              ++hwc8Cases;
+              hwc8Failures += failures > failuresBefore;
+            }
+            if (c.g > 1) {
+              ++groupedCases;
+              groupedFailures += failures > failuresBefore;
+            }
           }
   }
   std::printf("CUDA kernels vs CPU twins: %d cases, %s\n", checked, failures ? "FAILED" : "ok");
+  std::printf("%s: fp16 kHWC8 rows (C padded to 8: a 12-channel head in rows of 16) on the tile kernels: %d cases, "
+              "%d failed\n", hwc8Failures || !hwc8Cases ? "FAIL" : "PASS", hwc8Cases, hwc8Failures);
+  std::printf("%s: grouped convs on the GEMM tile kernel (one grid slice per group): %d cases, %d failed\n",
+              groupedFailures || !groupedCases ? "FAIL" : "PASS", groupedCases, groupedFailures);
 }
 
 // The plugin's weight preparation (kernelLayoutCuda) against the layout written out here from ONNX's OIHW:
@@ -370,28 +430,31 @@ void gpuSide() {
 void layoutSide() {
   int checked = 0;
   std::mt19937 g(7);
-  struct L { int c_in, c_out, k, dw; } const layouts[] = {{5, 7, 3, 0}, {16, 24, 1, 0}, {3, 32, 3, 0}, {6, 6, 3, 1},
-                                                           {40, 40, 5, 1}};
+  struct L { int c_in, c_out, k, dw, g; } const layouts[] = {{5, 7, 3, 0, 1},  {16, 24, 1, 0, 1}, {3, 32, 3, 0, 1},
+                                                              {6, 6, 3, 1, 1},  {40, 40, 5, 1, 1}, {8, 12, 3, 0, 4},
+                                                              {12, 6, 1, 0, 3}};
   for (DataType dt : {DataType::kFloat32, DataType::kFloat16})
     for (const L& l : layouts)
       for (bool withBias : {true, false}) {
-        const SparseConvParams p = params(l.c_in, l.c_out, 9, 9, l.k, 1, l.dw ? l.c_in : 1, 2, Activation::kNone,
+        const SparseConvParams p = params(l.c_in, l.c_out, 9, 9, l.k, 1, l.dw ? l.c_in : l.g, 2, Activation::kNone,
                                           Activation::kNone);
-        const int cin = l.dw ? 1 : l.c_in, taps = l.k * l.k;
+        // depthwise: [tap][C]; otherwise [group][tap * C_in/g + c][C_out/g] (one block for groups 1)
+        const int cin = l.dw ? 1 : l.c_in / l.g, coutG = l.dw ? l.c_out : l.c_out / l.g, taps = l.k * l.k;
         const auto oihw = randomVec(g, (size_t)l.c_out * cin * taps, dt);
         const auto bias = randomVec(g, l.c_out, dt);
         std::vector<float> want(oihw.size());
         for (int co = 0; co < l.c_out; ++co)
           for (int c = 0; c < cin; ++c)
             for (int t = 0; t < taps; ++t)
-              want[((size_t)t * cin + c) * l.c_out + co] = oihw[((size_t)co * cin + c) * taps + t];
+              want[(size_t)(co / coutG) * taps * cin * coutG + ((size_t)t * cin + c) * coutG + co % coutG] =
+                  oihw[((size_t)co * cin + c) * taps + t];
         Dev dW(oihw, dt), dB(bias, dt), dOut(std::vector<float>(want.size(), -1.f), dt);
         Dev dBias(std::vector<float>(l.c_out, -1.f), DataType::kFloat32);
         CUDA_OK(passrt::kernelLayoutCuda(p, dt, dW.ptr, withBias ? dB.ptr : nullptr, dOut.ptr,
                                          static_cast<float*>(dBias.ptr), 0));
         CUDA_OK(cudaDeviceSynchronize());
-        EXPECT(dOut.download() == want, "kernelLayoutCuda: %s c_in %d c_out %d k %d dw %d: weight layout differs",
-               dt == DataType::kFloat16 ? "fp16" : "fp32", l.c_in, l.c_out, l.k, l.dw);
+        EXPECT(dOut.download() == want, "kernelLayoutCuda: %s c_in %d c_out %d k %d dw %d g %d: weight layout differs",
+               dt == DataType::kFloat16 ? "fp16" : "fp32", l.c_in, l.c_out, l.k, l.dw, l.g);
         EXPECT(dBias.download() == (withBias ? bias : std::vector<float>(l.c_out, 0.f)),
                "kernelLayoutCuda: bias differs (%s, bias %d)", dt == DataType::kFloat16 ? "fp16" : "fp32", withBias);
         ++checked;

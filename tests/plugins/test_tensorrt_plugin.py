@@ -166,7 +166,8 @@ def test_compile_check(version):
 def plugin_sources(version):
     """The plugin's sources for one TensorRT generation, as CMakeLists.txt and compile_check.sh pick them."""
     generation = "passSparseConv2dPluginV3.cpp" if int(version.split(".")[0]) >= 10 else "passSparseConv2dPluginV2.cpp"
-    return [PLUGIN_DIR / f for f in ("sparseConvAttributes.cpp", "passSparseConv2dPluginCommon.cpp", generation)]
+    return [PLUGIN_DIR / f for f in ("sparseConvAttributes.cpp", "passSparseConv2dPluginCommon.cpp", "laidWeights.cpp",
+                                     generation)]
 
 
 # Host-only smoke test (plugins/tensorrt/tests/hostSmokeTest.cpp): stand-ins for TensorRT's and
@@ -292,7 +293,9 @@ def _onnx_model(shapes, weight, bias, attrs, with_residual, fp16=False):
     return model.SerializeToString()
 
 
-def _build_engine(trt, logger, model_bytes, fp16):
+def _build_engine(trt, logger, model_bytes, fp16, hwc8=False):
+    """hwc8: x, the caches and the residual as fp16 HWC8 engine I/O (what `passrt build` gives plugin caches),
+    so the plugin runs the NHWC tile kernels on kHWC8's padded rows."""
     builder = trt.Builder(logger)
     explicit_batch = 0 if int(trt.__version__.split(".")[0]) >= 10 else \
         1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -304,6 +307,11 @@ def _build_engine(trt, logger, model_bytes, fp16):
     config = builder.create_builder_config()
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    if hwc8:
+        for tensor in [network.get_input(i) for i in range(network.num_inputs)] + \
+                      [network.get_output(i) for i in range(network.num_outputs)]:
+            if tensor.name != "tile_mask":
+                tensor.allowed_formats = 1 << int(trt.TensorFormat.HWC8)
     serialized = builder.build_serialized_network(network, config)
     assert serialized is not None, "engine build failed (see TensorRT's log)"
     return trt.Runtime(logger).deserialize_cuda_engine(serialized)
@@ -357,8 +365,27 @@ def test_fp16_cases_declare_half_io():
     assert sum(row[-1] for row in CASES.values()) >= 2, "fp16 cases: a 1x1 GEMM and a depthwise conv"
 
 
+# Run as fp16 HWC8 engine I/O (the NHWC tile kernels on padded rows): SSDLite's 12-channel head, a grouped conv.
+HWC8_CASES = {
+    "fp16-hwc8-head-12ch": (1, 24, 10, 13, 12, 3, 1, 1, (1, 1, 1, 1), 1, 2, ACT["relu6"], 0.0, ACT[None], True, True),
+    "fp16-hwc8-grouped": (1, 8, 9, 11, 12, 3, 1, 1, (1, 1, 1, 1), 4, 2, ACT["relu"], 0.0, ACT[None], True, True),
+}
+
+
+def to_hwc8(t: torch.Tensor) -> torch.Tensor:
+    """NCHW -> TensorRT's HWC8 storage: [N, H, W, C rounded up to 8], fp16, the padding zero."""
+    n, c, h, w = t.shape
+    out = torch.zeros(n, h, w, -(-c // 8) * 8, dtype=torch.float16)
+    out[..., :c] = t.permute(0, 2, 3, 1)
+    return out
+
+
+def from_hwc8(t: torch.Tensor, c: int) -> torch.Tensor:
+    return t[..., :c].permute(0, 3, 1, 2).float()
+
+
 @pytest.mark.tensorrt
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(CASES) + list(HWC8_CASES))
 def test_engine_matches_reference(case):
     try:
         import tensorrt as trt  # Imported here: most machines (and CI) have no TensorRT.
@@ -372,7 +399,8 @@ def test_engine_matches_reference(case):
     # to the libnvinfer already in the process and registers in its registry.
     ctypes.CDLL(str(_plugin_library()), mode=ctypes.RTLD_GLOBAL)
 
-    n, cin, h, w, cout, k, s, d, pads, g, tile, act, alpha, post, with_residual, fp16 = CASES[case]
+    hwc8 = case in HWC8_CASES
+    n, cin, h, w, cout, k, s, d, pads, g, tile, act, alpha, post, with_residual, fp16 = {**CASES, **HWC8_CASES}[case]
     top, left, bottom, right = pads
     ho = (h + top + bottom - d * (k - 1) - 1) // s + 1
     wo = (w + left + right - d * (k - 1) - 1) // s + 1
@@ -386,7 +414,7 @@ def test_engine_matches_reference(case):
                  activation=act, activation_alpha=float(alpha), post_activation=post)
 
     logger = trt.Logger(trt.Logger.WARNING)
-    engine = _build_engine(trt, logger, _onnx_model(shapes, weight, bias, attrs, with_residual, fp16), fp16)
+    engine = _build_engine(trt, logger, _onnx_model(shapes, weight, bias, attrs, with_residual, fp16), fp16, hwc8)
     context = engine.create_execution_context()
     io_dtype = torch.float16 if fp16 else torch.float32
     if fp16:  # the engine's I/O must be half, so the plugin's half path is the one that ran
@@ -414,10 +442,11 @@ def test_engine_matches_reference(case):
         tensors = {"x": x, "cache_in": cache, "cache_out": torch.empty_like(cache)}
         if with_residual:
             tensors["residual"] = residual
-        tensors = {name: t.to(io_dtype).cuda().contiguous() for name, t in tensors.items()}
+        layout = to_hwc8 if hwc8 else (lambda t: t)  # noqa: E731
+        tensors = {name: layout(t.to(io_dtype)).cuda().contiguous() for name, t in tensors.items()}
         tensors["tile_mask"] = mask.cuda().contiguous()
         _run(trt, engine, context, tensors)
-        got = tensors["cache_out"].cpu().float()
+        got = from_hwc8(tensors["cache_out"].cpu(), cout) if hwc8 else tensors["cache_out"].cpu().float()
         tol = dict(rtol=2e-2, atol=2e-2) if fp16 else dict(rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(got, want, **tol)
         keep = ~cells.expand_as(cache)  # inactive cells are the previous cache, bit for bit, in both dtypes

@@ -487,9 +487,8 @@ def test_sparse_engine_matches_reference_runner(tmp_path, trt_gpu, capsys):
 
 @pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
 def test_channel_last_state_for_the_tile_kernels_caches(fp16):
-    """State I/O of plugin layers the NHWC tile kernels run (groups 1, depthwise) gets their format:
-    fp32 HWC, fp16 HALF + HWC8 where unpadded (8k channels), HALF linear otherwise; a grouped conv's
-    cache and everything else stay as they were."""
+    """State I/O of every plugin layer (the NHWC tile kernels run groups-1, depthwise and grouped convs) gets
+    their format: fp32 HWC, fp16 HALF + HWC8, a 12-channel cache included (padded rows); the image stays."""
     def plugin(name, cache, out, weight, group):
         return helper.make_node(contract.PLUGIN_NAME, ["x", "mask", cache, weight, "bias"], [out], name=name,
                                 domain=contract.DOMAIN, group=group)
@@ -510,14 +509,34 @@ def test_channel_last_state_for_the_tile_kernels_caches(fp16):
     trt = types.SimpleNamespace(TensorFormat=types.SimpleNamespace(HWC8=2, HWC=8),
                                 DataType=types.SimpleNamespace(HALF="HALF"))
     changed = tbuild.channel_last_state(trt, network, model, fp16)
-    assert sorted(changed) == ["state.a", "state.b", "state_out.a", "state_out.b"]
-    for n in ("image", "state.c", "state_out.c"):
-        assert not hasattr(tensors[n], "allowed_formats") and not hasattr(tensors[n], "dtype"), n
-    for n in ("state.a", "state_out.a"):
-        assert tensors[n].allowed_formats == 1 << (2 if fp16 else 8)
-        assert getattr(tensors[n], "dtype", None) == ("HALF" if fp16 else None)
-    for n in ("state.b", "state_out.b"):  # 12 channels: HWC8 would pad them
-        if fp16:
-            assert tensors[n].dtype == "HALF" and not hasattr(tensors[n], "allowed_formats")
-        else:
-            assert tensors[n].allowed_formats == 1 << 8
+    states = [n for n in shapes if n != "image"]
+    assert sorted(changed) == sorted(states)
+    assert not hasattr(tensors["image"], "allowed_formats") and not hasattr(tensors["image"], "dtype")
+    for n in states:
+        assert tensors[n].allowed_formats == 1 << (2 if fp16 else 8), n
+        assert getattr(tensors[n], "dtype", None) == ("HALF" if fp16 else None), n
+
+
+@pytest.mark.parametrize("api", ["v3", "bindings"])
+def test_state_buffers_have_the_padded_size_of_vectorized_formats(api):
+    """An fp16 HWC8 cache of 12 channels is stored as 16 per cell: the runner's buffer must be that large
+    (TensorRT 8.5+/10 get_tensor_*, 8.0-8.4 get_binding_*); linear tensors keep their shape."""
+    names = ["image", "state.a", "state.b"]
+    shapes = {"image": (1, 3, 16, 16), "state.a": (1, 12, 8, 8), "state.b": (1, 16, 8, 8)}
+    vec = {"image": (-1, 1), "state.a": (1, 8), "state.b": (1, 8)}  # (vectorized dim, components)
+    trt = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="in"))
+    dtype = types.SimpleNamespace(name="HALF")
+    if api == "v3":
+        engine = types.SimpleNamespace(
+            num_io_tensors=3, get_tensor_name=names.__getitem__, get_tensor_mode=lambda n: "in",
+            get_tensor_shape=shapes.__getitem__, get_tensor_dtype=lambda n: dtype,
+            get_tensor_vectorized_dim=lambda n: vec[n][0], get_tensor_components_per_element=lambda n: vec[n][1])
+    else:
+        engine = types.SimpleNamespace(
+            num_bindings=3, get_binding_name=names.__getitem__, binding_is_input=lambda i: True,
+            get_binding_shape=lambda i: shapes[names[i]], get_binding_dtype=lambda i: dtype,
+            get_binding_vectorized_dim=lambda i: vec[names[i]][0],
+            get_binding_components_per_element=lambda i: vec[names[i]][1])
+    infos = {t.name: t for t in tb.io_tensors(trt, engine)}
+    assert infos["state.a"].shape == (1, 12, 8, 8) and infos["state.a"].storage == (1, 16, 8, 8)
+    assert infos["state.b"].storage == (1, 16, 8, 8) and infos["image"].storage == (1, 3, 16, 16)

@@ -31,9 +31,10 @@ constexpr int64_t kGrainValues = 1 << 14;
 
 // A row cache [>= cells, C], or `batch` streams' caches stacked [batch, >= cells, C] (batched execution
 // across streams, passrt/engine/batched.py).
+// A 2-D cache may be a view of wider rows (padded, or one group's channels): rows_laid_out.
 void checkRows(const char* name, const at::Tensor& t, int64_t cells, int64_t channels, int64_t batch = 0) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), kOp, ": ", name,
-              " must be a contiguous float32 CPU tensor");
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && rowsLaidOut(t), kOp, ": ", name,
+              " must be a float32 CPU tensor, contiguous or rows of unit-stride channels");
   if (batch == 0) {
     TORCH_CHECK(t.dim() == 2 && t.size(0) >= cells && t.size(1) == channels, kOp, ": ", name, " must be [>= ", cells,
                 ", ", channels, "] (NHWC rows), got ", t.sizes());
@@ -104,12 +105,18 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
   // Stacked caches ([N, rows, C]): N streams in one call; their cells' ids run across the streams.
   const Rows in = rowsOf(kOp, "input", input), outRows = rowsOf(kOp, "output", output);
   const int64_t batch = in.batch;
-  const SparseConvParams p = convTilesParams(kOp, in.flat, weight, in_size, out_size, kernel, stride, padding,
-                                             dilation, groups, tile, act, act_alpha, post_act);
-  const bool depthwise = groups > 1;
+  SparseConvParams p = convTilesParams(kOp, in.flat, weight, in_size, out_size, kernel, stride, padding, dilation,
+                                       groups, tile, act, act_alpha, post_act);
   const int64_t taps = (int64_t)p.kernel_h * p.kernel_w;
+  const bool depthwise = isDepthwise(groups, p.in_channels, taps, weight);
   checkRows("input", input, (int64_t)p.in_h * p.in_w, p.in_channels, batch);
-  checkMatrix("weight", weight, depthwise ? taps : taps * p.in_channels, p.out_channels);
+  checkMatrix("weight", weight, depthwise ? taps : taps * p.in_channels,
+              depthwise ? p.out_channels : p.out_channels / groups);
+  TORCH_CHECK(groups == 1 || depthwise || !follow_weight, kOp, ": a fused 1x1 follows a groups-1 or depthwise conv, ",
+              "not a grouped one (groups ", groups, ")");
+  // Row strides: the first conv's epilogue writes the output unless a 1x1 follows (then the 1x1 does).
+  if (!follow_weight) p.out_stride = outStride(kOp, output, residual, "residual");
+  if (follow_weight && residual) p.out_stride = outStride(kOp, *residual, std::nullopt, "residual");
   checkBias("bias", bias, p.out_channels);
   const int64_t cOut = follow_weight ? follow_weight->size(1) : p.out_channels;
   const int64_t outCells = (int64_t)p.out_h * p.out_w;
@@ -149,18 +156,32 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
       epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
     });
   } else {
-    at::Tensor cols = scratch(kCols, n, taps * p.in_channels, at::kFloat);
-    inParallel(n, taps * p.in_channels, [&](int64_t begin, int64_t end) {
-      gatherWindowsNhwc(p, input.data_ptr<float>(), cells, begin, end, cols.data_ptr<float>(), in.rows, outRows.rows);
-    });
-    mid = scratch(kMid, n, p.out_channels, at::kFloat);
-    bias ? at::addmm_out(mid, *bias, cols, weight) : at::mm_out(mid, cols, weight);
-    inParallel(n, p.out_channels, [&](int64_t begin, int64_t end) {
-      epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
-    });
+    // A grouped conv is one groups-1 conv per group over its channel slice of the rows (groupSlice).
+    const SparseConvParams g1 = groupSlice(p);
+    const int64_t k = taps * g1.in_channels;
+    const at::Tensor w = weight.view({groups, k, g1.out_channels});
+    for (int64_t g = 0; g < groups; ++g) {
+      at::Tensor cols = scratch(kCols, n, k, at::kFloat);
+      const float* inG = input.data_ptr<float>() + g * g1.in_channels;
+      inParallel(n, k, [&](int64_t begin, int64_t end) {
+        gatherWindowsNhwc(g1, inG, cells, begin, end, cols.data_ptr<float>(), in.rows, outRows.rows);
+      });
+      mid = scratch(kMid, n, g1.out_channels, at::kFloat);
+      if (bias) {
+        at::addmm_out(mid, bias->narrow(0, g * g1.out_channels, g1.out_channels), cols, w[g]);
+      } else {
+        at::mm_out(mid, cols, w[g]);
+      }
+      const int64_t off = g * g1.out_channels;
+      inParallel(n, g1.out_channels, [&](int64_t begin, int64_t end) {
+        epilogueNhwc(g1, g1.out_channels, mid.data_ptr<float>(), res ? res + off : nullptr, cells, begin, end,
+                     first ? first + off : nullptr);
+      });
+    }
   }
   if (!follow_weight) return;
-  SparseConvParams q = p;  // the fused 1x1: same cells, its own epilogue
+  SparseConvParams q = p;  // the fused 1x1: same cells, its own epilogue, writes the output
+  q.out_stride = outStride(kOp, output, follow_residual, "follow_residual");
   q.act = static_cast<Activation>(follow_act);
   q.act_alpha = static_cast<float>(follow_alpha);
   q.post_act = static_cast<Activation>(follow_post_act);
@@ -182,6 +203,7 @@ void affineTilesCpu(const at::Tensor& input, const at::Tensor& scale, const at::
   const Rows in = rowsOf(kAffine, "input", input);  // stacked: input and output index the same cell ids
   checkRows("input", input, cells, channels, in.batch);
   checkRows("output", output, cells, channels, in.batch);
+  TORCH_CHECK(input.is_contiguous() && output.is_contiguous(), kAffine, ": input and output must be contiguous");
   TORCH_CHECK(in.batch == 0 || output.size(1) == input.size(1), kAffine, ": stacked input and output must have ",
               "the same rows per stream, got ", input.sizes(), " and ", output.sizes());
   checkBias("scale", scale, channels);

@@ -26,15 +26,19 @@ namespace {
 constexpr const char* kOp = "passrt::conv_tiles";
 
 // `op` names the op in messages (conv_tiles by default, affine_tiles for its own checks).
-void checkCuda(const char* name, const at::Tensor& t, const at::Tensor& like, const char* op = kOp) {
-  TORCH_CHECK(t.device() == like.device() && t.scalar_type() == like.scalar_type() && t.is_contiguous(), op, ": ",
-              name, " must be a contiguous ", like.scalar_type(), " tensor on ", like.device(), ", got ",
-              t.scalar_type(), " on ", t.device());
+// rows: a 2-D view of wider rows (unit channel stride) is enough (rowsLaidOut), else contiguous.
+void checkCuda(const char* name, const at::Tensor& t, const at::Tensor& like, const char* op = kOp,
+               bool rows = false) {
+  TORCH_CHECK(t.device() == like.device() && t.scalar_type() == like.scalar_type() &&
+                  (rows ? rowsLaidOut(t) : t.is_contiguous()),
+              op, ": ", name, " must be a ", rows ? "row-strided" : "contiguous", " ", like.scalar_type(),
+              " tensor on ", like.device(), ", got ", t.scalar_type(), " on ", t.device(), " strides ", t.strides());
 }
 
+// A row cache may be a view of wider rows (padded, or one group's channels) where `strided` (conv_tiles).
 void checkRows(const char* name, const at::Tensor& t, const at::Tensor& like, int64_t cells, int64_t channels,
-               const char* op = kOp) {
-  checkCuda(name, t, like, op);
+               const char* op = kOp, bool strided = true) {
+  checkCuda(name, t, like, op, strided);
   TORCH_CHECK(t.dim() == 2 && t.size(0) >= cells && t.size(1) == channels, op, ": ", name, " must be [>= ", cells,
               ", ", channels, "] (NHWC rows), got ", t.sizes());
 }
@@ -68,12 +72,18 @@ void convTilesCuda(const at::Tensor& input, const at::Tensor& weight, const std:
                    int64_t follow_act, double follow_alpha, int64_t follow_post_act) {
   TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kHalf, kOp,
               ": input must be float32 or float16 on CUDA, got ", input.scalar_type());
-  const SparseConvParams p = convTilesParams(kOp, input, weight, in_size, out_size, kernel, stride, padding, dilation,
-                                             groups, tile, act, act_alpha, post_act);
-  const bool depthwise = groups > 1;
+  SparseConvParams p = convTilesParams(kOp, input, weight, in_size, out_size, kernel, stride, padding, dilation,
+                                       groups, tile, act, act_alpha, post_act);
   const int64_t taps = (int64_t)p.kernel_h * p.kernel_w;
+  const bool depthwise = isDepthwise(groups, p.in_channels, taps, weight);
   checkRows("input", input, input, (int64_t)p.in_h * p.in_w, p.in_channels);
-  checkMatrix("weight", weight, input, depthwise ? taps : taps * p.in_channels, p.out_channels);
+  checkMatrix("weight", weight, input, depthwise ? taps : taps * p.in_channels,
+              depthwise ? p.out_channels : p.out_channels / groups);
+  TORCH_CHECK(groups == 1 || depthwise || !follow_weight, kOp, ": a fused 1x1 follows a groups-1 or depthwise conv, ",
+              "not a grouped one (groups ", groups, ")");
+  // Row strides: the conv writes the output unless a 1x1 follows (then it writes packed rows, the 1x1 the output).
+  if (!follow_weight) p.out_stride = outStride(kOp, output, residual, "residual");
+  if (follow_weight && residual) p.out_stride = outStride(kOp, *residual, std::nullopt, "residual");
   const auto b = floatBias("bias", bias, input, p.out_channels);
   const int64_t cOut = follow_weight ? follow_weight->size(1) : p.out_channels;
   const int64_t outCells = (int64_t)p.out_h * p.out_w;
@@ -95,6 +105,8 @@ void convTilesCuda(const at::Tensor& input, const at::Tensor& weight, const std:
   q.in_w = p.out_w;
   q.kernel_h = q.kernel_w = q.stride_h = q.stride_w = q.dilation_h = q.dilation_w = q.groups = 1;
   q.pad_top = q.pad_left = 0;
+  q.in_stride = 0;  // the packed rows the conv wrote
+  if (follow_weight) q.out_stride = outStride(kOp, output, follow_residual, "follow_residual");
   q.act = static_cast<Activation>(follow_act);
   q.act_alpha = static_cast<float>(follow_alpha);
   q.post_act = static_cast<Activation>(follow_post_act);
@@ -137,8 +149,8 @@ void affineTilesCuda(const at::Tensor& input, const at::Tensor& scale, const at:
   TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kHalf, kAffine,
               ": input must be float32 or float16 on CUDA, got ", input.scalar_type());
   const int64_t channels = input.dim() == 2 ? input.size(1) : 0;
-  checkRows("input", input, input, size[0] * size[1], channels, kAffine);
-  checkRows("output", output, input, size[0] * size[1], channels, kAffine);
+  checkRows("input", input, input, size[0] * size[1], channels, kAffine, false);
+  checkRows("output", output, input, size[0] * size[1], channels, kAffine, false);
   const auto s = floatBias("scale", scale, input, channels, kAffine), b = floatBias("shift", shift, input, channels,
                                                                                    kAffine);
   TORCH_CHECK(tiles.dim() == 1 && tiles.scalar_type() == at::kLong && tiles.is_contiguous() &&

@@ -67,9 +67,17 @@ struct SparseConvParams {
   Activation act;
   float act_alpha;      // LeakyReLU slope
   Activation post_act;  // applied after the residual add (kNone for MobileNetV2 blocks)
+  // Channel-last (NHWC) maps only (passrt_tiles.h): elements from one cell's row to the next in the
+  // input map, and in the output and residual maps; 0 = the channel count (rows packed). A larger
+  // stride is a padded row (TensorRT's fp16 kHWC8 stores C rounded up to 8) or a slice of a wider
+  // row (one group of a grouped conv). The NCHW kernels ignore them.
+  int32_t in_stride;
+  int32_t out_stride;
 
   PASSRT_HOST_DEVICE int32_t tilesH() const { return (out_h + tile - 1) / tile; }
   PASSRT_HOST_DEVICE int32_t tilesW() const { return (out_w + tile - 1) / tile; }
+  PASSRT_HOST_DEVICE int32_t inStride() const { return in_stride > 0 ? in_stride : in_channels; }
+  PASSRT_HOST_DEVICE int32_t outStride() const { return out_stride > 0 ? out_stride : out_channels; }
 };
 
 // The checks of a sparse conv's parameters, written once for every consumer: the PyTorch op
@@ -108,6 +116,10 @@ inline const char* checkSparseConv2d(const SparseConvParams& p) {
     return "input and output channels must be divisible by groups";
   }
   if (p.in_h < 1 || p.in_w < 1) return "input has no pixels";
+  if (p.in_stride < 0 || p.out_stride < 0 || (p.in_stride > 0 && p.in_stride < p.in_channels) ||
+      (p.out_stride > 0 && p.out_stride < p.out_channels)) {
+    return "row strides (in_stride, out_stride) must be 0 (packed) or >= the channel count";
+  }
   const int64_t extentH = (int64_t)p.dilation_h * (p.kernel_h - 1) + 1;
   const int64_t extentW = (int64_t)p.dilation_w * (p.kernel_w - 1) + 1;
   const int64_t inH = (int64_t)p.in_h + p.pad_top, inW = (int64_t)p.in_w + p.pad_left;

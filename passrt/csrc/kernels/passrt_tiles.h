@@ -14,6 +14,14 @@
 // Geometry and epilogue come in SparseConvParams (batch 1), the struct the CUDA kernels and
 // the TensorRT plugin take; bottom/right padding is implied by out_h/out_w.
 //
+// Row strides (SparseConvParams::in_stride / out_stride, 0 = packed): a map's cell rows may be longer
+// than its channels. The input map's rows are in_stride apart, the output's and the residual's
+// out_stride apart (TensorRT's fp16 kHWC8 pads C to a multiple of 8; the padding is never read or
+// written). Compact per-cell rows (cols, depthwise's `out`, epilogue's `y`, the CUDA kernels' rows_in /
+// rows_out) stay packed. The same strides make a grouped conv G groups-1 convs over channel slices:
+// groupSlice() below gives one group's parameters, and the caller offsets the input, output and
+// residual pointers by g * its channels (the CUDA GEMM does this itself, one grid slice per group).
+//
 // Several streams in one call (batched execution across streams, passrt/engine/batched.py): each
 // stream's map is a block of rows in one array, stream b's block starting at row b * map rows (a
 // FeatureMap keeps H*W cells plus spare rows, so a block may be longer than the map). A tile id is then
@@ -35,21 +43,39 @@ namespace passrt {
 int64_t tileCells(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* tiles, int64_t count, int32_t* cells,
                   int32_t batch = 1, int64_t out_rows = 0);
 
+// One group of a grouped conv (groups > 1, not depthwise) as a groups == 1 conv: in_channels / groups
+// inputs and out_channels / groups outputs, over the whole rows' strides (the caller offsets the
+// pointers to group g's channels: input + g * in_channels / groups, output and residual +
+// g * out_channels / groups). p itself when groups == 1.
+inline SparseConvParams groupSlice(const SparseConvParams& p) {
+  SparseConvParams q = p;
+  if (p.groups <= 1) return q;
+  q.in_stride = p.inStride();
+  q.out_stride = p.outStride();
+  q.in_channels = p.in_channels / p.groups;
+  q.out_channels = p.out_channels / p.groups;
+  q.groups = 1;
+  return q;
+}
+
 // im2col of the cells [begin, end) for a groups == 1 conv: cols[i] = the cell's window,
 // [kernel_h * kernel_w * in_channels] in (ky, kx, c) order, zeros where the window is padding.
-// The GEMM with weight [kernel_h * kernel_w * in_channels, out_channels] gives the conv.
+// The GEMM with weight [kernel_h * kernel_w * in_channels, out_channels] gives the conv. Input rows
+// in_stride apart (a stacked stream's block: in_rows rows).
 void gatherWindowsNhwc(const SparseConvParams& p, const float* input, const int32_t* cells, int64_t begin,
                        int64_t end, float* cols, int64_t in_rows = 0, int64_t out_rows = 0);
 
 // Depthwise conv (groups == in_channels == out_channels) of the cells [begin, end):
-// out[i] = conv + bias, [out_channels] per cell; weight is [kernel_h * kernel_w, channels] (tap-major).
+// out[i] = conv + bias, [out_channels] per cell (packed); weight is [kernel_h * kernel_w, channels]
+// (tap-major); input rows in_stride apart.
 void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* weight, const float* bias,
                    const int32_t* cells, int64_t begin, int64_t end, float* out, int64_t in_rows = 0,
                    int64_t out_rows = 0);
 
 // The epilogue of rows y[begin, end) ([channels] each, holding conv + bias):
 // act -> + residual[cells[i]] -> post_act (p.act, p.act_alpha, p.post_act). The result goes to
-// output[cells[i]] when output is given (the cache write-back), else back into y.
+// output[cells[i]] when output is given (the cache write-back), else back into y. y is packed
+// ([channels] per row); residual and output rows are p.out_stride apart (0: channels, packed).
 // residual may be output itself (each cell is read before it is written).
 void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const float* residual,
                   const int32_t* cells, int64_t begin, int64_t end, float* output);
@@ -120,19 +146,23 @@ struct CellRange {
   int32_t capacity;
 };
 
-// A groups == 1 conv + bias -> act -> + residual[cell] -> post_act on the listed cells: the CUDA twin
-// of gatherWindowsNhwc + GEMM + epilogueNhwc. input: the map [in_h * in_w, in_channels], or with
-// rows_in compact rows [capacity, in_channels] (only for 1x1 stride-1 convs: the projection after a
-// depthwise conv that wrote rows). weight [kernel_h * kernel_w * in_channels, out_channels], the
-// GEMM operand of gatherWindowsNhwc's columns. residual [out_h * out_w, out_channels] or null (may be
-// output). Result to output[cell] ([out_h * out_w, out_channels]), or with rows_out to row i
-// ([capacity, out_channels]). fp16 runs on tensor cores on sm_70+, on CUDA cores below.
+// A conv + bias -> act -> + residual[cell] -> post_act on the listed cells: the CUDA twin of
+// gatherWindowsNhwc + GEMM + epilogueNhwc (per groupSlice() for groups > 1). input: the map
+// [in_h * in_w, rows in_stride apart], or with rows_in compact rows [capacity, in_channels] (only for
+// 1x1 stride-1 convs: the projection after a depthwise conv that wrote rows). weight
+// [groups][kernel_h * kernel_w * in_channels / groups][out_channels / groups], each group's GEMM operand
+// of gatherWindowsNhwc's columns (groups 1: [kernel_h * kernel_w * in_channels, out_channels]).
+// residual [out_h * out_w, rows out_stride apart] or null (may be output). Result to output[cell]
+// (rows out_stride apart), or with rows_out to row i ([capacity, out_channels], packed). Any groups
+// (a depthwise conv runs faster in depthwiseCellsNhwcCuda). fp16 runs on tensor cores on sm_70+, on
+// CUDA cores below.
 cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType dtype, const void* input, bool rows_in,
                               const void* weight, const float* bias, const void* residual, CellRange cells,
                               void* output, bool rows_out, cudaStream_t stream);
 
 // A depthwise conv (groups == in_channels == out_channels) + epilogue on the listed cells: the CUDA
-// twin of depthwiseNhwc + epilogueNhwc. weight [kernel_h * kernel_w, channels] (tap-major).
+// twin of depthwiseNhwc + epilogueNhwc. weight [kernel_h * kernel_w, channels] (tap-major); input rows
+// in_stride apart, residual and output rows out_stride apart (rows_out: packed).
 cudaError_t depthwiseCellsNhwcCuda(const SparseConvParams& p, DataType dtype, const void* input, const void* weight,
                                    const float* bias, const void* residual, CellRange cells, void* output,
                                    bool rows_out, cudaStream_t stream);
@@ -144,9 +174,10 @@ cudaError_t affineCellsNhwcCuda(int32_t channels, DataType dtype, const void* in
 
 // A conv's ONNX weight and bias in the layouts above, on the device (the TensorRT plugin's inputs are
 // the ONNX initializers): weight_oihw [out_channels, in_channels / groups, kernel_h, kernel_w] ->
-// weight_out [kernel_h * kernel_w * in_channels, out_channels] (groups 1; rows in (ky, kx, c) order) or
+// weight_out [groups][kernel_h * kernel_w * in_channels / groups][out_channels / groups] (rows in
+// (ky, kx, c) order; groups 1: [kernel_h * kernel_w * in_channels, out_channels]) or
 // [kernel_h * kernel_w, channels] (depthwise); bias [out_channels] in `dtype` (null: zeros) -> bias_out
-// in float32. The CUDA twin of passrt.kernels.native.kernel_weight.
+// in float32. The CUDA twin of passrt.kernels.native.kernel_weight (which has groups 1 and depthwise).
 cudaError_t kernelLayoutCuda(const SparseConvParams& p, DataType dtype, const void* weight_oihw, const void* bias,
                              void* weight_out, float* bias_out, cudaStream_t stream);
 

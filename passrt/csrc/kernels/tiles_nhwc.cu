@@ -14,7 +14,9 @@
 // - fp16 on sm_70+ runs on tensor cores (WMMA 16x16x16, fp32 accumulation); fp32, and any dtype on
 //   sm_53 (Jetson Nano: no tensor cores), run the same tiles on CUDA cores (guarded by __CUDA_ARCH__).
 // - NHWC storage, as the CPU executor's caches: a cell's channels are contiguous, so window rows,
-//   weight rows and output rows are coalesced loads/stores.
+//   weight rows and output rows are coalesced loads/stores. Map rows may be padded (in_stride /
+//   out_stride: TensorRT's fp16 kHWC8 rounds C up to 8), so a 12-channel head stays on these kernels.
+// - A grouped conv is one GEMM per group over its channel slice of the rows (grid z = the group).
 // - A depthwise conv can write compact rows (rows_out) that a 1x1 conv reads back (rows_in): the
 //   fused depthwise -> projection pair of MobileNetV2 never writes its wide intermediate to a map.
 //
@@ -121,53 +123,66 @@ __global__ void __launch_bounds__(kScanThreads)
 
 // ---- epilogue, shared by both conv kernels ---------------------------------------------------------
 
+// residual rows are resStride apart (a map: cell-indexed), output rows outStride apart (the map's rows,
+// or with rowsOut the compact rows of the list, row-indexed).
 template <typename T>
-__device__ __forceinline__ void finish(const SparseConvParams& p, float v, const T* residual, int32_t cell, int32_t row,
-                                       int32_t c, int32_t channels, T* output, bool rowsOut) {
+__device__ __forceinline__ void finish(const SparseConvParams& p, float v, const T* residual, int64_t resStride,
+                                       int32_t cell, int32_t row, int32_t c, T* output, int64_t outStride,
+                                       bool rowsOut) {
   v = activate(p.act, p.act_alpha, v);
-  if (residual) v += toFloat(residual[(int64_t)cell * channels + c]);
+  if (residual) v += toFloat(residual[(int64_t)cell * resStride + c]);
   v = activate(p.post_act, p.act_alpha, v);
-  output[(int64_t)(rowsOut ? row : cell) * channels + c] = fromFloat<T>(v);
+  output[(int64_t)(rowsOut ? row : cell) * outStride + c] = fromFloat<T>(v);
 }
 
 // ---- groups == 1 convs as GEMMs over 64-cell blocks of the list ------------------------------------
 
 // The A operand's element (cell row m of the block, reduction index k), read from the map (an implicit
-// im2col in (ky, kx, c) order) or from compact rows; 0 outside the list, the map or K.
+// im2col in (ky, kx, c) order, c < cin: this group's channels) or from compact rows; 0 outside the list,
+// the map or K. Input rows are inStride apart.
 template <typename T>
 __device__ __forceinline__ float loadA(const SparseConvParams& p, const T* __restrict__ input, bool rowsIn,
-                                       const int32_t* __restrict__ cells, int32_t row, int32_t count, int32_t k,
-                                       int32_t kTotal) {
+                                       int32_t cin, int64_t inStride, const int32_t* __restrict__ cells, int32_t row,
+                                       int32_t count, int32_t k, int32_t kTotal) {
   if (row >= count || k >= kTotal) return 0.f;
-  if (rowsIn) return toFloat(input[(int64_t)row * p.in_channels + k]);
-  const int32_t c = k % p.in_channels, tap = k / p.in_channels;
+  if (rowsIn) return toFloat(input[(int64_t)row * inStride + k]);
+  const int32_t c = k % cin, tap = k / cin;
   const int32_t ky = tap / p.kernel_w, kx = tap % p.kernel_w;
   const int32_t cell = cells[row];
   const int32_t iy = (cell / p.out_w) * p.stride_h - p.pad_top + ky * p.dilation_h;
   const int32_t ix = (cell % p.out_w) * p.stride_w - p.pad_left + kx * p.dilation_w;
   if (iy < 0 || iy >= p.in_h || ix < 0 || ix >= p.in_w) return 0.f;  // zero padding
-  return toFloat(input[((int64_t)iy * p.in_w + ix) * p.in_channels + c]);
+  return toFloat(input[((int64_t)iy * p.in_w + ix) * inStride + c]);
 }
 
-// Grid: x = persistent blocks striding over 64-cell blocks, y = output channel blocks of kBN.
+// Grid: x = persistent blocks striding over 64-cell blocks, y = output channel blocks of kBN (within a
+// group), z = the group: its slice of the input rows, its weight block, its slice of the output rows.
 // Shared: A [kBM][kBK + 8] and B [kBK][kBN + 8] in T (half: the WMMA operands; padded against bank
 // conflicts), C [kBM][kBN + 4] float for the epilogue.
 template <typename T, int kBN, bool kTensorCores>
 __global__ void __launch_bounds__(kGemmThreads)
-    convCellsKernel(SparseConvParams p, const T* __restrict__ input,  // [H*W, C_in] or rows [capacity, C_in]
+    convCellsKernel(SparseConvParams p, const T* __restrict__ input,  // [H*W, in_stride] or rows [capacity, C_in]
                     bool rowsIn,
-                    const T* __restrict__ weight,        // [kh*kw*C_in, C_out]
+                    const T* __restrict__ weight,        // [groups][kh*kw*C_in/groups][C_out/groups]
                     const float* __restrict__ bias,      // [C_out] or nullptr
-                    const T* residual,                   // [H_out*W_out, C_out] or nullptr (may be output)
+                    const T* residual,                   // [H_out*W_out, out_stride] or nullptr (may be output)
                     const int32_t* __restrict__ cells,   // [capacity]
                     const int32_t* __restrict__ count,   // [1], read on the device
-                    T* output, bool rowsOut) {           // [H_out*W_out, C_out] or rows [capacity, C_out]
+                    T* output, bool rowsOut) {           // [H_out*W_out, out_stride] or rows [capacity, C_out]
   constexpr int kLdA = kBK + 8, kLdB = kBN + 8, kLdC = kBN + 4;
   __shared__ __align__(32) T sA[kBM * kLdA];
   __shared__ __align__(32) T sB[kBK * kLdB];
   __shared__ __align__(32) float sC[kBM * kLdC];
   const int32_t n = *count;
-  const int32_t kTotal = p.kernel_h * p.kernel_w * p.in_channels;
+  const int32_t cin = p.in_channels / p.groups, cout = p.out_channels / p.groups, g = blockIdx.z;
+  const int64_t inStride = rowsIn ? p.in_channels : p.inStride(), resStride = p.outStride();
+  const int64_t outStride = rowsOut ? p.out_channels : p.outStride();
+  const int32_t kTotal = p.kernel_h * p.kernel_w * cin;
+  input += (int64_t)g * cin;  // this group's channel slice of every row, and its weight block
+  weight += (int64_t)g * kTotal * cout;
+  if (bias) bias += (int64_t)g * cout;
+  if (residual) residual += (int64_t)g * cout;
+  output += (int64_t)g * cout;
   const int32_t n0 = blockIdx.y * kBN;
   for (int32_t m0 = blockIdx.x * kBM; m0 < n; m0 += gridDim.x * kBM) {
 #if PASSRT_HAS_WMMA
@@ -190,12 +205,12 @@ __global__ void __launch_bounds__(kGemmThreads)
     for (int32_t k0 = 0; k0 < kTotal; k0 += kBK) {
       for (int32_t i = threadIdx.x; i < kBM * kBK; i += blockDim.x) {  // consecutive threads: consecutive k
         const int32_t m = i / kBK, kk = i % kBK;
-        sA[m * kLdA + kk] = fromFloat<T>(loadA(p, input, rowsIn, cells, m0 + m, n, k0 + kk, kTotal));
+        sA[m * kLdA + kk] = fromFloat<T>(loadA(p, input, rowsIn, cin, inStride, cells, m0 + m, n, k0 + kk, kTotal));
       }
       for (int32_t i = threadIdx.x; i < kBK * kBN; i += blockDim.x) {  // consecutive threads: consecutive co
         const int32_t kk = i / kBN, c = i % kBN;
-        const bool ok = k0 + kk < kTotal && n0 + c < p.out_channels;
-        sB[kk * kLdB + c] = fromFloat<T>(ok ? toFloat(weight[(int64_t)(k0 + kk) * p.out_channels + n0 + c]) : 0.f);
+        const bool ok = k0 + kk < kTotal && n0 + c < cout;
+        sB[kk * kLdB + c] = fromFloat<T>(ok ? toFloat(weight[(int64_t)(k0 + kk) * cout + n0 + c]) : 0.f);
       }
       __syncthreads();
       if (kMma) {
@@ -238,9 +253,10 @@ __global__ void __launch_bounds__(kGemmThreads)
     __syncthreads();
     for (int32_t i = threadIdx.x; i < kBM * kBN; i += blockDim.x) {  // consecutive threads: one row's channels
       const int32_t m = i / kBN, c = i % kBN, row = m0 + m, co = n0 + c;
-      if (row >= n || co >= p.out_channels) continue;
+      if (row >= n || co >= cout) continue;
       const int32_t cell = cells[row];
-      finish(p, sC[m * kLdC + c] + (bias ? bias[co] : 0.f), residual, cell, row, co, p.out_channels, output, rowsOut);
+      finish(p, sC[m * kLdC + c] + (bias ? bias[co] : 0.f), residual, resStride, cell, row, co, output, outStride,
+             rowsOut);
     }
     __syncthreads();  // sC is rewritten by the next block of cells
   }
@@ -251,13 +267,14 @@ __global__ void __launch_bounds__(kGemmThreads)
 // One thread per (cell of the list, channel), channels fastest (coalesced NHWC rows); a persistent grid.
 template <typename T>
 __global__ void __launch_bounds__(kDwThreads)
-    depthwiseCellsKernel(SparseConvParams p, const T* __restrict__ input,  // [H*W, C]
+    depthwiseCellsKernel(SparseConvParams p, const T* __restrict__ input,  // [H*W, in_stride]
                          const T* __restrict__ weight,                     // [kh*kw, C]
                          const float* __restrict__ bias,                   // [C] or nullptr
-                         const T* residual,                                // [H_out*W_out, C] or nullptr
+                         const T* residual,                                // [H_out*W_out, out_stride] or nullptr
                          const int32_t* __restrict__ cells, const int32_t* __restrict__ count,
-                         T* output, bool rowsOut) {  // [H_out*W_out, C] or rows [capacity, C]
+                         T* output, bool rowsOut) {  // [H_out*W_out, out_stride] or rows [capacity, C]
   const int32_t channels = p.out_channels;
+  const int64_t inStride = p.inStride(), resStride = p.outStride(), outStride = rowsOut ? channels : resStride;
   const int64_t total = (int64_t)(*count) * channels;
   for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
     const int32_t row = (int32_t)(e / channels), c = (int32_t)(e % channels);
@@ -270,11 +287,11 @@ __global__ void __launch_bounds__(kDwThreads)
       for (int32_t kx = 0; kx < p.kernel_w; ++kx) {
         const int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
         if (ix < 0 || ix >= p.in_w) continue;
-        acc = fmaf(toFloat(input[((int64_t)iy * p.in_w + ix) * channels + c]),
+        acc = fmaf(toFloat(input[((int64_t)iy * p.in_w + ix) * inStride + c]),
                    toFloat(weight[(ky * p.kernel_w + kx) * channels + c]), acc);
       }
     }
-    finish(p, acc, residual, cell, row, c, channels, output, rowsOut);
+    finish(p, acc, residual, resStride, cell, row, c, output, outStride, rowsOut);
   }
 }
 
@@ -293,19 +310,29 @@ __global__ void affineCellsKernel(int32_t channels, const T* input, const float*
 
 // ---- weight layout (the plugin's ONNX weights) --------------------------------------------------
 
+__host__ __device__ inline bool depthwiseParams(const SparseConvParams& p) {
+  return p.groups > 1 && p.groups == p.in_channels && p.in_channels == p.out_channels;
+}
+
 // One thread per element of the output layout (rows (tap, c), output channel fastest: coalesced writes).
+// Depthwise: [tap][C]. Otherwise [group][tap * cin + c][co within the group] (groups 1: one block).
 template <typename T>
 __global__ void kernelLayoutKernel(SparseConvParams p, const T* __restrict__ w, const T* __restrict__ bias,
                                    T* __restrict__ wOut, float* __restrict__ bOut) {
   const int32_t taps = p.kernel_h * p.kernel_w;
-  const int32_t cin = p.groups > 1 ? 1 : p.in_channels;  // depthwise: one input channel per output channel
+  const bool dw = depthwiseParams(p);
+  const int32_t cin = p.in_channels / p.groups;               // OIHW's I: 1 for depthwise
+  const int32_t cout = dw ? p.out_channels : p.out_channels / p.groups;  // a row's width in the layout
+  const int64_t rows = (int64_t)taps * (dw ? 1 : cin);        // rows per block (one block: depthwise)
   const int64_t n = (int64_t)taps * cin * p.out_channels;
   const int64_t step = (int64_t)gridDim.x * blockDim.x;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
-    const int32_t co = (int32_t)(i % p.out_channels);
-    const int64_t row = i / p.out_channels;
-    const int32_t c = (int32_t)(row % cin), tap = (int32_t)(row / cin);
-    wOut[i] = w[((int64_t)co * cin + c) * taps + tap];  // OIHW: [co][c][ky][kx], tap = ky * kernel_w + kx
+    const int32_t col = (int32_t)(i % cout);
+    const int64_t r = i / cout;
+    const int32_t g = (int32_t)(r / rows), row = (int32_t)(r % rows);
+    const int32_t c = row % cin, tap = row / cin;
+    const int64_t co = (int64_t)g * cout + col;  // depthwise: g is 0 and col the channel
+    wOut[i] = w[(co * cin + c) * taps + tap];  // OIHW: [co][c][ky][kx], tap = ky * kernel_w + kx
   }
   for (int64_t co = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; co < p.out_channels; co += step) {
     bOut[co] = bias ? toFloat(bias[co]) : 0.f;
@@ -335,8 +362,8 @@ template <typename T, int kBN>
 cudaError_t launchConv(const SparseConvParams& p, const T* input, bool rowsIn, const T* weight, const float* bias,
                        const T* residual, CellRange cells, T* output, bool rowsOut, cudaStream_t stream) {
   const int64_t cellBlocks = (cells.capacity + kBM - 1) / kBM;
-  const int32_t coBlocks = (p.out_channels + kBN - 1) / kBN;
-  const dim3 grid((unsigned)persistentBlocks(cellBlocks, 4), (unsigned)coBlocks);
+  const int32_t coBlocks = (p.out_channels / p.groups + kBN - 1) / kBN;
+  const dim3 grid((unsigned)persistentBlocks(cellBlocks, 4), (unsigned)coBlocks, (unsigned)p.groups);
   constexpr bool kTc = sizeof(T) == 2;  // fp16: tensor cores where the device has them (PASSRT_HAS_WMMA)
   convCellsKernel<T, kBN, kTc>
       <<<grid, kGemmThreads, 0, stream>>>(p, input, rowsIn, weight, bias, residual, cells.cells, cells.count, output,
@@ -351,8 +378,9 @@ cudaError_t convCells(const SparseConvParams& p, const void* input, bool rowsIn,
   const auto* w = static_cast<const T*>(weight);
   const auto* res = static_cast<const T*>(residual);
   auto* out = static_cast<T*>(output);
-  if (p.out_channels <= 16) return launchConv<T, 16>(p, in, rowsIn, w, bias, res, cells, out, rowsOut, stream);
-  if (p.out_channels <= 32) return launchConv<T, 32>(p, in, rowsIn, w, bias, res, cells, out, rowsOut, stream);
+  const int32_t cout = p.out_channels / p.groups;  // the channel block covers one group's outputs
+  if (cout <= 16) return launchConv<T, 16>(p, in, rowsIn, w, bias, res, cells, out, rowsOut, stream);
+  if (cout <= 32) return launchConv<T, 32>(p, in, rowsIn, w, bias, res, cells, out, rowsOut, stream);
   return launchConv<T, 64>(p, in, rowsIn, w, bias, res, cells, out, rowsOut, stream);
 }
 
@@ -378,7 +406,7 @@ cudaError_t tileCellsCuda(int32_t out_h, int32_t out_w, int32_t tile, const int6
 cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType dtype, const void* input, bool rows_in,
                               const void* weight, const float* bias, const void* residual, CellRange cells,
                               void* output, bool rows_out, cudaStream_t stream) {
-  if (checkCells(p, cells) || p.groups != 1 || !input || !weight || !output) return cudaErrorInvalidValue;
+  if (checkCells(p, cells) || p.groups > 65535 || !input || !weight || !output) return cudaErrorInvalidValue;
   if (rows_in && (p.kernel_h != 1 || p.kernel_w != 1 || p.stride_h != 1 || p.stride_w != 1)) {
     return cudaErrorInvalidValue;  // compact rows are one input row per output cell: a 1x1 stride-1 conv
   }
@@ -410,11 +438,8 @@ cudaError_t affineCellsNhwcCuda(int32_t channels, DataType dtype, const void* in
 
 cudaError_t kernelLayoutCuda(const SparseConvParams& p, DataType dtype, const void* weight_oihw, const void* bias,
                              void* weight_out, float* bias_out, cudaStream_t stream) {
-  if (checkSparseConv2d(p) || (p.groups != 1 && (p.groups != p.in_channels || p.in_channels != p.out_channels)) ||
-      !weight_oihw || !weight_out || !bias_out) {
-    return cudaErrorInvalidValue;
-  }
-  const int64_t n = (int64_t)p.kernel_h * p.kernel_w * (p.groups > 1 ? 1 : p.in_channels) * p.out_channels;
+  if (checkSparseConv2d(p) || !weight_oihw || !weight_out || !bias_out) return cudaErrorInvalidValue;
+  const int64_t n = (int64_t)p.kernel_h * p.kernel_w * (p.in_channels / p.groups) * p.out_channels;
   const unsigned blocks = (unsigned)persistentBlocks((std::max<int64_t>(n, p.out_channels) + 255) / 256, 4);
   if (dtype == DataType::kFloat16) {
     kernelLayoutKernel<__half><<<blocks, 256, 0, stream>>>(p, static_cast<const __half*>(weight_oihw),

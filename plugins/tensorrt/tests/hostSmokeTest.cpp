@@ -2,7 +2,8 @@
 // tests/plugins/test_tensorrt_plugin.py (test_plugin_host_smoke) against TensorRT 8 or 10 headers.
 //
 // The plugin's calls out of its own code are few (TensorRT's getLogger and getPluginRegistry,
-// cudaMemcpyAsync, cudaGetErrorString, passrt::sparseConv2d and the NHWC tile kernels' entry points),
+// cudaMemcpyAsync, cudaMalloc/cudaFree/cudaStreamIsCapturing, cudaGetErrorString, passrt::sparseConv2d
+// and the NHWC tile kernels' entry points),
 // so stand-ins here record them and this
 // program plays TensorRT: create from ONNX-style fields, query formats, configure with good and bad
 // shapes, enqueue, serialize and restore. No TensorRT library and no GPU are needed.
@@ -64,6 +65,23 @@ struct Nhwc {
   void* layoutWeight = nullptr;
 } gNhwc;
 
+// cudaMalloc / cudaFree (the laid-out weight's memory) and whether the stream is being captured.
+struct Memory {
+  int allocs = 0, frees = 0;
+  bool fail = false;       // cudaMalloc fails
+  bool capturing = false;  // cudaStreamIsCapturing says a capture is running
+  size_t bytes = 0;
+  void* last = nullptr;
+} gMemory;
+alignas(256) char gDevice[8][1 << 14];  // what the stand-in cudaMalloc hands out, round robin
+
+// Where the last kernelLayoutCuda wrote: kept across frames (gNhwc is reset per frame), since a frame that
+// reuses the laid-out weight has no layout call.
+struct Laid {
+  void const* weight = nullptr;
+  float const* bias = nullptr;
+} gLaid;
+
 struct Copy {
   int calls = 0;
   size_t bytes = 0;
@@ -85,6 +103,22 @@ extern "C" cudaError_t cudaMemcpyAsync(void* dst, void const* src, size_t count,
   return cudaSuccess;
 }
 extern "C" char const* cudaGetErrorString(cudaError_t) { return "stub error"; }
+extern "C" cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  if (gMemory.fail || bytes > sizeof gDevice[0]) {
+    return cudaErrorMemoryAllocation;
+  }
+  *ptr = gMemory.last = gDevice[gMemory.allocs++ % 8];
+  gMemory.bytes = bytes;
+  return cudaSuccess;
+}
+extern "C" cudaError_t cudaFree(void*) {
+  ++gMemory.frees;
+  return cudaSuccess;
+}
+extern "C" cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus* status) {
+  *status = gMemory.capturing ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
 namespace passrt {
 cudaError_t sparseConv2d(SparseConvParams const& p, DataType dtype, void const* input, void const* weight,
                          void const* bias, void const* residual, float const* tile_mask, void* output, cudaStream_t) {
@@ -106,7 +140,8 @@ cudaError_t kernelLayoutCuda(const SparseConvParams& p, DataType dtype, const vo
   gNhwc.dtype = dtype;
   gNhwc.weight = weight;
   gNhwc.layoutWeight = weightOut;
-  gNhwc.bias = biasOut;
+  gLaid.weight = weightOut;
+  gNhwc.bias = gLaid.bias = biasOut;
   (void)bias;
   return cudaSuccess;
 }
@@ -127,7 +162,7 @@ cudaError_t recordTileLaunch(char const* kind, const SparseConvParams& p, const 
   gNhwc.residual = residual;
   gNhwc.output = output;
   gNhwc.range = cells;
-  return weight == gNhwc.layoutWeight && bias == gNhwc.bias ? cudaSuccess : cudaErrorInvalidValue;
+  return weight == gLaid.weight && bias == gLaid.bias ? cudaSuccess : cudaErrorInvalidValue;
 }
 cudaError_t convCellsNhwcCuda(const SparseConvParams& p, DataType, const void* input, bool, const void* weight,
                               const float* bias, const void* residual, CellRange cells, void* output, bool,
@@ -190,13 +225,14 @@ Dims dims(int32_t rank, int64_t a, int64_t b = 0, int64_t c = 0, int64_t d = 0) 
 }
 
 // Descriptors of the inputs then the output; cacheW != 5 makes cache_in (and the output) inconsistent.
-// `format` goes to the data tensors (x, cache_in, residual, output); xC/group give x's channels and the
-// weight's [8, xC / group, 3, 3] (the default: the grouped conv the Fields below describe).
+// `format` goes to the data tensors (x, cache_in, residual, output); xC/group/cout give x's channels, the
+// weight's [cout, xC / group, 3, 3] and the cache's channels (the default: the grouped conv the Fields
+// below describe).
 std::vector<PluginTensorDesc> descs(DataType type, int32_t nbInputs, int64_t cacheW = 5,
                                     TensorFormat format = TensorFormat::kLINEAR, int64_t xC = 4, int64_t group = 2,
-                                    int64_t batch = 1) {
-  Dims const shapes[6] = {dims(4, batch, xC, 10, 10),     dims(4, batch, 1, 3, 3), dims(4, batch, 8, 5, cacheW),
-                          dims(4, 8, xC / group, 3, 3), dims(1, 8),              dims(4, batch, 8, 5, cacheW)};
+                                    int64_t batch = 1, int64_t cout = 8) {
+  Dims const shapes[6] = {dims(4, batch, xC, 10, 10),        dims(4, batch, 1, 3, 3), dims(4, batch, cout, 5, cacheW),
+                          dims(4, cout, xC / group, 3, 3), dims(1, cout),          dims(4, batch, cout, 5, cacheW)};
   std::vector<PluginTensorDesc> d(static_cast<size_t>(nbInputs) + 1);
   for (int32_t i = 0; i <= nbInputs; ++i) {
     d[i].dims = i == nbInputs ? shapes[2] : shapes[i];
@@ -251,11 +287,21 @@ PassSparseConv2dPlugin* create(PassSparseConv2dPluginCreator& creator, PluginFie
   return static_cast<PassSparseConv2dPlugin*>(creator.createPlugin("layer", fc, TensorRTPhase::kBUILD));
 }
 void release(IPluginV3* p) { delete p; }
-// 0 if configurePlugin() accepted the shapes without reporting anything.
+// 0 if configurePlugin() accepted the shapes without reporting anything. With every extent known, then
+// onShapeChange() too, as TensorRT calls it before running (where the laid-out weight's memory is made).
 int32_t configure(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t nbInputs) {
   auto dd = dynamic(d);
   gLog.clear();
-  int32_t const status = plugin.configurePlugin(dd.data(), nbInputs, dd.data() + nbInputs, 1);
+  int32_t status = plugin.configurePlugin(dd.data(), nbInputs, dd.data() + nbInputs, 1);
+  bool known = true;
+  for (auto const& desc : d) {
+    for (int32_t i = 0; i < desc.dims.nbDims; ++i) {
+      known = known && desc.dims.d[i] >= 0;
+    }
+  }
+  if (status == 0 && known && gLog.empty()) {
+    status = plugin.onShapeChange(d.data(), nbInputs, d.data() + nbInputs, 1);
+  }
   return status != 0 ? status : (gLog.empty() ? 0 : -2);
 }
 bool supports(PassSparseConv2dPlugin& plugin, std::vector<PluginTensorDesc> const& d, int32_t pos, int32_t nbInputs) {
@@ -467,15 +513,22 @@ int main() {
   release(restored);
 #endif
 
-  // Channel-last formats (the NHWC tile kernels) only for the convs they compute: not this grouped one.
-  CHECK(workspace(*plugin, descs(DataType::kFLOAT, 6), 6) == 0);
-  for (int32_t nbInputs : {5, 6}) {
-    CHECK(!supports(*plugin, descs(DataType::kFLOAT, nbInputs, 5, TensorFormat::kHWC), 0, nbInputs));
-    CHECK(!supports(*plugin, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC8, 8, 2), 0, nbInputs));
+  // Channel-last formats for this grouped conv too (the GEMM tile kernel runs one GEMM per group over its
+  // slice of the rows): workspace = cells (36 ints: 256 B) + count (256) + weight 3*3*2*8 floats (768) + bias (256).
+  {
+    auto const g2 = descs(DataType::kFLOAT, 6, 5, TensorFormat::kHWC);
+    CHECK(workspace(*plugin, g2, 6) == 256 + 256 + 768 + 256);
+    for (int32_t nbInputs : {5, 6}) {
+      CHECK(supports(*plugin, descs(DataType::kFLOAT, nbInputs, 5, TensorFormat::kHWC), 0, nbInputs));
+      CHECK(supports(*plugin, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC8, 8, 2), 0, nbInputs));
+    }
+    CHECK(configure(*plugin, g2, 6) == 0);
+    CHECK(runNhwc(*plugin, g2, 6) == 0);
+    CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv"}));
+    CHECK(gNhwc.p.groups == 2 && gNhwc.p.in_channels == 4 && gNhwc.p.out_channels == 8);
+    CHECK(gNhwc.p.inStride() == 4 && gNhwc.p.outStride() == 8 && gLaunch.calls == 0);
   }
-  release(plugin);
-
-  // A groups-1 conv: fp32 kHWC, and fp16 kHWC8 where no tensor is padded (C a multiple of 8).
+  // A groups-1 conv: fp32 kHWC, and fp16 kHWC8 (padded rows too).
   f.group = 1;
   PassSparseConv2dPlugin* gemm = create(creator, f.make());
   CHECK(gemm != nullptr);
@@ -502,7 +555,7 @@ int main() {
     for (int32_t pos = 0; pos <= nbInputs; ++pos) {
       CHECK(supports(*gemm, h8, pos, nbInputs));
     }
-    CHECK(!supports(*gemm, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC8, 4, 1), 0, nbInputs));  // padded
+    CHECK(supports(*gemm, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC8, 4, 1), 0, nbInputs));  // padded
     CHECK(!supports(*gemm, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC, 4, 1), 0, nbInputs));  // fp32 only
     CHECK(!supports(*gemm, descs(DataType::kFLOAT, nbInputs, 5, TensorFormat::kHWC8, 8, 1), 0, nbInputs));  // fp16
     CHECK(supports(*gemm, descs(DataType::kHALF, nbInputs, 5, TensorFormat::kLINEAR, 4, 1), 0, nbInputs));
@@ -513,8 +566,11 @@ int main() {
   auto const nhwc = descs(DataType::kFLOAT, 6, 5, TensorFormat::kHWC, 4, 1);
   CHECK(workspace(*gemm, nhwc, 6) == 256 + 256 + 1280 + 256);
   CHECK(workspace(*gemm, descs(DataType::kFLOAT, 6, 5, TensorFormat::kLINEAR, 4, 1), 6) == 256 + 256 + 1280 + 256);
+  int32_t const allocs = gMemory.allocs;
   CHECK(configure(*gemm, nhwc, 6) == 0);
-  // Enqueue: the cache copy, the weight laid out, then the image's cell list and one GEMM tile launch.
+  CHECK(gMemory.allocs == allocs + 1 && gMemory.bytes == 1280 + 256);  // the laid-out weight's memory, made here
+  void* const laidMemory = gMemory.last;
+  // Enqueue: the cache copy, the weight laid out (into the plugin's memory), the image's cells, one GEMM launch.
   CHECK(runNhwc(*gemm, nhwc, 6) == 0);
   CHECK(gLaunch.calls == 0 && gCopy.calls == 1 && gCopy.bytes == 8 * 5 * 5 * sizeof(float));
   CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv"}));
@@ -523,12 +579,16 @@ int main() {
   CHECK(gNhwc.p.tile == 2 && gNhwc.p.act == passrt::Activation::kLeakyRelu);
   CHECK(gNhwc.input == gX2 && gNhwc.residual == gRes2 && gNhwc.output == gOut2 && gNhwc.mask == gMask2);
   CHECK(gNhwc.range.capacity == 36 && static_cast<void const*>(gNhwc.range.cells) == gWorkspace);
-  CHECK(static_cast<char const*>(gNhwc.layoutWeight) == gWorkspace + 512);
+  CHECK(gNhwc.layoutWeight == laidMemory && gNhwc.p.inStride() == 4 && gNhwc.p.outStride() == 8);
+  // The next frame reuses it: no layout launch (recordTileLaunch checks the kernel reads the laid-out weight).
+  CHECK(runNhwc(*gemm, nhwc, 6) == 0);
+  CHECK((gNhwc.calls == std::vector<std::string>{"cells", "conv"}));
   // A batch of two: image after image, each with its own mask, input, residual and cache rows.
   auto const two = descs(DataType::kFLOAT, 6, 5, TensorFormat::kHWC, 4, 1, 2);
   CHECK(configure(*gemm, two, 6) == 0);
+  CHECK(gMemory.allocs == allocs + 1);  // same sizes: the memory (and the layout) are kept
   CHECK(runNhwc(*gemm, two, 6) == 0);
-  CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv", "cells", "conv"}));
+  CHECK((gNhwc.calls == std::vector<std::string>{"cells", "conv", "cells", "conv"}));
   CHECK(gNhwc.mask == gMask2 + 9 && gNhwc.input == gX2 + 4 * 10 * 10 * 4);
   CHECK(gNhwc.residual == gRes2 + 8 * 5 * 5 * 4 && gNhwc.output == gOut2 + 8 * 5 * 5 * 4);
   // No workspace: refused with a message, nothing launched.
@@ -536,7 +596,87 @@ int main() {
   gLog.clear();
   CHECK(runNhwc(*gemm, nhwc, 6, /* withWorkspace = */ false) != 0);
   CHECK(gNhwc.calls.empty() && gLaunch.calls == 0 && logged("workspace"));
+  // A clone starts without the laid-out weight: its own memory (made at its first enqueue), its own layout.
+  {
+    auto* copy = static_cast<PassSparseConv2dPlugin*>(gemm->clone());
+    CHECK(copy != nullptr);
+    if (copy != nullptr) {
+      CHECK(runNhwc(*copy, nhwc, 6) == 0);
+      CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv"}));
+      CHECK(gNhwc.layoutWeight == gMemory.last && gMemory.last != laidMemory);
+      int32_t const frees = gMemory.frees;
+      release(copy);
+      CHECK(gMemory.frees == frees + 1);  // freed with the object
+    }
+  }
+  // While a CUDA graph is being captured: no cudaMalloc, and a layout recorded into the graph is not taken as
+  // done, so the first eager frame after it lays out again, and the next one does not.
+  {
+    PassSparseConv2dPlugin* cap = create(creator, f.make());
+    CHECK(cap != nullptr);
+    if (cap != nullptr) {
+      CHECK(configure(*cap, nhwc, 6) == 0);
+      int32_t const before = gMemory.allocs;
+      gMemory.capturing = true;
+      CHECK(runNhwc(*cap, nhwc, 6) == 0);
+      CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv"}) && gMemory.allocs == before);
+      gMemory.capturing = false;
+      CHECK(runNhwc(*cap, nhwc, 6) == 0);
+      CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv"}));
+      CHECK(runNhwc(*cap, nhwc, 6) == 0);
+      CHECK((gNhwc.calls == std::vector<std::string>{"cells", "conv"}));
+      release(cap);
+    }
+  }
+  // cudaMalloc failing: each frame lays out into the workspace (after the cell list and its count), as before.
+  {
+    gMemory.fail = true;
+    PassSparseConv2dPlugin* ws = create(creator, f.make());
+    CHECK(ws != nullptr);
+    if (ws != nullptr) {
+      CHECK(configure(*ws, nhwc, 6) == 0);
+      for (int frame = 0; frame < 2; ++frame) {
+        CHECK(runNhwc(*ws, nhwc, 6) == 0);
+        CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv"}));
+        CHECK(static_cast<char const*>(gNhwc.layoutWeight) == gWorkspace + 512);
+      }
+      gMemory.fail = false;  // the next non-captured frame makes the memory and lays out once more
+      CHECK(runNhwc(*ws, nhwc, 6) == 0);
+      CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv"}) && gNhwc.layoutWeight == gMemory.last);
+      CHECK(runNhwc(*ws, nhwc, 6) == 0);
+      CHECK((gNhwc.calls == std::vector<std::string>{"cells", "conv"}));
+      release(ws);
+    }
+    gMemory.fail = false;
+  }
+  int32_t const freesBefore = gMemory.frees;
   release(gemm);
+  CHECK(gMemory.frees == freesBefore + 1);
+
+  // An fp16 head with 12 output channels from 4 (SSDLite's heads have 12 or 24): kHWC8 rows padded to 16 and 8,
+  // on the tile path. The cache copy and the per-image offsets use the padded rows.
+  {
+    PassSparseConv2dPlugin* head = create(creator, f.make());
+    CHECK(head != nullptr);
+    if (head != nullptr) {
+      for (int32_t nbInputs : {5, 6}) {
+        auto const h = descs(DataType::kHALF, nbInputs, 5, TensorFormat::kHWC8, 4, 1, 1, 12);
+        for (int32_t pos = 0; pos <= nbInputs; ++pos) {
+          CHECK(supports(*head, h, pos, nbInputs));
+        }
+      }
+      auto const h2 = descs(DataType::kHALF, 6, 5, TensorFormat::kHWC8, 4, 1, 2, 12);
+      CHECK(configure(*head, h2, 6) == 0);
+      CHECK(runNhwc(*head, h2, 6) == 0);
+      CHECK((gNhwc.calls == std::vector<std::string>{"layout", "cells", "conv", "cells", "conv"}));
+      CHECK(gNhwc.dtype == passrt::DataType::kFloat16 && gNhwc.p.out_channels == 12 && gNhwc.p.in_channels == 4);
+      CHECK(gNhwc.p.inStride() == 8 && gNhwc.p.outStride() == 16 && gLaunch.calls == 0);
+      CHECK(gCopy.bytes == 2 * 5 * 5 * 16 * 2);
+      CHECK(gNhwc.input == gX2 + 10 * 10 * 8 * 2 && gNhwc.output == gOut2 + 5 * 5 * 16 * 2);
+      CHECK(gNhwc.residual == gRes2 + 5 * 5 * 16 * 2);
+      release(head);
+    }
+  }
 
   // A depthwise conv (groups == C_in == C_out = 8) in fp16 kHWC8, no residual: the depthwise tile kernel.
   f.group = 8;

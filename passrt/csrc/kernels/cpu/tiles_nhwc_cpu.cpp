@@ -70,11 +70,11 @@ int64_t tileCells(int32_t out_h, int32_t out_w, int32_t tile, const int64_t* til
 void gatherWindowsNhwc(const SparseConvParams& p, const float* input, const int32_t* cells, int64_t begin,
                        int64_t end, float* cols, int64_t in_rows, int64_t out_rows) {
   const int32_t c = p.in_channels;
-  const int64_t k = (int64_t)p.kernel_h * p.kernel_w * c;
+  const int64_t k = (int64_t)p.kernel_h * p.kernel_w * c, stride = p.inStride();
   for (int64_t i = begin; i < end; ++i) {
     const int64_t b = out_rows > 0 ? cells[i] / out_rows : 0;  // the stream (no division with one)
     const int32_t cell = (int32_t)(cells[i] - b * out_rows), oy = cell / p.out_w, ox = cell % p.out_w;
-    const float* in = input + b * in_rows * c;
+    const float* in = input + b * in_rows * stride;
     float* dst = cols + i * k;
     for (int32_t ky = 0; ky < p.kernel_h; ++ky) {
       const int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
@@ -83,7 +83,7 @@ void gatherWindowsNhwc(const SparseConvParams& p, const float* input, const int3
         if (iy < 0 || iy >= p.in_h || ix < 0 || ix >= p.in_w) {
           std::memset(dst, 0, sizeof(float) * c);  // zero padding
         } else {
-          std::memcpy(dst, in + ((int64_t)iy * p.in_w + ix) * c, sizeof(float) * c);
+          std::memcpy(dst, in + ((int64_t)iy * p.in_w + ix) * stride, sizeof(float) * c);
         }
       }
     }
@@ -96,6 +96,7 @@ void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* w
   // with the sum in a register across all taps (a loop per tap over few channels would spend more
   // on loop overhead than on arithmetic), the remaining channels one by one.
   const int32_t c = p.out_channels;
+  const int64_t stride = p.inStride();
   std::vector<int64_t> inOff(p.kernel_h * p.kernel_w), wOff(p.kernel_h * p.kernel_w);
   for (int64_t i = begin; i < end; ++i) {
     const int64_t b = out_rows > 0 ? cells[i] / out_rows : 0;  // the stream (no division with one)
@@ -107,7 +108,7 @@ void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* w
       for (int32_t kx = 0; kx < p.kernel_w; ++kx) {
         const int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
         if (ix < 0 || ix >= p.in_w) continue;
-        inOff[taps] = (b * in_rows + (int64_t)iy * p.in_w + ix) * c;
+        inOff[taps] = (b * in_rows + (int64_t)iy * p.in_w + ix) * stride;
         wOff[taps++] = (int64_t)(ky * p.kernel_w + kx) * c;
       }
     }
@@ -128,15 +129,16 @@ void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* w
 
 void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const float* residual,
                   const int32_t* cells, int64_t begin, int64_t end, float* output) {
+  const int64_t stride = p.out_stride > 0 ? p.out_stride : channels;  // residual and output rows
   for (int64_t i = begin; i < end; ++i) {
     float* __restrict v = y + i * channels;
     activateRow(p.act, p.act_alpha, v, channels);
     if (residual) {
-      const float* __restrict r = residual + (int64_t)cells[i] * channels;
+      const float* __restrict r = residual + (int64_t)cells[i] * stride;
       for (int32_t c = 0; c < channels; ++c) v[c] += r[c];
     }
     activateRow(p.post_act, p.act_alpha, v, channels);
-    if (output) std::memcpy(output + (int64_t)cells[i] * channels, v, sizeof(float) * channels);
+    if (output) std::memcpy(output + (int64_t)cells[i] * stride, v, sizeof(float) * channels);
   }
 }
 
