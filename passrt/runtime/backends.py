@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -335,7 +336,8 @@ def _export_cached(module: nn.Module, example: torch.Tensor, model_name: str) ->
     for t in module.state_dict().values():
         digest.update(t.detach().cpu().numpy().tobytes()[:4096])
     h, w = example.shape[2:]
-    path = assets.cache_dir() / "onnx" / f"{model_name}-{h}x{w}-{digest.hexdigest()[:12]}.onnx"
+    stem = re.sub(r"[^\w.-]", "_", Path(model_name).name)  # a model given as a path (x.cfg): its file name
+    path = assets.cache_dir() / "onnx" / f"{stem}-{h}x{w}-{digest.hexdigest()[:12]}.onnx"
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import passrt
 from passrt.errors import PassrtError
 from passrt.models import load_model
-from passrt.models.darknet import DarknetNet, Postprocess, load_weights, parse_cfg
+from passrt.models.darknet import DarknetNet, Postprocess, from_file, load_weights, parse_cfg
 
 FIXTURE = np.load(Path(__file__).parent.parent / "fixtures" / "yolov3_tiny_opencv_reference.npz")
 CHANNELS = [a * 85 + k for a in range(3) for k in range(6)]
@@ -94,3 +95,65 @@ def test_unsupported_layers_and_short_weights_are_one_line(tmp_path):
         load_weights(net, header + np.zeros(10, np.float32).tobytes())
     with pytest.raises(PassrtError, match="left over"):
         load_weights(net, header + np.zeros(4 + 4 * 27 + 5, np.float32).tobytes())
+
+
+def _as_user_files(tmp_path, name="x"):
+    """The bundled cfg and weights as a user has them: ``x.cfg`` with ``x.weights`` beside it."""
+    from passrt import assets
+
+    cfg = tmp_path / f"{name}.cfg"
+    cfg.write_text(Path(assets.fetch("yolov3-tiny-cfg")).read_text())
+    (tmp_path / f"{name}.weights").symlink_to(Path(assets.fetch("yolov3-tiny")).resolve())
+    return cfg
+
+
+def test_a_cfg_path_is_the_named_model(spec, tmp_path):
+    """``--model x.cfg`` and ``sparsify("x.cfg")``: the same network, outputs and decoding as ``yolov3-tiny``."""
+    cfg = _as_user_files(tmp_path)
+    by_path = load_model(str(cfg))
+    assert by_path.name == str(cfg) and by_path.input_multiple == spec.input_multiple
+    image = FIXTURE["crop"]
+    want = _outputs(spec, image)
+    got = _outputs(by_path, image)
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)
+    a = by_path.postprocess(got, image.shape[:2])
+    b = spec.postprocess(want, image.shape[:2])
+    assert len(a) >= 2 and np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
+    engine = passrt.sparsify(str(cfg), "exact")
+    x = spec.preprocess(image)
+    for g, w in zip(engine(x), want, strict=True):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-4, rtol=0)
+
+
+def test_cfg_path_errors_are_one_line(tmp_path):
+    cfg = tmp_path / "lonely.cfg"
+    cfg.write_text("[net]\nchannels=3\n[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=leaky\n")
+    with pytest.raises(PassrtError, match=f"no Darknet weights for {cfg}: expected {tmp_path / 'lonely.weights'}"):
+        load_model(str(cfg))
+    with pytest.raises(PassrtError, match="no such Darknet file"):
+        passrt.sparsify(str(tmp_path / "missing.cfg"))
+    (tmp_path / "lonely.weights").write_bytes(b"")
+    cfg.write_text("[net]\n[convolutional]\nsize=3\n")  # no filters
+    with pytest.raises(PassrtError, match="not a Darknet cfg passrt can read"):
+        load_model(str(cfg))
+    cfg.write_text("[net]\n[convolutional]\nfilters=4\nsize=1\n[dropout]\n[connected]\noutput=10\n")
+    with pytest.raises(PassrtError, match="Darknet layers passrt cannot import: connected, dropout"):
+        load_model(str(cfg))
+
+
+def test_a_cfg_without_yolo_layers_returns_its_last_map_raw(tmp_path):
+    cfg = tmp_path / "trunk.cfg"
+    cfg.write_text("[net]\nchannels=3\n[convolutional]\nfilters=4\nsize=3\npad=1\nstride=2\nactivation=leaky\n"
+                   "[maxpool]\nsize=2\nstride=2\n")
+    header = np.array([0, 2, 0], np.int32).tobytes() + np.zeros(1, np.int64).tobytes()
+    weights = np.random.default_rng(0).normal(size=4 + 4 * 27).astype(np.float32)
+    (tmp_path / "trunk.weights").write_bytes(header + weights.tobytes())
+    model = from_file(cfg)
+    assert model.postprocess is None
+    x = torch.rand(1, 3, 64, 96)
+    (out,) = model.module(x)
+    assert out.shape == (1, 4, 16, 24)
+    conv = model.module.layers[0][0]
+    want = F.max_pool2d(F.leaky_relu(conv(x), 0.1), 2)
+    assert torch.equal(out, want)
