@@ -51,7 +51,7 @@ BODY_POINTS = 33
 # 90-pixel walkers (about 75 pixels there) and finds pose2sim's three people.
 DETECT_SIZE = 640
 # What the models run: the outputs Postprocess reads (landmarks, pose flag). The segmentation and heatmap
-# decoders (five bilinear resizes up to 256x256) and the world landmarks feed nothing else; left out, every
+# decoders (all five of its bilinear resizes) and the world landmarks feed nothing else; left out, every
 # engine (dense PyTorch, ONNX Runtime, sparse) skips about a third of the landmark model's time.
 TASK_OUTPUTS = (0, 1)
 
