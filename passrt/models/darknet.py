@@ -81,7 +81,7 @@ class DarknetNet(nn.Module):
         net, layers = sections[0], sections[1:]
         if net["type"] not in ("net", "network"):
             raise PassrtError(f"{path}: a Darknet cfg starts with [net]")
-        channels = int(net.get("channels", 3))
+        channels = self.in_channels = int(net.get("channels", 3))
         self.kinds: list[tuple] = []  # per layer: (type, detail)
         self.heads: list[dict] = []  # per yolo layer: anchors (pixels), mask, classes
         self.layers = nn.ModuleList()
@@ -255,6 +255,8 @@ def from_file(cfg: str | Path, weights: str | Path | None = None, name: str | No
             raise PassrtError(f"no Darknet weights for {cfg}: expected {weights} beside it "
                               f"(passrt.models.darknet.load_darknet(cfg, weights) takes them from elsewhere)")
     module = load_darknet(cfg, weights)
+    if module.in_channels != 3:  # the preprocess gives RGB frames
+        raise PassrtError(f"{cfg}: takes {module.in_channels}-channel images; passrt runs Darknet models on RGB frames")
     post = _Cropped(Postprocess(module.heads)) if module.heads else None
     return ModelSpec(name or str(cfg), module, preprocess, post, input_multiple=MULTIPLE)
 

@@ -140,6 +140,11 @@ def test_cfg_path_errors_are_one_line(tmp_path):
     cfg.write_text("[net]\n[convolutional]\nfilters=4\nsize=1\n[dropout]\n[connected]\noutput=10\n")
     with pytest.raises(PassrtError, match="Darknet layers passrt cannot import: connected, dropout"):
         load_model(str(cfg))
+    cfg.write_text("[net]\nchannels=1\n[convolutional]\nfilters=1\nsize=1\n")
+    header = np.array([0, 2, 0], np.int32).tobytes() + np.zeros(1, np.int64).tobytes()
+    (tmp_path / "lonely.weights").write_bytes(header + np.zeros(2, np.float32).tobytes())  # a bias, a weight
+    with pytest.raises(PassrtError, match="takes 1-channel images; passrt runs Darknet models on RGB frames"):
+        load_model(str(cfg))
 
 
 def test_a_cfg_without_yolo_layers_returns_its_last_map_raw(tmp_path):
