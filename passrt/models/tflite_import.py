@@ -109,7 +109,7 @@ class _Builder:
         return self.graph.call_function(fn, (y,)) if fn is not None else y
 
     # ---- the graph ----------------------------------------------------------------------
-    def build(self):
+    def build(self, keep=None):
         g = self.g
         if g.InputsLength() != 1:
             raise PassrtError(f"{self.path}: passrt runs models with one image input; this one has {g.InputsLength()}")
@@ -133,12 +133,16 @@ class _Builder:
             detail = "; ".join(f"{n} ({why})" if why else n for n, why in unsupported.items())
             raise PassrtError(f"{self.path}: TFLite ops passrt cannot import: {detail}")
         outputs = []
-        for k in range(g.OutputsLength()):
+        for k in range(g.OutputsLength()) if keep is None else keep:
             v = self.values[g.Outputs(k)]
             is_map = isinstance(v, fx.Node) and len(self.tensor(g.Outputs(k)).ShapeAsNumpy()) == 4
             outputs.append(self.graph.call_function(_nhwc, (v,)) if is_map else v)
         self.graph.output(tuple(outputs))
         gm = fx.GraphModule(self.root, self.graph)
+        if keep is not None:  # drop the ops only the outputs left out needed
+            gm.graph.eliminate_dead_code()
+            gm.delete_all_unused_submodules()
+            gm.recompile()
         gm.passrt_dense_ops = DENSE_HELPERS
         return gm.eval(), (shape[1], shape[2])
 
@@ -311,9 +315,11 @@ class _Builder:
         return self.buffer(c)
 
 
-def load_tflite(path: str | Path):
+def load_tflite(path: str | Path, outputs=None):
     """``(module, (H, W))``: the model as a module taking (1, C, H, W) frames and returning the file's
-    outputs as a tuple (4-D ones NHWC, as the file has them); (H, W) the input size the file fixes."""
+    outputs as a tuple (4-D ones NHWC, as the file has them); (H, W) the input size the file fixes.
+    ``outputs``: indices of the file's outputs to return, in that order (None: all); the ops that only
+    the others need are left out, so no engine computes what nobody reads."""
     path = str(path)
     if not Path(path).is_file():
         raise PassrtError(f"no such TFLite file: {path}")
@@ -321,4 +327,7 @@ def load_tflite(path: str | Path):
         import tflite  # noqa: F401
     except ImportError:
         raise PassrtError("reading .tflite files needs the 'tflite' package: pip install 'passrt[tflite]'") from None
-    return _Builder(Path(path).read_bytes(), path).build()
+    builder = _Builder(Path(path).read_bytes(), path)
+    if outputs is not None and not all(0 <= k < builder.g.OutputsLength() for k in outputs):
+        raise PassrtError(f"{path}: has {builder.g.OutputsLength()} outputs, asked for {list(outputs)}")
+    return builder.build(outputs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -292,13 +293,14 @@ def open_backend(spec, model=None, example: torch.Tensor | None = None, common: 
                        executor, getattr(model, "onnx", None), cuda_graphs)
 
 
-def open_stages(spec, policy: str = "regiondrop"):
+def open_stages(spec, policy: str = "regiondrop", dense_engine: str | None = "ort"):
     """``spec`` with the model its preprocess runs (a pose model's person detector,
     :class:`~passrt.models.blazepose.PersonCrop`) under passrt's sparse engine (``policy``), so that
-    stage too recomputes only what changed. Models without one are returned unchanged."""
+    stage too recomputes only what changed, with the same ``dense_engine`` as a model run on its own
+    (its wide-change frames answered by ONNX Runtime). Models without one are returned unchanged."""
     stage = getattr(spec.preprocess, "detector", None)
     if stage is not None:
-        spec.preprocess.engine = open_backend(policy, stage, dense_engine=None)
+        spec.preprocess.engine = open_backend(policy, stage, dense_engine=dense_engine)
     return spec
 
 
@@ -314,8 +316,8 @@ def open_with_model(spec, model: str | None, default_model: str, plugin: str | N
             from passrt.runtime.tensorrt_build import warn
 
             warn(f"{backend.label}: no model name in its sidecar; assuming {default_model} (--model sets it)")
-        return backend, open_stages(load_model(backend.model_name or model or default_model))
-    spec_model = open_stages(load_model(model or default_model))
+        return backend, open_stages(load_model(backend.model_name or model or default_model), dense_engine=dense_engine)
+    spec_model = open_stages(load_model(model or default_model), dense_engine=dense_engine)
     return open_backend(spec, spec_model, plugin=plugin, dense_engine=dense_engine), spec_model
 
 
@@ -335,7 +337,8 @@ def _export_cached(module: nn.Module, example: torch.Tensor, model_name: str) ->
     for t in module.state_dict().values():
         digest.update(t.detach().cpu().numpy().tobytes()[:4096])
     h, w = example.shape[2:]
-    path = assets.cache_dir() / "onnx" / f"{model_name}-{h}x{w}-{digest.hexdigest()[:12]}.onnx"
+    stem = re.sub(r"[^\w.-]", "_", Path(model_name).name)  # a model given as a path (x.cfg): its file name
+    path = assets.cache_dir() / "onnx" / f"{stem}-{h}x{w}-{digest.hexdigest()[:12]}.onnx"
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

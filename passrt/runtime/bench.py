@@ -112,7 +112,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
         from passrt.runtime.tracking import Tracker
 
         Tracker(track)  # before any work: an unknown tracker or a missing extra fails at once
-    spec = open_stages(load_model(model_name))
+    spec = open_stages(load_model(model_name), dense_engine=dense_engine)
     trt = [open_backend(f"trt:{path}", spec, plugin=plugin, label=Path(path).name, cuda_graphs=cuda_graphs)
            for path in engines]  # before decoding: fail fast without TensorRT
     clip = stream_frames(uri, frames, start=start, block=block)

@@ -169,3 +169,30 @@ def test_bench_and_run_an_onnx_file(tmp_path):
 def test_onnx_model_errors_are_one_line(tmp_path):
     out = passrt("bench", "--model", str(tmp_path / "missing.onnx"), "--input", "vtest", "--frames", "2")
     assert out.returncode == 2 and out.stderr.strip() == f"passrt: error: no such ONNX file: {tmp_path / 'missing.onnx'}"
+
+
+def test_bench_and_run_a_darknet_cfg(tmp_path):
+    """A Darknet model by path (weights beside the cfg): detections, so AP agreement like the named model."""
+    from pathlib import Path
+
+    from passrt import assets
+
+    cfg = tmp_path / "mine.cfg"
+    cfg.write_text(Path(assets.fetch("yolov3-tiny-cfg")).read_text())
+    (tmp_path / "mine.weights").symlink_to(Path(assets.fetch("yolov3-tiny")).resolve())
+    out = passrt("bench", "--model", str(cfg), "--input", "vtest", "--frames", "3", "--warmup", "1",
+                 "--policies", "dense,exact", "--json", str(tmp_path / "b.json"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["model"] == str(cfg) and set(result["policies"]) == {"dense", "onnxruntime", "exact"}
+    assert result["policies"]["exact"]["agreement_ap50"] == 1.0
+    assert max(result["policies"]["onnxruntime"]["output_error"]["max"]) < 1e-3
+    out = passrt("run", "--model", str(cfg), "--input", "vtest", "--headless", "--max-frames", "2",
+                 "--json", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["model"] == str(cfg)
+    (tmp_path / "mine.weights").unlink()
+    out = passrt("run", "--model", str(cfg), "--input", "vtest", "--headless")
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"passrt: error: no Darknet weights for {cfg}: expected {tmp_path / 'mine.weights'} beside it "
+        "(passrt.models.darknet.load_darknet(cfg, weights) takes them from elsewhere)")

@@ -18,7 +18,7 @@ import torch
 import passrt
 from passrt.errors import PassrtError
 from passrt.models import load_model
-from passrt.models.blazepose import keypoints
+from passrt.models.blazepose import TASK_OUTPUTS, keypoints, load_blazepose
 from passrt.models.tflite_import import load_tflite
 
 FIXTURE = np.load(Path(__file__).parent.parent / "fixtures" / "blazepose_litert_reference.npz")
@@ -30,6 +30,12 @@ def spec():
     return load_model("blazepose-landmark")
 
 
+@pytest.fixture(scope="module")
+def full():
+    """The landmark model with all five of the file's outputs (the model names run two)."""
+    return load_blazepose(outputs=None)
+
+
 def _input():
     return torch.from_numpy(FIXTURE["rgb"].astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous()
 
@@ -39,9 +45,9 @@ def _sampled(name, out):
     return out[:, ::4, ::4, :] if name in ("segmentation", "heatmap") else out
 
 
-def test_port_matches_litert_on_a_real_frame(spec):
+def test_port_matches_litert_on_a_real_frame(full):
     with torch.no_grad():
-        outputs = spec.module(_input())
+        outputs = full(_input())
     assert len(outputs) == len(NAMES)
     # Tolerances relative to each output's range: LiteRT's XNNPACK sums in another order (the
     # segmentation logits reach 1300; measured differences: keypoints 0.003 px, logits 0.94).
@@ -57,16 +63,30 @@ def test_port_matches_litert_on_a_real_frame(spec):
     assert np.abs(points[:, :2] - want[:, :2]).max() < 0.05  # pixels
 
 
-def test_sparse_exact_equals_dense_on_the_real_frame(spec):
-    """exact at threshold 0 follows the dense port while part of the crop changes."""
-    engine = passrt.sparsify(spec.module, "exact", scene_cut=1.0)
+def test_the_model_names_run_only_the_outputs_keypoints_read(spec, full):
+    """The task module gives the full model's landmarks and pose flag, bit for bit, from fewer ops (the
+    segmentation and heatmap decoders left out)."""
+    assert TASK_OUTPUTS == (0, 1)
+    x = _input()
+    with torch.no_grad():
+        want, got = full(x), spec.module(x)
+    assert len(got) == 2 and all(torch.equal(g, want[k]) for g, k in zip(got, TASK_OUTPUTS))
+    convs = lambda m: sum(isinstance(c, torch.nn.Conv2d) for c in m.modules())  # noqa: E731
+    assert convs(spec.module) < 0.8 * convs(full)
+    with pytest.raises(PassrtError, match="has 5 outputs, asked for \\[0, 7\\]"):
+        load_blazepose(outputs=(0, 7))
+
+
+def test_sparse_exact_equals_dense_on_the_real_frame(full):
+    """exact at threshold 0 follows the dense port (all five outputs) while part of the crop changes."""
+    engine = passrt.sparsify(full, "exact", scene_cut=1.0)
     base = _input()
     gen = torch.Generator().manual_seed(0)
     for t in range(4):
         x = base.clone()
         x[:, :, 100:100 + 20 * t, 60:60 + 30 * t] = torch.rand(1, 3, 20 * t, 30 * t, generator=gen)
         with torch.no_grad():
-            want = spec.module(x)
+            want = full(x)
         got = engine(x)
         # Relative to each output's largest value: the segmentation logits (to 1300) come out of five
         # resizes and many adds, and differ by up to 8e-4 of that between the engine's dense path

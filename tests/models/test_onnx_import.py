@@ -186,6 +186,8 @@ def test_sparsify_takes_a_path(tmp_path):
     np.testing.assert_allclose(engine(x)[0].numpy(), want[0], atol=1e-5)
     with pytest.raises(PassrtError, match="no such ONNX file"):
         passrt.sparsify(str(tmp_path / "missing.onnx"))
+    with pytest.raises(PassrtError, match=r"m.pt: not a model file passrt reads \(suffixes: .onnx, .cfg\)"):
+        passrt.sparsify(tmp_path / "m.pt")
 
 
 @pytest.mark.slow
