@@ -56,7 +56,8 @@ class CommonGateConfig:
     noise_multiple: float = 4.0  # tau = noise_multiple x the stream's noise level, as RegionDrop's 'auto'
 
 
-def block_statistics(x: torch.Tensor, ref: torch.Tensor, limits: list, block: int, native: bool = False) -> torch.Tensor:
+def block_statistics(x: torch.Tensor, ref: torch.Tensor, limits: list, block: int,
+                     native: bool = False) -> torch.Tensor:
     """(1, len(limits) + 2 + 2C, Hb, Wb) block averages, from d = max_c |x - ref|: the share of pixels with
     d > limit for each of ``limits`` (numbers or (1, 1, 1, 1) tensors), d's mean and max, x's and ref's
     channels. ``native``: one C++ pass (passrt's ``frame_block_features``, float32 CPU frames; equal to

@@ -199,7 +199,8 @@ def train_common(opts, model: nn.Module, preprocess, clips: list, specs: list, s
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        record = {"step": step + 1, "loss": loss.item(), "triplet": trip.item(), "keep": float(1 - skip.detach().mean()),
+        record = {"step": step + 1, "loss": loss.item(), "triplet": trip.item(),
+                  "keep": float(1 - skip.detach().mean()),
                   "rule_keep": rule_keep, "d_ap": (h_a - h_p).norm().item(), "d_an": (h_a - h_n).norm().item()}
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", keep=f"{record['keep']:.3f}", rule=f"{rule_keep:.3f}",
