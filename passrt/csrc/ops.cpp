@@ -40,6 +40,10 @@ TORCH_LIBRARY(passrt, m) {
   m.def("frame_block_rank_change(Tensor a, Tensor[] others, int block, int rank) -> Tensor");
   m.def("frame_block_counts(Tensor a, Tensor b, float limit, int block) -> Tensor");
   m.def("frame_copy_blocks_(Tensor(a!) dst, Tensor src, Tensor mask, int block) -> ()");
+  // PASS's common gate's per-pixel pass (policies/common_gate.py block_statistics, which it equals):
+  // [1, len(limits) + 2 + 2C, Hb, Wb] block averages of (d > limit) per limit, d's mean and max, a's and b's
+  // channels, where d = max over channels |a - b|.
+  m.def("frame_block_features(Tensor a, Tensor b, float[] limits, int block) -> Tensor");
   // exact's per-pixel rule (policies/exact.py): the (1, 1, H, W) 0/1 map of pixels whose max over channels
   // |a - ref| > limit, and ref = a at those pixels.
   m.def("frame_pixel_changes_(Tensor(a!) ref, Tensor a, float limit) -> Tensor");

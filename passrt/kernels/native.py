@@ -137,6 +137,11 @@ def block_change_counts(a: torch.Tensor, b: torch.Tensor, limit: float, block: i
     return torch.ops.passrt.frame_block_counts(a, b, float(limit), block)
 
 
+def block_features(a: torch.Tensor, b: torch.Tensor, limits: list, block: int) -> torch.Tensor:
+    """= ``passrt.policies.common_gate.block_statistics(a, b, limits, block)`` (its tensor path), in one pass."""
+    return torch.ops.passrt.frame_block_features(a, b, [float(v) for v in limits], block)
+
+
 def pixel_changes_(ref: torch.Tensor, a: torch.Tensor, limit: float) -> torch.Tensor:
     """= ``(pixel_change(a, ref) > limit).float()``, and in place ``ref = a`` at those pixels."""
     return torch.ops.passrt.frame_pixel_changes_(ref, a, float(limit))

@@ -76,7 +76,8 @@ class CommonGateMasks(RegionDropMasks):
         """The gate's decision replaces RegionDrop's test: the blocks it keeps (``limit``: the stream's
         change threshold, the unit of the gate's features)."""
         with torch.no_grad():
-            kept = 1.0 - self.gate.decide(self.gate(self.gate.features(image, ref, limit)), self.p.skip_above)
+            feats = self.gate.features(image, ref, limit, native=in_place)  # in_place: the C++ kernels are there
+            kept = 1.0 - self.gate.decide(self.gate(feats), self.p.skip_above)
         self.kept = kept[0, 0]
         return kept
 

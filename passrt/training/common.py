@@ -154,11 +154,13 @@ def train_common(opts, model: nn.Module, preprocess, clips: list, specs: list, s
     gate.to(device).train()
     runner = ReuseRunner(model, steps_plan, (h, w), cfg.block)
     cache = DenseCache(runner, opts.cache_frames)
-    # Reference frames from a fixed pool, so their caches are computed once and kept.
+    # Reference frames from a fixed pool, so their caches are computed once and kept. Drawn with
+    # their own generator: a resumed run skips the warm start (which draws from ``generator``) and
+    # must still draw the same pool.
     pool = []
     for c, clip in enumerate(frames):
         pool += [(c, i) for i in range(len(clip) - 1)]
-    order = torch.randperm(len(pool), generator=generator)[:opts.cache_frames]
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(opts.seed * 1000 + 1))[:opts.cache_frames]
     pool = [pool[int(i)] for i in order]
     loss_fn = nn.TripletMarginLoss(margin=opts.margin)
     opt = torch.optim.AdamW(gate.parameters(), lr=opts.lr)
@@ -197,7 +199,8 @@ def train_common(opts, model: nn.Module, preprocess, clips: list, specs: list, s
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        record = {"step": step + 1, "loss": loss.item(), "triplet": trip.item(), "keep": float(1 - skip.mean()),
+        record = {"step": step + 1, "loss": loss.item(), "triplet": trip.item(),
+                  "keep": float(1 - skip.detach().mean()),
                   "rule_keep": rule_keep, "d_ap": (h_a - h_p).norm().item(), "d_an": (h_a - h_n).norm().item()}
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", keep=f"{record['keep']:.3f}", rule=f"{rule_keep:.3f}",

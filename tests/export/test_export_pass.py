@@ -52,3 +52,43 @@ def test_pass_export_matches_engine_on_real_frames(gates_file, tmp_path, params)
         assert stream.last_active_fraction == pytest.approx(active, abs=1e-5)
         partial += 0 < active < 0.9
     assert partial >= 5
+
+
+@pytest.fixture(scope="module")
+def common_gates_file(tmp_path_factory):
+    """A common-design gate warm-started on vtest (its decisions follow the motion: mixed masks)."""
+    from passrt.policies.common_gate import CommonGate, CommonGateConfig
+    from passrt.training.common import replay_rule, warm_start
+
+    spec = load_model("ssdlite-pedestrian")
+    torch.manual_seed(0)
+    clip = read_frames("vtest", 24, SIZE, preprocess=spec.preprocess).frames
+    gate = CommonGate(CommonGateConfig(), spec.name, TILES)
+    samples = [{"features": gate.features(clip[r["index"]], r["ref"], r["tau"]), "changed": r["changed"]}
+               for r in replay_rule(clip, gate.config)]
+    warm_start(gate, samples, 100, 1e-2, torch.Generator().manual_seed(0), progress=False)
+    path = tmp_path_factory.mktemp("common") / "gate.pt"
+    gate.save(path)
+    return path
+
+
+def test_common_design_export_matches_engine_on_real_frames(common_gates_file, tmp_path):
+    params = {"gates": str(common_gates_file)}
+    summary = export_model("ssdlite-pedestrian", "pass", params, SIZE, tmp_path / "common.onnx")
+    model = onnx.load(str(summary.path))
+    onnx.checker.check_model(model)
+    custom = [n for n in model.graph.node if n.domain not in ("", "ai.onnx")]
+    assert custom and all(n.op_type == contract.PLUGIN_NAME for n in custom)  # the gate: standard ops only
+    spec = load_model("ssdlite-pedestrian")
+    engine = passrt.sparsify(spec.module, passrt.PassGates(**params))
+    assert engine.policy.design == "common"
+    stream = ExportedStream(summary.path)
+    partial = 0
+    for x in read_frames("vtest", 30, SIZE, preprocess=spec.preprocess).frames:
+        expected, got = engine(x), stream(x)
+        for a, b in zip(expected, got):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+        active = engine.stats()["active_fraction"]
+        assert stream.last_active_fraction == pytest.approx(active, abs=1e-5)
+        partial += 0 < active < 0.9
+    assert partial >= 10

@@ -227,6 +227,24 @@ def test_block_change_counts_equal_the_pooled_change_test(shape, channels_last, 
     assert torch.equal(native.block_change_counts(a, b, limit, block), want)
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 7, 5), (1, 4, 33, 80)])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("block", [16, 5])
+def test_block_features_equal_the_common_gates_tensor_ops(shape, channels_last, block):
+    """PASS's common gate's per-pixel pass: counts above each limit exactly, means and max to float rounding."""
+    from passrt.policies.common_gate import block_statistics
+
+    a, b = frames(shape, seed_of(shape, block, 1), channels_last and shape[1] in (3, 4))
+    limits = [0.0, 0.004, 0.05, 0.3]
+    want = block_statistics(a, b, limits, block)
+    got = native.block_features(a, b, limits, block)
+    assert got.shape == want.shape == (1, len(limits) + 2 + 2 * shape[1], -(-shape[2] // block), -(-shape[3] // block))
+    k = len(limits)
+    assert torch.equal(got[:, :k] * block ** 2, want[:, :k] * block ** 2)  # same counts (pooling divides exactly)
+    assert torch.equal(got[:, k + 1], want[:, k + 1])  # max
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 7, 5)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_copy_blocks_equals_lerp_on_block_cells(shape, channels_last):

@@ -125,3 +125,26 @@ def test_design_must_match_the_gates_file(tmp_path):
     assert PassGates.load(tmp_path / "g.pt").design == "common"
     with pytest.raises(PassrtError, match="design=paper asked for"):
         PassGates.load(tmp_path / "g.pt", design="paper")
+
+
+def _common_opts(tmp_path, name, steps):
+    from passrt.training.train import TrainOptions
+
+    return TrainOptions(clips=["vtest@300:"], out=str(tmp_path / name), input_size=(144, 192), max_frames=12,
+                        steps=steps, warm_steps=20, cache_frames=4, checkpoint_every=2)
+
+
+def test_resume_continues_exactly_where_a_straight_run_would_be(tmp_path):
+    from passrt.training.train import train_gates
+
+    straight = train_gates(_common_opts(tmp_path, "straight.pt", 4), progress=False)
+    train_gates(_common_opts(tmp_path, "resumed.pt", 2), progress=False)
+    resumed = train_gates(_common_opts(tmp_path, "resumed.pt", 4), resume=True, progress=False)
+    for k, v in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
+    assert [h["step"] for h in resumed.info["history"]] == [1, 2, 3, 4]
+    assert resumed.info["history"] == straight.info["history"]
+    assert resumed.info["warm"] == straight.info["warm"] and resumed.info["warm"]["steps"] == 20
+    # the triplet steps did move the gate (otherwise "equal" would say nothing)
+    warm_only = train_gates(_common_opts(tmp_path, "warm.pt", 0), progress=False)
+    assert any(not torch.equal(warm_only.state_dict()[k], v) for k, v in straight.state_dict().items())

@@ -54,6 +54,21 @@ at::Tensor blockChangeCountsCpu(const at::Tensor& a, const at::Tensor& b, double
   return counts;
 }
 
+at::Tensor blockFeaturesCpu(const at::Tensor& a, const at::Tensor& b, at::ArrayRef<double> limits, int64_t block) {
+  checkBlock(block);
+  const FrameView va = view("a", a, a), vb = view("b", b, a);
+  const int64_t h = a.size(2), w = a.size(3), bh = (h + block - 1) / block, bw = (w + block - 1) / block;
+  const std::vector<float> lim(limits.begin(), limits.end());
+  const int64_t count = static_cast<int64_t>(lim.size());
+  at::Tensor out = at::empty({1, count + 2 + 2 * a.size(1), bh, bw}, a.options());
+  at::parallel_for(0, bh, 1, [&](int64_t begin, int64_t end) {
+    blockFeatures(static_cast<int32_t>(a.size(1)), static_cast<int32_t>(h), static_cast<int32_t>(w),
+                  static_cast<int32_t>(block), lim.data(), static_cast<int32_t>(count), va, vb, begin, end,
+                  out.data_ptr<float>());
+  });
+  return out;
+}
+
 at::Tensor pixelChangesCpu(at::Tensor& ref, const at::Tensor& a, double limit) {
   const FrameView va = view("a", a, a), vr = view("ref", ref, a);
   TORCH_CHECK(!ref.is_same(a), kOp, ": ref must be another tensor than a");
@@ -107,6 +122,7 @@ void copyBlocksCpu(at::Tensor& dst, const at::Tensor& src, const at::Tensor& mas
 TORCH_LIBRARY_IMPL(passrt, CPU, m) {
   m.impl("frame_block_rank_change", &passrt::op::blockRankChangeCpu);
   m.impl("frame_block_counts", &passrt::op::blockChangeCountsCpu);
+  m.impl("frame_block_features", &passrt::op::blockFeaturesCpu);
   m.impl("frame_copy_blocks_", &passrt::op::copyBlocksCpu);
   m.impl("frame_pixel_changes_", &passrt::op::pixelChangesCpu);
   m.impl("row_changes_", &passrt::op::rowChangesCpu);

@@ -108,6 +108,13 @@ void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols
 void blockChangeCounts(int32_t channels, int32_t h, int32_t w, int32_t block, float limit, FrameView a, FrameView b,
                        int64_t begin, int64_t end, float* counts);
 
+// PASS's common gate (passrt/policies/common_gate.py): per block (block rows [begin, end), edge blocks
+// clipped, averages over the pixels inside the block as average pooling with ceil_mode takes them), from
+// d = max over channels |a - b|: the share of pixels with d > limits[k] for k < count, the mean and the
+// max of d, and the mean of each channel of a, then of b. out is [count + 2 + 2 * channels, blocks].
+void blockFeatures(int32_t channels, int32_t h, int32_t w, int32_t block, const float* limits, int32_t count,
+                   FrameView a, FrameView b, int64_t begin, int64_t end, float* out);
+
 // exact's per-pixel rule, rows [begin, end): changed[y * w + x] = 1 where max over channels |a - ref| > limit,
 // else 0; and ref = a at those pixels (the reference moves only where a change was found).
 void pixelChanges(int32_t channels, int32_t w, float limit, FrameView a, FrameView ref, int64_t begin, int64_t end,

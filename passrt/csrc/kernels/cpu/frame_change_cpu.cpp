@@ -95,6 +95,56 @@ void blockChangeCounts(int32_t channels, int32_t h, int32_t w, int32_t block, fl
   }
 }
 
+void blockFeatures(int32_t channels, int32_t h, int32_t w, int32_t block, const float* limits, int32_t count,
+                   FrameView a, FrameView b, int64_t begin, int64_t end, float* out) {
+  const int64_t blocksW = (w + block - 1) / block, plane = ((h + block - 1) / block) * blocksW;
+  const int32_t stats = count + 2 + 2 * channels;
+  // Per column of the block row, summed over its rows ([stat][x]: counts, sum, max, then a's and b's
+  // channels), so every loop runs along a whole row and vectorises; reduced to blocks at the end.
+  std::vector<float> col(static_cast<size_t>(stats) * w);
+  std::vector<float> change(w);
+  for (int64_t by = begin; by < end; ++by) {
+    std::fill(col.begin(), col.end(), 0.f);
+    float* __restrict sum = col.data() + count * w;
+    float* __restrict peak = sum + w;
+    const int64_t y1 = std::min<int64_t>((by + 1) * block, h);
+    for (int64_t y = by * block; y < y1; ++y) {
+      changeRow(channels, a, b, y, 0, w, change.data());
+      const float* __restrict d = change.data();
+      for (int32_t k = 0; k < count; ++k) {
+        float* __restrict n = col.data() + k * w;
+        const float limit = limits[k];
+        for (int64_t x = 0; x < w; ++x) n[x] += d[x] > limit ? 1.f : 0.f;
+      }
+      for (int64_t x = 0; x < w; ++x) {
+        sum[x] += d[x];
+        peak[x] = std::max(peak[x], d[x]);
+      }
+      for (int32_t c = 0; c < 2 * channels; ++c) {
+        const FrameView& f = c < channels ? a : b;
+        const float* p = f.data + (c % channels) * f.c_stride + y * f.y_stride;
+        float* __restrict t = peak + (c + 1) * w;
+        if (f.x_stride == 1) {
+          for (int64_t x = 0; x < w; ++x) t[x] += p[x];
+        } else {
+          for (int64_t x = 0; x < w; ++x) t[x] += p[x * f.x_stride];
+        }
+      }
+    }
+    const float rows = static_cast<float>(y1 - by * block);
+    for (int64_t bx = 0; bx < blocksW; ++bx) {
+      const int64_t x0 = bx * block, x1 = std::min<int64_t>(x0 + block, w);
+      const float area = rows * static_cast<float>(x1 - x0);
+      for (int32_t s = 0; s < stats; ++s) {
+        const float* v = col.data() + s * w;
+        float r = s == count + 1 ? v[x0] : 0.f;
+        for (int64_t x = x0; x < x1; ++x) r = s == count + 1 ? std::max(r, v[x]) : r + v[x];
+        out[s * plane + by * blocksW + bx] = s == count + 1 ? r : r / area;
+      }
+    }
+  }
+}
+
 void pixelChanges(int32_t channels, int32_t w, float limit, FrameView a, FrameView ref, int64_t begin, int64_t end,
                   float* changed) {
   for (int64_t y = begin; y < end; ++y) {
