@@ -14,14 +14,14 @@ against ``multiple x level``, where ``level`` is the stream's noise, estimated l
   motion. Consecutive frames, not the reference: a slow global drift (lighting) then adds up
   against the reference and is detected, instead of being learned as noise;
 - the *level* tracks the measurements, moving towards each by at most a factor ``STEP`` per
-  frame (a sign tracker in the log domain: it settles on the median of the measurements). So a
-  burst of k frames (a codec's quality jump, a flash) moves it by at most ``STEP**k`` and cannot
-  pin the threshold for the frames after it, and a lasting change of the noise is followed within
-  ``log(change) / log(STEP)`` frames (8 frames for 2x). (The earlier rule, ``max(measured, 0.98 x
-  level)``, remembered a burst: on sports2d one VP9 burst frame held the threshold at its cap for
-  ~35 frames while the typical noise was a third of the burst's; benchmarks/RESULTS.md.) It is
-  updated only on frames whose changed
-  fraction is below ``STATIC`` and whose measurement is at most ``GROWTH`` times the level:
+  frame (measurements spread wider than that make it step like a sign tracker in the log domain,
+  settling near their median). So a burst of k frames (a codec's quality jump, a flash) moves it
+  by at most ``STEP**k`` and cannot pin the threshold for the frames after it, and a lasting
+  change of the noise is followed within ``log(change) / log(STEP)`` frames (8 frames for 2x).
+  (The earlier rule, ``max(measured, 0.98 x level)``, remembered a burst: on sports2d one VP9
+  burst frame held the threshold at its cap for ~35 frames while the typical noise was a third of
+  the burst's; benchmarks/RESULTS.md.) It is updated only on frames whose changed fraction is
+  below ``STATIC`` and whose measurement is at most ``GROWTH`` times the level:
   a camera that starts to move, a light switched on or a scene cut are events, not noise (they
   are then flagged as changes, and a scene cut refreshes). The first measurement after a reset
   is taken as it is unless it is above ``CEILING``, which no usable camera's noise reaches
