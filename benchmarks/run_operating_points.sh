@@ -26,6 +26,12 @@ for clip in vtest:200 sports2d:80 pose2sim:60 franck:150 carphone:120 marketstre
 done | tee "$OUT/noise_rules.txt"
 $RULES pose2sim 100 max,track regiondrop | tee -a "$OUT/noise_rules.txt"
 $RULES sports2d 150 max,track regiondrop | tee -a "$OUT/noise_rules.txt"
+# The level's STEP (1.1) against 1.05 and 1.2.
+$RULES sports2d 80 step=1.05,step=1.2 regiondrop | tee -a "$OUT/noise_rules.txt"
+$RULES vtest 200 step=1.05,step=1.2 regiondrop | tee -a "$OUT/noise_rules.txt"
+# regiondrop's speed with the tracked level beside the old absolute default (side by side, one run).
+"$BIN/passrt" bench --input vtest --frames 200 --policies dense,regiondrop,regiondrop:threshold=0.1 \
+  --json "$OUT/vtest_noise_track.json" | tee "$OUT/vtest_noise_track.txt"
 # The detector before and after the anchor fix (counts, and a picture).
 "$BIN/python" benchmarks/detector_check.py --image docs/images/detector-before-after.jpg | tee "$OUT/detector_check.txt"
 # A calibration on the user's footage (here vtest): the trade-off table and curve.
