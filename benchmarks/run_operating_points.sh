@@ -17,6 +17,21 @@ bench sports2d 60
 bench pose2sim 60
 bench franck 150
 bench marketstreet 100
+# Agreement and executed MACs only (no timings: for a loaded machine), on cached dense detections: every
+# policy of the table above, and regiondrop under the earlier noise-level rule ("max") beside the default.
+RULES="$BIN/python benchmarks/noise_rules.py"
+for clip in vtest:200 sports2d:80 pose2sim:60 franck:150 carphone:120 marketstreet:100 bigbuckbunny:100; do
+  $RULES "${clip%:*}" "${clip#*:}" max,track regiondrop
+  $RULES "${clip%:*}" "${clip#*:}" track "regiondrop:threshold=0.1;exact:threshold=auto;layerwise"
+done | tee "$OUT/noise_rules.txt"
+$RULES pose2sim 100 max,track regiondrop | tee -a "$OUT/noise_rules.txt"
+$RULES sports2d 150 max,track regiondrop | tee -a "$OUT/noise_rules.txt"
+# The level's STEP (1.1) against 1.05 and 1.2.
+$RULES sports2d 80 step=1.05,step=1.2 regiondrop | tee -a "$OUT/noise_rules.txt"
+$RULES vtest 200 step=1.05,step=1.2 regiondrop | tee -a "$OUT/noise_rules.txt"
+# regiondrop's speed with the tracked level beside the old absolute default (side by side, one run).
+"$BIN/passrt" bench --input vtest --frames 200 --policies dense,regiondrop,regiondrop:threshold=0.1 \
+  --json "$OUT/vtest_noise_track.json" | tee "$OUT/vtest_noise_track.txt"
 # The detector before and after the anchor fix (counts, and a picture).
 "$BIN/python" benchmarks/detector_check.py --image docs/images/detector-before-after.jpg | tee "$OUT/detector_check.txt"
 # A calibration on the user's footage (here vtest): the trade-off table and curve.

@@ -13,9 +13,15 @@ against ``multiple x level``, where ``level`` is the stream's noise, estimated l
   and column, for speed): on a fixed camera most blocks are static, so this is noise, not
   motion. Consecutive frames, not the reference: a slow global drift (lighting) then adds up
   against the reference and is detected, instead of being learned as noise;
-- the *level* follows the measurements, falling slowly (``DECAY`` per frame) so that a codec's
-  periodic bursts (key frames) are remembered, and it is updated only on frames whose changed
-  fraction is below ``STATIC`` and whose measurement is at most ``GROWTH`` times the level:
+- the *level* tracks the measurements, moving towards each by at most a factor ``STEP`` per
+  frame (measurements spread wider than that make it step like a sign tracker in the log domain,
+  settling near their median). So a burst of k frames (a codec's quality jump, a flash) moves it
+  by at most ``STEP**k`` and cannot pin the threshold for the frames after it, and a lasting
+  change of the noise is followed within ``log(change) / log(STEP)`` frames (8 frames for 2x).
+  (The earlier rule, ``max(measured, 0.98 x level)``, remembered a burst: on sports2d one VP9
+  burst frame held the threshold at its cap for ~35 frames while the typical noise was a third of
+  the burst's; benchmarks/RESULTS.md.) It is updated only on frames whose changed fraction is
+  below ``STATIC`` and whose measurement is at most ``GROWTH`` times the level:
   a camera that starts to move, a light switched on or a scene cut are events, not noise (they
   are then flagged as changes, and a scene cut refreshes). The first measurement after a reset
   is taken as it is unless it is above ``CEILING``, which no usable camera's noise reaches
@@ -34,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 
-DECAY = 0.98  # per frame: a key-frame burst is remembered for about 50 frames
+STEP = 1.1  # per frame the level moves towards the measurement by at most this factor
 GROWTH = 4.0  # a measurement above this multiple of the level is an event, not noise
 QUANTILE = 0.75  # of the static blocks' statistic: compression noise is larger in textured blocks
 COHERENCE = 1.5  # static: a block's change over two frames is at most this times its change over one
@@ -102,7 +108,7 @@ def update_level(level: torch.Tensor, measured: torch.Tensor, changed_fraction: 
     plausible = ((measured > 0) & (measured <= CEILING)).float()
     unset = (level <= 0).float()
     usable = ((changed_fraction < STATIC) & (measured <= GROWTH * level)).float() * plausible
-    followed = torch.maximum(measured, DECAY * level)
+    followed = torch.minimum(torch.maximum(measured, level / STEP), level * STEP)
     learned = unset * plausible * measured + (1 - unset) * (usable * followed + (1 - usable) * level)
     # On a refresh the previous frame may be another scene (or nothing): measure nothing.
     return torch.where(refresh.reshape(1) > 0, level, learned)
