@@ -21,9 +21,6 @@ from passrt.plan.steps import DenseStep, InputStep, Ref, SpatialStep
 from passrt.policies.base import FrameContext
 
 NAME = "reference (pure PyTorch)"
-# persistence (class docstring) moves this share of the way to each new observation: about the last 8 frames
-# that followed a dense one count, so a camera that starts moving hands runs to the engine within a few runs.
-PERSISTENCE_RATE = 1 / 8
 
 
 @dataclass
@@ -56,19 +53,11 @@ class ReferenceExecutor:
     scene cut, not a refresh that was asked for) or are predicted to execute more than ``dense_above``
     of the dense MACs are answered by that engine: faster than recomputing every tile, but it leaves
     the caches out of date, so the next frame that can run sparse is first run dense here (its caches
-    filled). The first frame of such a run is the engine's too when runs are expected to go on (below).
-    The prediction is the input's changed fraction ``i`` spread as far as the policy's changes
+    filled). The prediction is the input's changed fraction ``i`` spread as far as the policy's changes
     spread through the network on recent sparse frames: ``1 - (1 - i) ** spread``, the area a random
     change of that size covers after dilation, with ``spread`` fitted to the frames' executed MACs (about
     1 for regiondrop, whose mask is already dilated; several for exact and layerwise on textured motion).
-
-    Whether the first frame of a run goes to the engine: computed here, it fills the caches, but if the run
-    goes on they are stale again after the next frame and one more dense frame of passrt's own catches them
-    up later; answered by the engine, an isolated frame (a scene cut on a fixed camera) costs the engine's
-    time and at most one dense frame of passrt's own (the catch-up, by ski-rental below). So the engine
-    answers it when ``persistence`` (how often a frame that had to be dense was followed by another on this
-    stream, a running average starting at 0) makes the expected saving positive:
-    ``persistence * (own - engine) > (1 - persistence) * own`` with the measured times.
+    An isolated scene cut is computed here as before (one dense frame either way).
 
     When the motion stops, catching the caches up costs one dense frame of passrt's own, slower than the
     engine's; if the calm lasts a frame or two that costs more than it saves. So the engine also answers
@@ -88,7 +77,6 @@ class ReferenceExecutor:
         self.dense_engine, self.dense_above = dense_engine, dense_above
         self.stale = False  # the caches miss frames answered by the dense engine
         self.last_dense = False  # the previous frame had to be dense (or was predicted over dense_above)
-        self.persistence = 0.0  # how often such a frame was followed by another (see the class docstring)
         self.spread = 1.0  # how the input's changed fraction grows into executed MACs (see the class docstring)
         self.seconds = {"own": None, "engine": None}  # latest wall time of a dense frame: passrt's, the engine's
         self.pinned_seconds = None  # (own, engine): fixed instead of measured
@@ -125,10 +113,8 @@ class ReferenceExecutor:
         refresh = policy.begin_frame(ctx, x, refresh)
         dense_now = not forced and (refresh or self.predicted_work(ctx.input_fraction) >= self.dense_above)
         run_of_dense, self.last_dense = self.last_dense, dense_now
-        if run_of_dense:
-            self.persistence += (float(dense_now) - self.persistence) * PERSISTENCE_RATE
         calm_but_stale = self.stale and not forced and not dense_now
-        if self.dense_engine is not None and ((dense_now and (run_of_dense or self._run_expected())) or
+        if self.dense_engine is not None and ((dense_now and run_of_dense) or
                                               (calm_but_stale and not self._catch_up_pays(ctx))):
             answered = self._by_dense_engine(x, ctx)
             if answered is not None:
@@ -153,20 +139,9 @@ class ReferenceExecutor:
         record = FrameRecord(refresh, self.macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
         return fx.node.map_aggregate(self.plan.outputs, self._output_value), record
 
-    def _run_expected(self) -> bool:
-        """Whether the first frame of a run of dense frames should go to the dense engine (class docstring)."""
-        own, engine = self._measured_times()
-        if own is None or engine is None:
-            return False
-        return self.persistence * (own - engine) > (1.0 - self.persistence) * own
-
-    def _measured_times(self) -> tuple:
-        """(passrt's dense frame, the engine's frame): pinned, or the latest measured (None until measured)."""
-        return self.pinned_seconds or (self.seconds["own"], self.seconds["engine"])
-
     def _catch_up_pays(self, ctx: FrameContext) -> bool:
         """Whether this calm frame, the caches being stale, should catch them up (see the class docstring)."""
-        own, engine = self._measured_times()
+        own, engine = self.pinned_seconds or (self.seconds["own"], self.seconds["engine"])
         if own is None or engine is None or own <= engine:
             return True
         self.credit = max(0.0, self.credit + engine - self.predicted_work(ctx.input_fraction) * own)
