@@ -13,11 +13,11 @@ C++ here (one pass each instead of several tensor ops).
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 import torch
 
+from passrt.engine.faster import FasterWay
 from passrt.engine.reference import ReferenceExecutor
 from passrt.kernels import native
 from passrt.plan.epilogue import kernel_affine, kernel_epilogue
@@ -31,7 +31,6 @@ _NONE = torch.empty(0, dtype=torch.long)  # no tile: the program skips the step
 # heads and extra layers, single thread: 3-10x faster on 5x6 maps and smaller, about 2x on 9x12; on
 # larger maps either may win).
 DENSE_NATIVE_CELLS = 128
-DENSE_TRIALS = 2  # timed dense runs of each way, per conv step, before run_dense keeps the faster
 
 
 class NativeExecutor(ReferenceExecutor):
@@ -47,7 +46,7 @@ class NativeExecutor(ReferenceExecutor):
         self.affines = {s.name: a for s in plan.steps if isinstance(s, PointwiseStep)
                         for a in [tile_affine(s, spatial)] if a is not None}
         self._every: dict = {}  # tile grid (Ht, Wt) -> the ids of all its tiles
-        self._dense_seconds: dict = {}  # conv step name -> {"torch": [s, ...], "tiles": [s, ...]} (run_dense)
+        self._dense_ways: dict = {}  # conv step name -> FasterWay (run_dense)
         self.schedule = self._whole_plan_schedule() if policy.common_tiles else None
 
     def run_sparse(self, step: SpatialStep, active: torch.Tensor) -> None:
@@ -142,24 +141,15 @@ class NativeExecutor(ReferenceExecutor):
 
     def run_dense(self, step: SpatialStep) -> None:
         """Every tile of a step: PyTorch's conv or the tile kernels with every tile active, whichever ran a
-        dense frame of this step faster on this machine (each is tried DENSE_TRIALS times first: which wins
-        depends on the layer, e.g. a padded stride-2 conv makes PyTorch copy its input, and on the CPU)."""
+        dense frame of this step faster on this machine (engine/faster.py)."""
         if step.name not in self.convs:
             step.run_dense(self.env)
             return
         if step.shape[1] * step.shape[2] <= DENSE_NATIVE_CELLS:
             self.run_sparse(step, self._every_tile(step))
             return
-        seconds = self._dense_seconds.setdefault(step.name, {"torch": [], "tiles": []})
-        trying = min(seconds, key=lambda k: len(seconds[k]))
-        way = trying if len(seconds[trying]) < DENSE_TRIALS else min(seconds, key=lambda k: min(seconds[k]))
-        start = time.perf_counter()
-        if way == "torch":
-            step.run_dense(self.env)
-        else:
-            self.run_sparse(step, self._every_tile(step))
-        if way == trying and len(seconds[way]) < DENSE_TRIALS:
-            seconds[way].append(time.perf_counter() - start)
+        way = self._dense_ways.setdefault(step.name, FasterWay(("torch", "tiles")))
+        way.run(lambda w: step.run_dense(self.env) if w == "torch" else self.run_sparse(step, self._every_tile(step)))
 
     def _every_tile(self, step: SpatialStep) -> torch.Tensor:
         if step.grid not in self._every:

@@ -55,16 +55,26 @@ def activate(y: torch.Tensor, code: int, alpha: float) -> torch.Tensor:
     return _ACTIVATIONS[contract.ACTIVATION_NAMES[code]](y, alpha)
 
 
-def pass_sparse_conv2d(x: torch.Tensor, tile_mask: torch.Tensor, cache_in: torch.Tensor, weight: torch.Tensor,
-                       bias: torch.Tensor, residual: Optional[torch.Tensor], attrs: NodeAttributes) -> torch.Tensor:
+def dense_node(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: Optional[torch.Tensor],
+               attrs: NodeAttributes) -> torch.Tensor:
+    """The node's values at every cell: ``post_act(act(conv + bias) + residual)``."""
     top, left, bottom, right = attrs.pads
-    y = F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, attrs.strides, 0, attrs.dilations, attrs.group)
-    if tuple(y.shape) != tuple(cache_in.shape):
-        raise ValueError(f"{contract.PLUGIN_NAME}: the conv gives {tuple(y.shape)}, cache_in is {tuple(cache_in.shape)}")
+    if (top, left) == (bottom, right):  # symmetric: the conv pads (no padded copy of the input)
+        y = F.conv2d(x, weight, bias, attrs.strides, (top, left), attrs.dilations, attrs.group)
+    else:
+        x = F.pad(x, (left, right, top, bottom))
+        y = F.conv2d(x, weight, bias, attrs.strides, 0, attrs.dilations, attrs.group)
     y = activate(y, attrs.activation, attrs.activation_alpha)
     if residual is not None:
         y = y + residual
-    y = activate(y, attrs.post_activation, attrs.activation_alpha)
+    return activate(y, attrs.post_activation, attrs.activation_alpha)
+
+
+def pass_sparse_conv2d(x: torch.Tensor, tile_mask: torch.Tensor, cache_in: torch.Tensor, weight: torch.Tensor,
+                       bias: torch.Tensor, residual: Optional[torch.Tensor], attrs: NodeAttributes) -> torch.Tensor:
+    y = dense_node(x, weight, bias, residual, attrs)
+    if tuple(y.shape) != tuple(cache_in.shape):
+        raise ValueError(f"{contract.PLUGIN_NAME}: the conv gives {tuple(y.shape)}, cache_in is {tuple(cache_in.shape)}")
     active = cells_of(tile_mask, attrs.tile, y.shape[2], y.shape[3]) > 0.5
     return torch.where(active, y, cache_in)
 

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from passrt import contract
-from passrt.engine.node import NodeAttributes, sparse_conv_node
+from passrt.engine.faster import FasterWay
+from passrt.engine.node import NodeAttributes, dense_node, sparse_conv_node
 from passrt.engine.reference import FrameRecord
 from passrt.errors import PassrtError
 from passrt.kernels import native
@@ -218,23 +219,24 @@ class OpNode:
 
     On CPU, caches kept channels-last (NHWC in memory) run through ``passrt::conv_tiles``, the native
     executor's kernels (windows read straight from the cache, one GEMM, epilogue and write-back fused;
-    the weights converted once per node), for ordinary and depthwise float32 convs; anything else runs
-    through ``passrt::sparse_conv2d``, whose CPU kernels are the CUDA kernels' plain NCHW twins."""
+    the weights converted once per node), for ordinary and depthwise float32 convs; with every tile active,
+    through PyTorch's conv instead where that measured faster for the node (as the native executor's dense
+    steps choose). Anything else runs through ``passrt::sparse_conv2d``, whose CPU kernels are the CUDA
+    kernels' plain NCHW twins."""
 
     def __init__(self):
         self._weights: dict[int, tuple] = {}  # id(weight) -> (weight, its layout for conv_tiles)
+        self._dense_ways: dict[int, FasterWay] = {}  # id(weight) -> how the node runs when every tile is active
 
     def __call__(self, x, tile_mask, cache, weight, bias, residual, attrs: NodeAttributes) -> torch.Tensor:
         top, left, bottom, right = attrs.pads
         if native.row_matrices_ok(x, cache, residual) and native.supports(weight, attrs.group):
             tiles = torch.nonzero(tile_mask.reshape(-1) > 0.5).reshape(-1)
-            if tiles.numel():
-                torch.ops.passrt.conv_tiles(
-                    _rows(x), self._kernel_weight(weight, attrs.group), bias, _rows(residual), tiles, _rows(cache),
-                    list(x.shape[2:]), list(cache.shape[2:]), list(attrs.kernel_shape), list(attrs.strides),
-                    [top, left], list(attrs.dilations), attrs.group, attrs.tile, attrs.activation,
-                    attrs.activation_alpha, attrs.post_activation, None, None, None, 0, 0.01, 0)
-            return cache
+            if tiles.numel() == tile_mask.numel():  # every tile: PyTorch's conv or the kernels, the faster here
+                way = self._dense_ways.setdefault(id(weight), FasterWay(("torch", "tiles")))
+                return way.run(lambda w: cache.copy_(dense_node(x, weight, bias, residual, attrs)) if w == "torch"
+                               else self._tiles(x, tiles, cache, weight, bias, residual, attrs))
+            return self._tiles(x, tiles, cache, weight, bias, residual, attrs) if tiles.numel() else cache
         from passrt.kernels.extension import sparse_conv2d_op
 
         out = cache if cache.is_contiguous() else cache.contiguous()  # the twins take NCHW
@@ -244,6 +246,16 @@ class OpNode:
                          act_alpha=attrs.activation_alpha,
                          post_activation=contract.ACTIVATION_NAMES[attrs.post_activation])
         return out if out is cache else cache.copy_(out)
+
+    def _tiles(self, x, tiles, cache, weight, bias, residual, attrs: NodeAttributes) -> torch.Tensor:
+        """The listed tiles through ``passrt::conv_tiles``, in place in ``cache``."""
+        top, left, _, _ = attrs.pads
+        torch.ops.passrt.conv_tiles(
+            _rows(x), self._kernel_weight(weight, attrs.group), bias, _rows(residual), tiles, _rows(cache),
+            list(x.shape[2:]), list(cache.shape[2:]), list(attrs.kernel_shape), list(attrs.strides), [top, left],
+            list(attrs.dilations), attrs.group, attrs.tile, attrs.activation, attrs.activation_alpha,
+            attrs.post_activation, None, None, None, 0, 0.01, 0)
+        return cache
 
     def affine(self, x, tile_mask, cache, scale, shift, tile: int) -> torch.Tensor:
         """``x * scale + shift`` (per channel) on the active tiles of ``cache``."""

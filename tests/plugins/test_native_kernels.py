@@ -41,7 +41,8 @@ class SparseConvParams(ctypes.Structure):
     _fields_ = [(n, ctypes.c_int32) for n in (
         "batch", "in_channels", "in_h", "in_w", "out_channels", "out_h", "out_w", "kernel_h", "kernel_w",
         "stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top", "pad_left", "groups", "tile", "act")] + [
-        ("act_alpha", ctypes.c_float), ("post_act", ctypes.c_int32)]
+        ("act_alpha", ctypes.c_float), ("post_act", ctypes.c_int32), ("in_stride", ctypes.c_int32),
+        ("out_stride", ctypes.c_int32)]  # as passrt_kernels.h declares it: a field left out is read as garbage
 
 
 @pytest.fixture(scope="module")
