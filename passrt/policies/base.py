@@ -187,4 +187,3 @@ def native_frame_ok(image: torch.Tensor, min_size: int) -> bool:
 
     return (image.device.type == "cpu" and image.dtype == torch.float32 and min(image.shape[2:]) >= min_size
             and extension.load())
-

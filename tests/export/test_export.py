@@ -15,7 +15,6 @@ from torch import nn
 
 import passrt
 from passrt.plan.steps import Pointwise, Ref
-from passrt.errors import PassrtError
 from passrt import contract
 from passrt.export import ExportedStream, export_model
 from passrt.engine.node import NodeAttributes, pass_sparse_conv2d
@@ -28,6 +27,7 @@ from passrt.kernels.tables import tile_grid
 from passrt.models import load_model
 from tests.engine.random_nets import RandomNet, _init, networks
 from tests.engine.test_exact_equals_dense import change_sequence
+from tests.export.streams import assert_stream_matches_engine
 
 SIZE = (288, 384)  # real vtest frames, downscaled so the reference runner takes ~0.25 s a frame
 
@@ -81,16 +81,7 @@ def test_ssdlite_reference_run_matches_engine_on_real_frames(ssdlite_export):
     frames = read_frames("vtest", 12, SIZE, preprocess=spec.preprocess).frames
     engine = passrt.sparsify(spec.module, "regiondrop")
     stream = ExportedStream(ssdlite_export[0])
-    partial = 0
-    for x in frames:
-        expected, got = engine(x), stream(x)
-        assert len(got) == len(expected) == 2
-        for a, b in zip(expected, got):
-            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
-        active = engine.stats()["active_fraction"]
-        assert stream.last_active_fraction == pytest.approx(active, abs=1e-5)
-        partial += 0 < active < 0.9
-    assert partial >= 8  # the frames really were sparse, not all refreshes
+    assert assert_stream_matches_engine(engine, stream, frames) >= 8  # really sparse frames, not all refreshes
 
 
 def test_dense_export_runs_like_the_model(tmp_path):
@@ -232,12 +223,4 @@ def test_exact_and_layerwise_export_and_run_like_the_engine(policy, params, tmp_
     spec = load_model("ssdlite-pedestrian")
     frames = read_frames("vtest", 5, SIZE, preprocess=spec.preprocess).frames
     engine = passrt.sparsify(spec.module, policy, executor="reference", **params)
-    stream = ExportedStream(path)
-    partial = 0
-    for x in frames:
-        for a, b in zip(engine(x), stream(x)):
-            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
-        active = engine.stats()["active_fraction"]
-        assert stream.last_active_fraction == pytest.approx(active, abs=1e-5)
-        partial += 0 < active < 0.9
-    assert partial >= 3
+    assert assert_stream_matches_engine(engine, ExportedStream(path), frames) >= 3

@@ -13,6 +13,7 @@ from passrt.policies.gate import GateConfig
 from passrt.policies.gateset import GateSet
 from passrt.training.train import TILES, plan_steps
 from passrt.models import load_model
+from tests.export.streams import assert_stream_matches_engine
 
 SIZE = (144, 192)
 
@@ -42,16 +43,8 @@ def test_pass_export_matches_engine_on_real_frames(gates_file, tmp_path, params)
 
     spec = load_model("ssdlite-pedestrian")
     engine = passrt.sparsify(spec.module, passrt.PassGates(**params))
-    stream = ExportedStream(summary.path)
-    partial = 0
-    for x in read_frames("vtest", 8, SIZE, preprocess=spec.preprocess).frames:
-        expected, got = engine(x), stream(x)
-        for a, b in zip(expected, got):
-            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
-        active = engine.stats()["active_fraction"]
-        assert stream.last_active_fraction == pytest.approx(active, abs=1e-5)
-        partial += 0 < active < 0.9
-    assert partial >= 5
+    frames = read_frames("vtest", 8, SIZE, preprocess=spec.preprocess).frames
+    assert assert_stream_matches_engine(engine, ExportedStream(summary.path), frames) >= 5
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +75,5 @@ def test_common_design_export_matches_engine_on_real_frames(common_gates_file, t
     spec = load_model("ssdlite-pedestrian")
     engine = passrt.sparsify(spec.module, passrt.PassGates(**params))
     assert engine.policy.design == "common"
-    stream = ExportedStream(summary.path)
-    partial = 0
-    for x in read_frames("vtest", 30, SIZE, preprocess=spec.preprocess).frames:
-        expected, got = engine(x), stream(x)
-        for a, b in zip(expected, got):
-            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
-        active = engine.stats()["active_fraction"]
-        assert stream.last_active_fraction == pytest.approx(active, abs=1e-5)
-        partial += 0 < active < 0.9
-    assert partial >= 10
+    frames = read_frames("vtest", 30, SIZE, preprocess=spec.preprocess).frames
+    assert assert_stream_matches_engine(engine, ExportedStream(summary.path), frames) >= 10
