@@ -30,3 +30,11 @@ class FasterWay:
         if all(len(times) >= TRIALS for times in self.seconds.values()):
             self.chosen = min(self.seconds, key=lambda way: min(self.seconds[way]))
         return result
+
+
+def faster_way(ways_by_key: dict, key, ways: tuple) -> FasterWay:
+    """The FasterWay of ``key`` in ``ways_by_key``, made on first use (not on every call, as setdefault would)."""
+    way = ways_by_key.get(key)
+    if way is None:
+        way = ways_by_key[key] = FasterWay(ways)
+    return way

@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from passrt.engine.faster import FasterWay
+from passrt.engine.faster import faster_way
 from passrt.engine.reference import ReferenceExecutor
 from passrt.kernels import native
 from passrt.plan.epilogue import kernel_affine, kernel_epilogue
@@ -148,7 +148,7 @@ class NativeExecutor(ReferenceExecutor):
         if step.shape[1] * step.shape[2] <= DENSE_NATIVE_CELLS:
             self.run_sparse(step, self._every_tile(step))
             return
-        way = self._dense_ways.setdefault(step.name, FasterWay(("torch", "tiles")))
+        way = faster_way(self._dense_ways, step.name, ("torch", "tiles"))
         way.run(lambda w: step.run_dense(self.env) if w == "torch" else self.run_sparse(step, self._every_tile(step)))
 
     def _every_tile(self, step: SpatialStep) -> torch.Tensor:

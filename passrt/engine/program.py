@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from passrt import contract
-from passrt.engine.faster import FasterWay
+from passrt.engine.faster import FasterWay, faster_way
 from passrt.engine.node import NodeAttributes, dense_node, sparse_conv_node
 from passrt.engine.reference import FrameRecord
 from passrt.errors import PassrtError
@@ -233,7 +233,7 @@ class OpNode:
         if native.row_matrices_ok(x, cache, residual) and native.supports(weight, attrs.group):
             tiles = torch.nonzero(tile_mask.reshape(-1) > 0.5).reshape(-1)
             if tiles.numel() == tile_mask.numel():  # every tile: PyTorch's conv or the kernels, the faster here
-                way = self._dense_ways.setdefault(id(weight), FasterWay(("torch", "tiles")))
+                way = faster_way(self._dense_ways, id(weight), ("torch", "tiles"))
                 return way.run(lambda w: cache.copy_(dense_node(x, weight, bias, residual, attrs)) if w == "torch"
                                else self._tiles(x, tiles, cache, weight, bias, residual, attrs))
             return self._tiles(x, tiles, cache, weight, bias, residual, attrs) if tiles.numel() else cache
