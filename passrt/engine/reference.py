@@ -18,6 +18,7 @@ import torch.fx as fx
 
 from passrt.kernels.storage import FeatureMap
 from passrt.plan.steps import DenseStep, InputStep, Ref, SpatialStep
+from passrt.plan.values import cached_names, values_module
 from passrt.policies.base import FrameContext
 
 NAME = "reference (pure PyTorch)"
@@ -33,6 +34,7 @@ class FrameRecord:
     input_fraction: float | None = None
     layers: dict = field(default_factory=dict)  # label -> figures (reference executor only)
     dense_engine: bool = False  # the outputs came from the dense engine (the caches were not touched)
+    filled: bool = False  # a dense frame whose caches the dense engine wrote
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Frame:
     ctx: FrameContext
     refresh: bool
     answered: tuple | None = None
+    filled: bool = False  # the dense engine wrote the caches (no step of the plan's spatial steps ran)
 
 
 class ReferenceExecutor:
@@ -52,21 +55,25 @@ class ReferenceExecutor:
     None when it cannot answer), the second and later of consecutive frames that must be dense (a
     scene cut, not a refresh that was asked for) or are predicted to execute more than ``dense_above``
     of the dense MACs are answered by that engine: faster than recomputing every tile, but it leaves
-    the caches out of date, so the next frame that can run sparse is first run dense here (its caches
-    filled). The prediction is the input's changed fraction ``i`` spread as far as the policy's changes
+    the caches out of date, so the next frame that can run sparse is first run dense (its caches
+    filled). A dense frame whose caches are filled is the engine's too when it can write them (its
+    ``fill``, :meth:`_filled_by_dense_engine`: ONNX Runtime on CPU, about 1.5x its plain frame, against
+    about 2x for passrt's own); otherwise passrt computes it.
+
+    The prediction is the input's changed fraction ``i`` spread as far as the policy's changes
     spread through the network on recent sparse frames: ``1 - (1 - i) ** spread``, the area a random
     change of that size covers after dilation, with ``spread`` fitted to the frames' executed MACs (about
     1 for regiondrop, whose mask is already dilated; several for exact and layerwise on textured motion).
-    An isolated scene cut is computed here as before (one dense frame either way).
+    An isolated scene cut is one filling dense frame (the caches need it either way).
 
-    When the motion stops, catching the caches up costs one dense frame of passrt's own, slower than the
-    engine's; if the calm lasts a frame or two that costs more than it saves. So the engine also answers
+    When the motion stops, catching the caches up costs one dense frame that fills them, slower than the
+    engine's plain one; if the calm lasts a frame or two that costs more than it saves. So the engine also answers
     calm frames while the caches are stale, until what sparse frames would have saved over it (the engine's
     time less the predicted share of a dense frame's, summed over those frames) pays for the catch-up's
-    extra time (passrt's dense frame less the engine's): the ski-rental rule, which never spends more than
+    extra time (the filling dense frame less the engine's): the ski-rental rule, which never spends more than
     twice what the best choice in hindsight would. The times are measured on the stream (wall clock, the
-    latest of each); ``pinned_seconds`` = (own dense frame, engine frame) fixes them instead. A camera that
-    keeps moving runs at the dense engine's speed, plus one dense frame of passrt's own when it starts and
+    latest of each); ``pinned_seconds`` = (filling dense frame, engine frame) fixes them instead. A camera that
+    keeps moving runs at the dense engine's speed, plus one filling dense frame when it starts and
     one once it has been calm long enough."""
 
     name = NAME
@@ -78,7 +85,7 @@ class ReferenceExecutor:
         self.stale = False  # the caches miss frames answered by the dense engine
         self.last_dense = False  # the previous frame had to be dense (or was predicted over dense_above)
         self.spread = 1.0  # how the input's changed fraction grows into executed MACs (see the class docstring)
-        self.seconds = {"own": None, "engine": None}  # latest wall time of a dense frame: passrt's, the engine's
+        self.seconds = {"own": None, "engine": None}  # latest wall time of a dense frame: filling the caches, the engine's
         self.pinned_seconds = None  # (own, engine): fixed instead of measured
         self.credit = 0.0  # seconds sparse frames would have saved over the engine since the caches went stale
         self.macs_dense = sum(s.macs_per_cell * s.shape[1] * s.shape[2] for s in plan.steps
@@ -89,6 +96,7 @@ class ReferenceExecutor:
                 self.env[step.name] = self.new_cache(step, dtype)
         self.tiles: dict[str, object] = {}  # label -> last tile mask, "dense", or None
         self._last_tiles = (None, None)  # (a mask, its active tile ids): holding the mask keeps `is` sound
+        self._fill_args = None  # (values module, cache buffers) once made; False: the dense engine cannot fill
 
     def new_cache(self, step, dtype: torch.dtype) -> FeatureMap:
         """The cache of a spatial value (streams batched together get slices of one stacked tensor)."""
@@ -99,7 +107,10 @@ class ReferenceExecutor:
         if frame.answered is not None:
             return frame.answered
         start = time.perf_counter()
-        layers = self._run_steps(frame.ctx, frame.refresh)
+        layers = self._filled_by_dense_engine(x, frame.ctx) if frame.refresh else None
+        frame.filled = layers is not None
+        if layers is None:
+            layers = self._run_steps(frame.ctx, frame.refresh)
         if frame.refresh:  # what catching up costs (streams batched together do not measure it: they catch up)
             self.seconds["own"] = time.perf_counter() - start
         return self.finish(frame, layers)
@@ -136,7 +147,8 @@ class ReferenceExecutor:
             policy.end_frame()
             self._learn_spread(ctx.input_fraction, macs_exec / self.macs_dense if self.macs_dense else 0.0)
         macs_exec += policy.overhead_macs()
-        record = FrameRecord(refresh, self.macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers)
+        record = FrameRecord(refresh, self.macs_dense, macs_exec, 1.0 if refresh else ctx.input_fraction, layers,
+                             filled=frame.filled)
         return fx.node.map_aggregate(self.plan.outputs, self._output_value), record
 
     def _catch_up_pays(self, ctx: FrameContext) -> bool:
@@ -194,6 +206,31 @@ class ReferenceExecutor:
         self.tiles = {s.label: "dense" for s in self.plan.steps if isinstance(s, SpatialStep)}
         macs = self.macs_dense + self.policy.overhead_macs()
         return outputs, FrameRecord(True, self.macs_dense, macs, ctx.input_fraction, {}, dense_engine=True)
+
+    def _filled_by_dense_engine(self, x: torch.Tensor, ctx: FrameContext) -> dict | None:
+        """A dense frame with every cache written by the dense engine (its optional ``fill(x, values, buffers)``,
+        which runs :func:`~passrt.plan.values.values_module` into the caches' rows) and the non-spatial steps
+        recomputed from them; what each spatial step did, or None when the engine cannot (passrt computes the
+        frame itself). Cheaper than passrt's own dense frame where the engine is faster (ONNX Runtime on CPU)."""
+        fill = getattr(self.dense_engine, "fill", None)
+        if fill is None or self._fill_args is False:
+            return None
+        if self._fill_args is None:
+            names = cached_names(self.plan)
+            self._fill_args = (values_module(self.plan, names), [self.env[n].nhwc() for n in names])
+        if not fill(x, *self._fill_args):
+            self._fill_args = False
+            return None
+        for step in self.plan.steps:
+            if isinstance(step, DenseStep):
+                self._run_dense_step(step, ctx, True)
+        layers = {}
+        for step in self.plan.steps:
+            if isinstance(step, SpatialStep):
+                ctx.changed[step.name] = FrameContext.FULL
+                self.tiles[step.label] = "dense"
+                layers[step.label] = self._layer_record(step, "dense", step.grid[0] * step.grid[1])
+        return layers
 
     def _run_spatial(self, step: SpatialStep, ctx: FrameContext, refresh: bool) -> tuple[str, int]:
         """Run one spatial step densely, sparsely or not at all; return (mode, tiles computed)."""

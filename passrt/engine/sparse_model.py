@@ -57,7 +57,8 @@ class SparseModel:
         self._force_refresh = True
         self.frames = 0
         self._last: dict = {}
-        self._totals = {"macs_executed": 0.0, "active_fraction": 0.0, "refreshes": 0, "dense_engine_frames": 0}
+        self._totals = {"macs_executed": 0.0, "active_fraction": 0.0, "refreshes": 0, "dense_engine_frames": 0,
+                        "dense_engine_fills": 0}
 
     # ---- public API -----------------------------------------------------------------
     def __call__(self, x: torch.Tensor):
@@ -107,6 +108,7 @@ class SparseModel:
             "frames": self.frames,
             "refreshes": self._totals["refreshes"],
             "dense_engine_frames": self._totals["dense_engine_frames"],
+            "dense_engine_fills": self._totals["dense_engine_fills"],
             "active_fraction_mean": self._totals["active_fraction"] / n,
             "macs_executed_mean": self._totals["macs_executed"] / n,
             "policy": self.policy.describe(),
@@ -181,6 +183,7 @@ class SparseModel:
         self._last = {
             "refresh": record.refresh,
             "dense_engine": record.dense_engine,
+            "dense_engine_filled": record.filled,
             "input_active_fraction": 1.0 if record.refresh else record.input_fraction,
             "active_fraction": active,
             # PASS's metrics, for every policy: R_p, the share of each conv's output cells skipped,
@@ -197,6 +200,7 @@ class SparseModel:
         self.frames += 1
         self._totals["refreshes"] += int(record.refresh)
         self._totals["dense_engine_frames"] += int(record.dense_engine)
+        self._totals["dense_engine_fills"] += int(record.filled)
         self._totals["active_fraction"] += active
         self._totals["macs_executed"] += record.macs_executed
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import operator
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -103,6 +103,8 @@ class Plan:
     input_name: str
     input_shape: tuple[int, int, int, int]
     outputs: Any  # the output node's argument structure with node names as Ref
+    graph: fx.GraphModule | None = None  # the traced model the plan was made from
+    value_nodes: dict[str, str] = field(default_factory=dict)  # env name -> the node that computes its final value
 
 
 def build_plan(gm: fx.GraphModule, example: torch.Tensor, tile_for: Callable[[int], int],
@@ -153,7 +155,10 @@ class _Planner:
                 outputs = fx.node.map_arg(node.args[0], lambda n: Ref(self.canon[n.name]))
             else:
                 self._node(node)
-        return Plan(self.steps, self.input_name, self._input_shape, outputs)
+        # A value's last alias in graph order is its final value (a conv's folded BatchNorm, fused activation,
+        # residual add or fused 1x1 conv come after the conv).
+        value_nodes = {name: node for node, name in self.canon.items()}
+        return Plan(self.steps, self.input_name, self._input_shape, outputs, self.gm, value_nodes)
 
     # ---- helpers -------------------------------------------------------------------------
     def _input(self, node):

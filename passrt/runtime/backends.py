@@ -157,7 +157,7 @@ class TorchSparse:
         stats = self.model.stats()
         return {"backend": "torch", "policy": self.model.policy.describe(), "refreshes": stats["refreshes"],
                 "executor": stats["executor"], "dense_engine": "onnxruntime" if self.model.dense_engine else None,
-                "dense_engine_frames": stats["dense_engine_frames"]}
+                "dense_engine_frames": stats["dense_engine_frames"], "dense_engine_fills": stats["dense_engine_fills"]}
 
     def tile_masks(self) -> dict:
         return self.model.tile_masks()
@@ -168,14 +168,8 @@ class OnnxRuntimeDense:
 
     def __init__(self, module: nn.Module, example: torch.Tensor, model_name: str, threads: int | None = None,
                  label: str = "onnxruntime"):
-        import onnxruntime as ort
-
         self.label = label
-        path = _export_cached(module, example, model_name)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = _session(_export_cached(module, example, model_name), threads or torch.get_num_threads())
         self.input_name = self.session.get_inputs()[0].name
         self.shape = tuple(example.shape)
 
@@ -205,7 +199,8 @@ class DenseOnnxRuntime:
     def __init__(self, module: nn.Module, model_name: str, onnx_file=None):
         self.module, self.model_name, self.onnx_file = module, model_name, onnx_file
         self.sessions: dict[tuple, OnnxRuntimeDense] = {}  # per input size (streams may differ)
-        self.failed = False
+        self.fill_sessions: dict[tuple, object] = {}  # per input size: the graph that also returns the caches
+        self.failed = self.fill_failed = False
 
     def __call__(self, x: torch.Tensor):
         shape = tuple(x.shape)
@@ -221,18 +216,42 @@ class DenseOnnxRuntime:
                       f"{str(e).splitlines()[0] if str(e) else ''}); passrt computes its dense frames itself",
                       file=sys.stderr)
         return None if self.failed else self.sessions[shape](x)
+
+    def fill(self, x: torch.Tensor, values: nn.Module, buffers: list[torch.Tensor]) -> bool:
+        """Run ``values`` (the model returning the values a sparse engine caches, passrt/plan/values.py) on
+        ``x`` with ONNX Runtime, each output written straight into its buffer (bound by address: no copy).
+        False, after one warning line, when that graph cannot be exported or run: passrt then computes its
+        dense frames itself."""
+        if self.onnx_file is not None or self.fill_failed or any(b.dtype != torch.float32 or not b.is_contiguous()
+                                                                 for b in buffers):
+            return False
+        key = (tuple(x.shape), len(buffers))
+        try:
+            if key not in self.fill_sessions:
+                path = _export_cached(values, x, self.model_name, kind="values")
+                self.fill_sessions[key] = _session(path, torch.get_num_threads())
+            session = self.fill_sessions[key]
+            binding = session.io_binding()
+            binding.bind_cpu_input(session.get_inputs()[0].name, x.numpy())
+            for out, buffer in zip(session.get_outputs(), buffers):
+                binding.bind_output(out.name, "cpu", 0, np.float32, tuple(buffer.shape), buffer.data_ptr())
+            session.run_with_iobinding(binding)
+            return True
+        except Exception as e:  # as in __call__: passrt's own dense path still works
+            import sys
+
+            self.fill_failed = True
+            print(f"passrt: warning: ONNX Runtime cannot fill the caches of {self.model_name} ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0] if str(e) else ''}); passrt computes its dense frames itself",
+                  file=sys.stderr)
+            return False
 class OnnxRuntimeFile(OnnxRuntimeDense):
     """A user's own ONNX file run by ONNX Runtime as it is: the dense baseline of an imported model
     (its input layout as the file takes it; passrt's module takes NCHW)."""
 
     def __init__(self, info, threads: int | None = None, label: str = "onnxruntime"):
-        import onnxruntime as ort
-
         self.label, self.info = label, info
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(info.path), opts, providers=["CPUExecutionProvider"])
+        self.session = _session(info.path, threads or torch.get_num_threads())
         self.input_name = info.input_name
 
     def __call__(self, x):
@@ -329,15 +348,29 @@ def policy_name(backend) -> str:
     return described["policy"]["name"]
 
 
-def _export_cached(module: nn.Module, example: torch.Tensor, model_name: str) -> Path:
-    """Export to ``<cache>/onnx/<model>-<HxW>-<weights hash>.onnx`` unless it is there already."""
+def _session(path, threads: int):
+    """An ONNX Runtime CPU session with every graph optimisation on: the dense engine a CPU user would pick."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _export_cached(module: nn.Module, example: torch.Tensor, model_name: str, kind: str = "") -> Path:
+    """Export to ``<cache>/onnx/<model>[-<kind>]-<HxW>-<hash>.onnx`` unless it is there already (the hash: of
+    the weights, and for a ``kind`` of graph also of its code, e.g. which values it returns)."""
     from passrt.export.onnx_export import export_dense
 
     digest = hashlib.sha256()
     for t in module.state_dict().values():
         digest.update(t.detach().cpu().numpy().tobytes()[:4096])
+    if kind:
+        digest.update(str(getattr(module, "code", "")).encode())
     h, w = example.shape[2:]
     stem = re.sub(r"[^\w.-]", "_", Path(model_name).name)  # a model given as a path (x.cfg): its file name
+    stem = f"{stem}-{kind}" if kind else stem
     path = assets.cache_dir() / "onnx" / f"{stem}-{h}x{w}-{digest.hexdigest()[:12]}.onnx"
     if path.is_file():
         return path

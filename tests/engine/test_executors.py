@@ -264,6 +264,77 @@ def test_dense_engine_answers_dense_frames_and_the_caches_catch_up(ssdlite_frame
     assert engine.stats()["dense_engine_frames"] == dense.calls == 2
 
 
+class FillingDense(CountingDense):
+    """A dense engine that can also fill the caches (the model's cached values computed in PyTorch, written into
+    the buffers), as ONNX Runtime's does; ``can_fill=False``: it says it cannot."""
+
+    def __init__(self, module, can_fill=True):
+        super().__init__(module)
+        self.can_fill, self.fills = can_fill, 0
+
+    def fill(self, x, values, buffers):
+        self.fills += 1
+        if not self.can_fill:
+            return False
+        for value, buffer in zip(values(x), buffers):
+            buffer.copy_(value)
+        return True
+
+
+@pytest.mark.parametrize("executor,policy", [("reference", "regiondrop"), ("native", "regiondrop"),
+                                             ("native", "exact"), ("native", "layerwise")])
+def test_a_dense_engine_that_can_fill_the_caches_computes_the_dense_frames(ssdlite_frames, executor, policy):
+    """Frames whose caches must be filled (the first, an isolated cut, the catch-up) are the dense engine's too
+    when it can write the caches: every cache then holds what passrt's own dense frame computes, and the sparse
+    frames after it give what they give after passrt's own."""
+    if executor == "native":
+        _need_op()
+    spec, frames = ssdlite_frames
+    cut = torch.flip(frames[0], dims=[2, 3])
+    clip = [frames[0], frames[1], cut, frames[0], cut, cut, frames[2]]
+    params = {"threshold": "auto"} if policy == "exact" else {}
+    dense = FillingDense(spec.module)
+    engine = passrt.sparsify(spec.module, policy, executor=executor, dense_engine=dense, **params)
+    own = passrt.sparsify(spec.module, policy, executor=executor, **params)
+    seen = []
+    with torch.no_grad():
+        for i, x in enumerate(clip):
+            if engine.executor is not None:
+                engine.executor.pinned_seconds = (1.0, 1.0)
+            out = engine(x)
+            st = engine.stats()
+            seen.append("engine" if st["dense_engine"] else "filled" if st["dense_engine_filled"] else
+                        "refresh" if st["refresh"] else "sparse")
+            if i == 0:  # the same frame computed by passrt: the same caches, the same outputs
+                expected = own(x)
+                for step in engine.plan.steps[1:]:
+                    if step.name in engine.executor.env and hasattr(engine.executor.env[step.name], "nhwc"):
+                        torch.testing.assert_close(engine.executor.env[step.name].nhwc(),
+                                                   own.executor.env[step.name].nhwc(), rtol=0, atol=1e-4)
+            elif i == 1:  # and a sparse frame after it
+                expected = own(x)
+                assert not st["refresh"] and st["active_fraction"] < 0.95
+            else:
+                expected = spec.module(x) if st["refresh"] else None
+            for a, b in zip(expected or (), out):
+                torch.testing.assert_close(b, a, rtol=0, atol=2e-4)
+    assert seen == ["filled", "sparse", "filled", "engine", "engine", "filled", "filled"], seen
+    assert dense.fills == 4 and engine.stats()["dense_engine_fills"] == 4
+
+
+def test_a_dense_engine_that_cannot_fill_is_not_asked_again(ssdlite_frames):
+    spec, frames = ssdlite_frames
+    dense = FillingDense(spec.module, can_fill=False)
+    engine = passrt.sparsify(spec.module, "regiondrop", executor="reference", dense_engine=dense)
+    with torch.no_grad():
+        for x in (frames[0], torch.flip(frames[0], dims=[2, 3]), frames[0]):
+            out = engine(x)
+            assert engine.stats()["refresh"] and not engine.stats()["dense_engine_filled"]
+            for a, b in zip(spec.module(x), out):
+                torch.testing.assert_close(b, a, rtol=0, atol=2e-4)
+    assert dense.fills == 1 and engine.stats()["dense_engine_fills"] == 0
+
+
 def _answered_by(spec, clip, pinned) -> list:
     """Who answered each frame of ``clip`` (regiondrop, native, a counting dense engine; own and engine times
     pinned): "engine", "refresh" (passrt densely) or "sparse"."""

@@ -57,3 +57,24 @@ def test_sparse_backends_answer_dense_frames_with_onnxruntime_on_cpu(model):
     assert not own.stats()["dense_engine"] and own.describe()["dense_engine"] is None
     with pytest.raises(PassrtError, match="unknown dense engine 'tensorrt'"):
         open_backend("regiondrop", model, dense_engine="tensorrt")
+
+
+def test_onnxruntime_fills_the_caches_of_the_frames_it_computes(model):
+    """A sparse backend's first frame is ONNX Runtime's: it writes every cache (bound by address), which then
+    hold what passrt's own dense frame computes; the next frames run sparse on them as on passrt's."""
+    frames = [torch.rand(1, 3, 96, 128)]
+    frames.append(frames[0].clone())
+    frames[1][..., 40:60, 50:80] = torch.rand(1, 3, 20, 30)  # a small change: a sparse frame
+    ort, own = open_backend("regiondrop", model), open_backend("regiondrop", model, dense_engine=None)
+    for i, x in enumerate(frames):
+        out, expected = ort(x), own(x)
+        assert ort.stats()["dense_engine_filled"] == (i == 0) and ort.stats()["refresh"] == (i == 0)
+        for a, b in zip(expected, out):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+        if i == 0:
+            caches = own.model.executor.env
+            filled = [name for name, v in ort.model.executor.env.items() if hasattr(v, "nhwc")]
+            assert len(filled) > 50
+            for name in filled:
+                torch.testing.assert_close(ort.model.executor.env[name].nhwc(), caches[name].nhwc(), rtol=0, atol=1e-4)
+    assert ort.describe()["dense_engine_fills"] == 1 and ort.stats()["active_fraction"] < 0.5
