@@ -5,7 +5,7 @@
 # executor on CPU. Run from the repository root after `make install`, on an otherwise idle machine.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
-OUT=benchmarks/results/native
+OUT=${OUT:-benchmarks/results/native}
 mkdir -p "$OUT"
 for executor in reference native; do
   "$BIN/python" benchmarks/profile_frame.py --input vtest --frames 60 --executor "$executor" | tee "$OUT/profile_$executor.txt"

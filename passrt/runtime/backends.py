@@ -167,9 +167,10 @@ class OnnxRuntimeDense:
     """The dense model exported once per input size (cached) and run by ONNX Runtime."""
 
     def __init__(self, module: nn.Module, example: torch.Tensor, model_name: str, threads: int | None = None,
-                 label: str = "onnxruntime"):
+                 label: str = "onnxruntime", between_runs: bool = False):
         self.label = label
-        self.session = _session(_export_cached(module, example, model_name), threads or torch.get_num_threads())
+        self.session = _session(_export_cached(module, example, model_name), threads or torch.get_num_threads(),
+                                between_runs)
         self.input_name = self.session.get_inputs()[0].name
         self.shape = tuple(example.shape)
 
@@ -206,8 +207,8 @@ class DenseOnnxRuntime:
         shape = tuple(x.shape)
         if shape not in self.sessions and not self.failed:
             try:
-                self.sessions[shape] = (OnnxRuntimeFile(self.onnx_file) if self.onnx_file is not None
-                                        else OnnxRuntimeDense(self.module, x, self.model_name))
+                self.sessions[shape] = (OnnxRuntimeFile(self.onnx_file, between_runs=True) if self.onnx_file is not None
+                                        else OnnxRuntimeDense(self.module, x, self.model_name, between_runs=True))
             except Exception as e:  # any export or load failure: passrt's own dense path still works
                 import sys
 
@@ -222,14 +223,14 @@ class DenseOnnxRuntime:
         ``x`` with ONNX Runtime, each output written straight into its buffer (bound by address: no copy).
         False, after one warning line, when that graph cannot be exported or run: passrt then computes its
         dense frames itself."""
-        if self.onnx_file is not None or self.fill_failed or any(b.dtype != torch.float32 or not b.is_contiguous()
+        if self.fill_failed or any(b.dtype != torch.float32 or not b.is_contiguous()
                                                                  for b in buffers):
             return False
         key = (tuple(x.shape), len(buffers))
         try:
             if key not in self.fill_sessions:
                 path = _export_cached(values, x, self.model_name, kind="values")
-                self.fill_sessions[key] = _session(path, torch.get_num_threads())
+                self.fill_sessions[key] = _session(path, torch.get_num_threads(), between_runs=True)
             session = self.fill_sessions[key]
             binding = session.io_binding()
             binding.bind_cpu_input(session.get_inputs()[0].name, x.numpy())
@@ -249,9 +250,9 @@ class OnnxRuntimeFile(OnnxRuntimeDense):
     """A user's own ONNX file run by ONNX Runtime as it is: the dense baseline of an imported model
     (its input layout as the file takes it; passrt's module takes NCHW)."""
 
-    def __init__(self, info, threads: int | None = None, label: str = "onnxruntime"):
+    def __init__(self, info, threads: int | None = None, label: str = "onnxruntime", between_runs: bool = False):
         self.label, self.info = label, info
-        self.session = _session(info.path, threads or torch.get_num_threads())
+        self.session = _session(info.path, threads or torch.get_num_threads(), between_runs)
         self.input_name = info.input_name
 
     def __call__(self, x):
@@ -348,13 +349,21 @@ def policy_name(backend) -> str:
     return described["policy"]["name"]
 
 
-def _session(path, threads: int):
-    """An ONNX Runtime CPU session with every graph optimisation on: the dense engine a CPU user would pick."""
+def _session(path, threads: int, between_runs: bool = False):
+    """An ONNX Runtime CPU session with every graph optimisation on: the dense engine a CPU user would pick.
+
+    ``between_runs``: other work runs between this session's runs (a sparse engine's frame test, its own
+    frames), so its threads stop spinning when a run ends instead of holding the cores that work needs
+    (ORT's threads spin-wait for the next run by default: faster for back-to-back runs, but on 2 cores the
+    sparse engine's frames answered by ORT then ran 7 % slower than ORT alone on bigbuckbunny 1280x720 and
+    2.8x slower on carphone 176x144; with the threads stopped, level and 1.9x, benchmarks/RESULTS.md)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if between_runs:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -197,20 +197,27 @@ def test_registry_models_exact_equal_onnxruntime_on_real_frames(name):
     exact at threshold 0 equals ONNX Runtime running the file, frame after frame. The camera's
     noise changes every pixel of a real frame at threshold 0, so each later frame is the first one
     with a growing region pasted from a real later frame: real content, and a sparse path to take."""
-    from passrt.runtime.backends import OnnxRuntimeFile
+    from passrt.runtime.backends import DenseOnnxRuntime, OnnxRuntimeFile
     from passrt.runtime.frames import read_frames
 
     spec = load_model(name)
     clip = read_frames("vtest", 5, size=(192, 256), start=100, preprocess=spec.preprocess)
     dense = OnnxRuntimeFile(spec.onnx)
-    engine = passrt.sparsify(spec.module, "exact")
-    active = []
-    for t, later in enumerate(clip.frames):
-        x = clip.frames[0].clone()
-        x[:, :, 40:40 + 20 * t, 60:60 + 25 * t] = later[:, :, 40:40 + 20 * t, 60:60 + 25 * t]
-        got, want = engine(x), dense(x)
-        active.append(engine.stats()["active_fraction"])
-        assert len(got) == len(want)
-        for g, e in zip(got, want):
-            torch.testing.assert_close(g, e, atol=2e-4, rtol=1e-4, msg=lambda m: f"{name} frame {t}: {m}")
-    assert engine.stats()["refreshes"] == 1 and min(active[1:]) < 1.0  # later frames ran sparse
+    # The same with ONNX Runtime as the dense engine: it fills the caches on the first frame (the model
+    # exported back from passrt's import, every cache an output), and the sparse frames run on them.
+    filled_by_ort = DenseOnnxRuntime(spec.module, name, spec.onnx)
+    own = passrt.sparsify(spec.module, "exact")
+    for engine in (own, passrt.sparsify(spec.module, "exact", dense_engine=filled_by_ort)):
+        active = []
+        for t, later in enumerate(clip.frames):
+            x = clip.frames[0].clone()
+            x[:, :, 40:40 + 20 * t, 60:60 + 25 * t] = later[:, :, 40:40 + 20 * t, 60:60 + 25 * t]
+            got, want = engine(x), dense(x)
+            active.append(engine.stats()["active_fraction"])
+            assert len(got) == len(want)
+            for g, e in zip(got, want):
+                torch.testing.assert_close(g, e, atol=2e-4, rtol=1e-4, msg=lambda m: f"{name} frame {t}: {m}")
+        assert min(active[1:]) < 1.0  # later frames ran sparse
+    # (with a dense engine, frames predicted to spread over half the network are dense: filled or answered by it)
+    assert own.stats()["refreshes"] == 1
+    assert engine.stats()["dense_engine_fills"] >= 1 and not filled_by_ort.fill_failed
