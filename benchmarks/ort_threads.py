@@ -18,7 +18,7 @@ spec = load_model(sys.argv[4] if len(sys.argv) > 4 else "ssdlite-pedestrian")
 frames = read_frames(clip, n, None, preprocess=spec.preprocess).frames
 orig = backends._session
 def with_cfg(*kv):
-    def make(path, threads):
+    def make(path, threads, between_runs=False):  # the setting under test replaces passrt's
         import onnxruntime as ort
         o = ort.SessionOptions(); o.intra_op_num_threads = threads
         o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
