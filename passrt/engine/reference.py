@@ -57,8 +57,8 @@ class ReferenceExecutor:
     of the dense MACs are answered by that engine: faster than recomputing every tile, but it leaves
     the caches out of date, so the next frame that can run sparse is first run dense (its caches
     filled). A dense frame whose caches are filled is the engine's too when it can write them (its
-    ``fill``, :meth:`_filled_by_dense_engine`: ONNX Runtime on CPU, about 1.5x its plain frame, against
-    about 2x for passrt's own); otherwise passrt computes it.
+    ``fill``, :meth:`_filled_by_dense_engine`: ONNX Runtime on CPU, 1.25x its plain frame on vtest and
+    bigbuckbunny, against 1.35-1.46x for passrt's own, benchmarks/fill_cost.py); otherwise passrt computes it.
 
     The prediction is the input's changed fraction ``i`` spread as far as the policy's changes
     spread through the network on recent sparse frames: ``1 - (1 - i) ** spread``, the area a random

@@ -2,8 +2,8 @@
 
 A frame a dense engine (ONNX Runtime) answers leaves passrt's caches out of date; the next frame that can
 run sparse needs them full. Computing them with passrt's own dense path costs more than the engine's frame
-(on CPU about 2.5x ONNX Runtime's, benchmarks/RESULTS.md); asking the engine for the cached values too
-costs its frame plus writing them once.
+(on CPU 1.35-1.46x ONNX Runtime's at 768x576 and 1280x720, benchmarks/fill_cost.py); asking the engine for
+the cached values too costs its frame plus writing them once (1.25x).
 """
 
 from __future__ import annotations
