@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +23,27 @@ from passrt.plan.values import cached_names, values_module
 from passrt.policies.base import FrameContext
 
 NAME = "reference (pure PyTorch)"
+
+
+@contextmanager
+def _threads_for_frame_test(one: bool):
+    """The policy's frame test on one thread while the dense engine answers the frames (the caches stale): its
+    frame is likely next, and a test spread over PyTorch's OpenMP threads leaves them spin-waiting on the cores
+    ONNX Runtime starts on. Measured with exact:threshold=auto, whose frames ORT answers, median ms of a
+    frame with the test on two threads / with this rule / ORT alone: carphone 176x144 15.7 / 7.2 / 5.5,
+    franck 360x288 24.2 / 16.6 / 14.1, vtest 768x576 108.0 / 100.4 / 94.8, bigbuckbunny 1280x720 190.0 /
+    190.6 / 178.2 (benchmarks/frame_test_threads.py): the fixed cost of a frame handed over, which small
+    frames feel most. Otherwise the test keeps every thread: a sparse frame's kernels follow it on the same
+    threads (regiondrop's vtest frames: 30.2 ms on two, 31.8 always on one, 30.3 with this rule)."""
+    threads = torch.get_num_threads()
+    if not one or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -121,7 +143,8 @@ class ReferenceExecutor:
         plan, env, policy = self.plan, self.env, self.policy
         ctx = FrameContext(plan, env, native=self.native_kernels)
         forced = refresh  # first frame, reset(), refresh_every, the guard: not a sign of a moving camera
-        refresh = policy.begin_frame(ctx, x, refresh)
+        with _threads_for_frame_test(one=self.stale):
+            refresh = policy.begin_frame(ctx, x, refresh)
         dense_now = not forced and (refresh or self.predicted_work(ctx.input_fraction) >= self.dense_above)
         run_of_dense, self.last_dense = self.last_dense, dense_now
         calm_but_stale = self.stale and not forced and not dense_now

@@ -335,6 +335,40 @@ def test_a_dense_engine_that_cannot_fill_is_not_asked_again(ssdlite_frames):
     assert dense.fills == 1 and engine.stats()["dense_engine_fills"] == 0
 
 
+def test_the_frame_test_runs_on_one_thread_while_the_dense_engine_answers(ssdlite_frames):
+    """While frames go to the dense engine (the caches stale) the policy's frame test runs on one thread (its
+    OpenMP threads would otherwise spin on the cores ORT starts on); on other frames on every thread; the
+    thread count is restored after each test."""
+    spec, frames = ssdlite_frames
+    cut = torch.flip(frames[0], dims=[2, 3])
+    clip = [frames[0], frames[1], cut, frames[0], cut, cut, frames[2]]
+    engine = passrt.sparsify(spec.module, "regiondrop", executor="reference", dense_engine=CountingDense(spec.module))
+    threads_in_test = []
+    begin_frame = engine.policy.begin_frame
+
+    def recording(ctx, x, refresh):
+        threads_in_test.append(torch.get_num_threads())
+        return begin_frame(ctx, x, refresh)
+
+    engine.policy.begin_frame = recording
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        with torch.no_grad():
+            for x in clip:
+                if engine.executor is not None:
+                    engine.executor.pinned_seconds = (1.0, 1.0)
+                engine(x)
+                seen.append(engine.stats()["dense_engine"])
+                assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    # the frames after one the engine answered (caches stale) are tested on one thread
+    assert seen == [False, False, False, True, True, False, False]
+    assert threads_in_test == [2, 2, 2, 2, 1, 1, 2], threads_in_test
+
+
 def _answered_by(spec, clip, pinned) -> list:
     """Who answered each frame of ``clip`` (regiondrop, native, a counting dense engine; own and engine times
     pinned): "engine", "refresh" (passrt densely) or "sparse"."""
