@@ -1,7 +1,7 @@
 """The core correctness property: exact mode with threshold 0 reproduces the dense model."""
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import passrt
@@ -46,6 +46,12 @@ def test_exact_threshold_zero_equals_dense(net, h, w, seed, tile_px, min_tile, c
        tile_px=st.sampled_from([4, 8, 16]), crossover=st.sampled_from([0.3, 1.0]))
 def test_decoders_exact_threshold_zero_equals_dense(net, h, w, seed, tile_px, crossover):
     """Transposed convs, pixel shuffle, padding ops, channel slices and a channel softmax, all sparse."""
+    with torch.no_grad():
+        try:
+            net(torch.zeros(1, 3, h, w))
+        except RuntimeError as e:  # the drawn net is undefined at this size (stride-2 convs shrink 8x8 to 1x1,
+            assume("size" not in str(e))  # then a padded transposed conv to nothing): PyTorch's own model refuses it
+            raise
     gen = torch.Generator().manual_seed(seed)
     engine = passrt.sparsify(net, "exact", tile_px=tile_px, max_tile=8, crossover=crossover, scene_cut=1.0)
     for t, frame in enumerate(change_sequence(h, w, 6, gen)):
