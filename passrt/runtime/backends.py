@@ -210,12 +210,8 @@ class DenseOnnxRuntime:
                 self.sessions[shape] = (OnnxRuntimeFile(self.onnx_file, between_runs=True) if self.onnx_file is not None
                                         else OnnxRuntimeDense(self.module, x, self.model_name, between_runs=True))
             except Exception as e:  # any export or load failure: passrt's own dense path still works
-                import sys
-
                 self.failed = True
-                print(f"passrt: warning: ONNX Runtime cannot run {self.model_name} ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0] if str(e) else ''}); passrt computes its dense frames itself",
-                      file=sys.stderr)
+                self._warn("run", e)
         return None if self.failed else self.sessions[shape](x)
 
     def fill(self, x: torch.Tensor, values: nn.Module, buffers: list[torch.Tensor]) -> bool:
@@ -223,8 +219,7 @@ class DenseOnnxRuntime:
         ``x`` with ONNX Runtime, each output written straight into its buffer (bound by address: no copy).
         False, after one warning line, when that graph cannot be exported or run: passrt then computes its
         dense frames itself."""
-        if self.fill_failed or any(b.dtype != torch.float32 or not b.is_contiguous()
-                                                                 for b in buffers):
+        if self.fill_failed or any(b.dtype != torch.float32 or not b.is_contiguous() for b in buffers):
             return False
         key = (tuple(x.shape), len(buffers))
         try:
@@ -239,13 +234,15 @@ class DenseOnnxRuntime:
             session.run_with_iobinding(binding)
             return True
         except Exception as e:  # as in __call__: passrt's own dense path still works
-            import sys
-
             self.fill_failed = True
-            print(f"passrt: warning: ONNX Runtime cannot fill the caches of {self.model_name} ({type(e).__name__}: "
-                  f"{str(e).splitlines()[0] if str(e) else ''}); passrt computes its dense frames itself",
-                  file=sys.stderr)
+            self._warn("fill the caches of", e)
             return False
+
+    def _warn(self, what: str, e: Exception) -> None:
+        import sys
+
+        print(f"passrt: warning: ONNX Runtime cannot {what} {self.model_name} ({type(e).__name__}: "
+              f"{str(e).splitlines()[0] if str(e) else ''}); passrt computes its dense frames itself", file=sys.stderr)
 class OnnxRuntimeFile(OnnxRuntimeDense):
     """A user's own ONNX file run by ONNX Runtime as it is: the dense baseline of an imported model
     (its input layout as the file takes it; passrt's module takes NCHW)."""
