@@ -7,7 +7,11 @@ Engines take turns in blocks of ``block`` frames
 (frames 0-9 through every engine, then 10-19, ...): each engine keeps its own state and
 sees every frame in order, a noisy neighbour on a shared machine slows all engines alike
 instead of whichever ran last, and blocks (rather than single frames) keep one engine's
-run from starting every frame with caches the previous engine evicted.
+run from starting every frame with caches the previous engine evicted. Between blocks the machine
+rests for :data:`REST_S`, so that each engine's block starts on idle cores: ONNX Runtime's worker
+threads spin-wait for their next run by default, and on 2 cores the first frame of the engine after
+an ORT block ran at half speed (benchmarks/rest_between_engines.py: a sparse vtest frame took 40 ms
+right after ORT frames, 21 ms after a 0.1 s rest, 20.5 ms after a frame of its own).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +33,8 @@ from passrt.models import load_model, view_of
 from passrt.runtime.backends import open_backend, open_stages
 from passrt.runtime.frames import stream_frames
 from passrt.runtime.timing import percentiles
+
+REST_S = 0.1  # idle time between two engines' blocks (see the module docstring)
 
 
 @dataclass
@@ -168,6 +175,7 @@ def run_benchmark(uri: str, model_name: str, policies: list = (), frames: int = 
                 clock()
                 ran.append((e, i, (_now() - t0) * 1e3, _on_cpu(out), e.backend.stats()))
                 bar.update()
+            time.sleep(REST_S)
         if stopped():
             break
         done, measured = measured, measured + len(tensors)
@@ -298,8 +306,6 @@ def _on_cpu(out):
 
 
 def _now() -> float:
-    import time
-
     return time.perf_counter()
 
 
