@@ -144,7 +144,7 @@ class ReferenceExecutor:
         """A frame's decisions before its steps run (:meth:`run` = begin, the steps, :meth:`finish`; streams
         batched together run their steps in between, together: passrt/engine/batched.py)."""
         plan, env, policy = self.plan, self.env, self.policy
-        ctx = FrameContext(plan, env, native=self.native_kernels)
+        ctx = FrameContext(plan, env, native=self.native_kernels, caches_stale=self.stale)
         forced = refresh  # first frame, reset(), refresh_every, the guard: not a sign of a moving camera
         with _threads_for_frame_test(one=self.stale):
             refresh = policy.begin_frame(ctx, x, refresh)

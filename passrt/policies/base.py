@@ -32,13 +32,16 @@ class FrameContext:
 
     FULL = "full"  # marker: a dense value was recomputed (it may have changed anywhere)
 
-    def __init__(self, plan, env: dict, native: bool = False):
+    def __init__(self, plan, env: dict, native: bool = False, caches_stale: bool = False):
         self.plan, self.env, self.input_name = plan, env, plan.input_name
         self.changed: dict[str, object] = {}  # value name -> change map, FULL, or None
         self.input_fraction = 0.0
         # The executor runs passrt's C++ kernels (the op is loaded): a policy may run its frame-level
         # rule with them too (kernels tested equal to the rule's tensor ops).
         self.native = native
+        # The dense engine answered the previous frame, so this one is the engine's or a refresh
+        # (ReferenceExecutor.begin): a policy may test it more cheaply (no per-pixel state for the caches).
+        self.caches_stale = caches_stale
 
     def src_maps(self, step: SpatialStep) -> list[Optional[torch.Tensor]]:
         """Change maps of a step's inputs, each on that input's own grid."""

@@ -1,5 +1,6 @@
 """Mask policies: what each one marks active."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -99,3 +100,39 @@ def test_layerwise_skips_small_feature_changes():
     assert loose.stats()["layers"]["2"]["mode"] == "skipped"
     assert strict.stats()["layers"]["2"]["mode"] == "sparse"
     torch.testing.assert_close(out, net(y), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("native", [False, True])
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_exact_while_the_caches_are_stale(native, interleaved, request):
+    """While the dense engine answers (the caches stale), exact's test gives the changed fraction of 16x16 blocks
+    against the previous frame, with the same decision as the full test, and the reference becomes the frame (a
+    refresh computes every cache from it): no change map."""
+    from passrt.plan import masks
+    from passrt.policies.exact import Exact
+
+    if native:
+        request.getfixturevalue("passrt_op")
+    gen = torch.Generator().manual_seed(5)
+    plan = Plan([], "x", (3, 80, 112), None)
+    layout = (lambda t: t.contiguous(memory_format=torch.channels_last)) if interleaved else (lambda t: t)
+    x0 = layout(torch.rand(1, 3, 80, 112, generator=gen))
+    x1 = layout(x0 + 0.002 * torch.randn(x0.shape, generator=gen))
+    x1[:, :, 20:30, 40:75] += 0.5  # a change over a few blocks
+    x2 = layout(x1.clone())
+    x2[:, :, :, :70] = torch.rand(1, 3, 80, 70, generator=gen)  # more than scene_cut of the frame
+    for threshold in (0.05, "auto"):
+        full, stale = Exact(threshold=threshold), Exact(threshold=threshold)
+        ctx = []
+        for policy in (full, stale):
+            assert policy.begin_frame(FrameContext(plan, {}, native=native), x0, True)
+            ctx.append(FrameContext(plan, {}, native=native, caches_stale=policy is stale))
+            assert not policy.begin_frame(ctx[-1], x1, False)
+        limit = 0.05 if threshold != "auto" else stale.max_threshold  # "auto": no noise level yet
+        want = float(masks.to_tiles((masks.pixel_change(x1, x0) > limit).float(), 16).mean())
+        assert 0 < want < 0.5
+        assert ctx[1].input_fraction == pytest.approx(want) == pytest.approx(ctx[0].input_fraction)
+        assert "x" not in ctx[1].changed and ctx[0].changed["x"] is not None
+        assert torch.equal(stale.ref, x1)
+        assert stale.begin_frame(FrameContext(plan, {}, native=native, caches_stale=True), x2, False)  # scene cut
+        assert torch.equal(stale.ref, x2)
