@@ -141,9 +141,18 @@ class RegionDropMasks(MaskSource):
         refresh = refresh.reshape(1)
         if self.adaptive:
             prev, prev2, level = states[1], states[2], states[3]
-            measured, _ = noise.frame_noise(image, prev, prev2, p.block, p.min_pixels, p.noise_floor,
-                                            native.block_rank_changes if in_place else None)
-            limit = noise.threshold(level, measured, p.noise_multiple, p.noise_floor, p.max_threshold)
+
+            def measure():
+                return noise.frame_noise(image, prev, prev2, p.block, p.min_pixels, p.noise_floor,
+                                         native.block_rank_changes if in_place else None)[0]
+
+            # The eager path measures only where the measurement is used: while the level is unknown (it
+            # sets the threshold) and on frames that may update the level (below noise.STATIC changed, not a
+            # refresh), below; noise.update_level ignores it on the others, so the states equal the traced
+            # rule's, which measures every frame. A moving camera's frames skip it (7 ms at 1280x720).
+            measured = None if in_place and float(level) > 0 else measure()
+            limit = noise.threshold(level, torch.zeros_like(level) if measured is None else measured,
+                                    p.noise_multiple, p.noise_floor, p.max_threshold)
         else:
             limit = p.threshold
         changed_blocks = self.changed_blocks(image, ref, limit, in_place)
@@ -165,6 +174,9 @@ class RegionDropMasks(MaskSource):
             new_ref = torch.lerp(ref, image, masks.cells_of(moved, p.block, self.frame_h, self.frame_w))
         if not self.adaptive:
             return [new_ref]
+        if measured is None:
+            usable = float(self.fraction) < noise.STATIC and not float(refresh)
+            measured = measure() if usable else torch.zeros_like(level)
         self.level = noise.update_level(level, measured, self.fraction, refresh)
         if in_place:  # the oldest frame's buffer takes this frame
             return [new_ref, prev2.copy_(image), prev, self.level]

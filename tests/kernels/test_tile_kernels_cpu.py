@@ -245,13 +245,15 @@ def test_block_features_equal_the_common_gates_tensor_ops(shape, channels_last, 
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 7, 5)])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_copy_blocks_equals_lerp_on_block_cells(shape, channels_last):
+@pytest.mark.parametrize("shape", [(1, 3, 64, 96), (1, 3, 50, 37), (1, 1, 7, 5), (1, 4, 40, 70)])
+@pytest.mark.parametrize("layouts", [(False, False), (True, True), (True, False), (False, True)])
+def test_copy_blocks_equals_lerp_on_block_cells(shape, layouts):
+    """The marked blocks copied, runs of adjacent blocks included, in each layout and mixed layouts."""
     from passrt.plan.masks import cells_of
 
     block = 16
-    a, b = frames(shape, seed_of(shape, "copy"), channels_last and shape[1] == 3)
+    a, b = frames(shape, seed_of(shape, "copy"), False)
+    a, b = (t.contiguous(memory_format=torch.channels_last) if last else t for t, last in zip((a, b), layouts))
     mask = (torch.rand(1, 1, -(-shape[2] // block), -(-shape[3] // block), generator=torch.Generator().manual_seed(1))
             > 0.5).float()
     want = torch.lerp(b, a, cells_of(mask, block, *shape[2:]))

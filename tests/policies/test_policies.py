@@ -136,3 +136,41 @@ def test_exact_while_the_caches_are_stale(native, interleaved, request):
         assert torch.equal(stale.ref, x1)
         assert stale.begin_frame(FrameContext(plan, {}, native=native, caches_stale=True), x2, False)  # scene cut
         assert torch.equal(stale.ref, x2)
+
+
+def test_regiondrop_in_place_rule_measures_the_noise_only_where_used(passrt_op, monkeypatch):
+    """The eager rule (in passrt's kernels, states in place) skips the noise measurement on frames that cannot
+    update the level (half the blocks changed or more, a refresh) once the level is known, and its states
+    equal the tensor-op rule's, which measures every frame: static, moving, refresh and noisy frames."""
+    from passrt.kernels import native
+    from passrt.policies.regiondrop import RegionDrop
+
+    gen = torch.Generator().manual_seed(3)
+    base = torch.rand(1, 3, 96, 128, generator=gen)
+    frames, refresh = [], []
+    for t in range(14):
+        x = base + 0.01 * torch.randn(base.shape, generator=gen)
+        if t in (6, 7, 11):  # a pan over 55 % of the blocks: under the scene cut, over noise.STATIC
+            x[:, :, :, :72] = torch.rand(1, 3, 96, 72, generator=gen)
+        frames.append(x.clamp(0, 1).contiguous(memory_format=torch.channels_last))
+        refresh.append(t in (0, 9))
+    calls = []
+    measure = native.block_rank_changes
+    monkeypatch.setattr(native, "block_rank_changes", lambda *a: calls.append(1) or measure(*a))
+    plan = Plan([], "x", (1, 3, 96, 128), None)
+    policy = RegionDrop()
+    source = policy.mask_source(plan)
+    eager, ops = source.initial_states(frames[0], like_image=True), source.initial_states(frames[0])
+    skipped = 0
+    for x, r in zip(frames, refresh):
+        flag = torch.full((1,), float(r))
+        known, before = float(eager[3]) > 0, len(calls)
+        eager = [s.clone() for s in source.begin(x, flag, eager, in_place=True)]
+        eager_fraction, measured = float(source.fraction), len(calls) > before
+        assert measured == (not known or (eager_fraction < 0.5 and not r))
+        skipped += not measured
+        ops = source.begin(x, flag, ops)
+        assert float(source.fraction) == eager_fraction
+        for a, b in zip(eager, ops):
+            assert torch.equal(a, b)
+    assert float(ops[3]) > 0 and skipped >= 4  # three pans (and the frames back) and a refresh

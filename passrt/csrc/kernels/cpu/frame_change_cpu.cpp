@@ -196,17 +196,36 @@ void rowChanges(int32_t channels, float threshold, const float* src, float* ref,
 
 void copyBlocks(int32_t channels, int32_t h, int32_t w, int32_t block, const float* mask, FrameView src, FrameView dst,
                 int64_t begin, int64_t end) {
+  // Runs of adjacent marked blocks, copied row by row as contiguous spans where the layout has them
+  // (channels-last: a row's pixels with their channels; planar: a row per channel): an element loop
+  // over a channels-last 1280x720 frame took 3.9 ms, longer than copying the whole frame.
   const int64_t blocksW = (w + block - 1) / block;
+  const bool pixels = src.c_stride == 1 && dst.c_stride == 1 && src.x_stride == channels && dst.x_stride == channels;
+  const bool planes = src.x_stride == 1 && dst.x_stride == 1;
   for (int64_t by = begin; by < end; ++by) {
-    const int64_t y1 = std::min<int64_t>((by + 1) * block, h);
+    const int64_t y0 = by * block, y1 = std::min<int64_t>(y0 + block, h);
     for (int64_t bx = 0; bx < blocksW; ++bx) {
       if (mask[by * blocksW + bx] <= 0.5f) continue;
-      const int64_t x1 = std::min<int64_t>((bx + 1) * block, w);
-      for (int32_t c = 0; c < channels; ++c)
-        for (int64_t y = by * block; y < y1; ++y)
-          for (int64_t x = bx * block; x < x1; ++x)
-            dst.data[c * dst.c_stride + y * dst.y_stride + x * dst.x_stride] =
-                src.data[c * src.c_stride + y * src.y_stride + x * src.x_stride];
+      int64_t bx1 = bx + 1;
+      while (bx1 < blocksW && mask[by * blocksW + bx1] > 0.5f) ++bx1;
+      const int64_t x0 = bx * block, x1 = std::min<int64_t>(bx1 * block, w);
+      bx = bx1;
+      for (int64_t y = y0; y < y1; ++y) {
+        if (pixels) {
+          std::copy_n(src.data + y * src.y_stride + x0 * channels, (x1 - x0) * channels,
+                      dst.data + y * dst.y_stride + x0 * channels);
+          continue;
+        }
+        for (int32_t c = 0; c < channels; ++c) {
+          const float* s = src.data + c * src.c_stride + y * src.y_stride;
+          float* d = dst.data + c * dst.c_stride + y * dst.y_stride;
+          if (planes) {
+            std::copy(s + x0, s + x1, d + x0);
+          } else {
+            for (int64_t x = x0; x < x1; ++x) d[x * dst.x_stride] = s[x * src.x_stride];
+          }
+        }
+      }
     }
   }
 }
