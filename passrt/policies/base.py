@@ -40,7 +40,7 @@ class FrameContext:
         # rule with them too (kernels tested equal to the rule's tensor ops).
         self.native = native
         # The dense engine answered the previous frame, so this one is the engine's or a refresh
-        # (ReferenceExecutor.begin): a policy may test it more cheaply (no per-pixel state for the caches).
+        # (ReferenceExecutor.begin): a policy may skip work only sparse frames need (exact: the noise measurement).
         self.caches_stale = caches_stale
 
     def src_maps(self, step: SpatialStep) -> list[Optional[torch.Tensor]]:
