@@ -59,6 +59,8 @@ def ms(values):
     return round(1000 * statistics.median(values), 1)
 
 
+if not answered:
+    sys.exit(f"{clip} {policy}: no frame of {n} answered by ORT")
 print(f"{clip} {policy}: {len(answered)} of {n} frames answered by ORT; ORT alone {ms(ort)}, a frame answered "
       f"{ms([a for a, _, _ in answered])} = test {ms([t for _, t, _ in answered])} + ORT {ms([e for _, _, e in answered])}"
       f" + rest {ms([a - t - e for a, t, e in answered])}")
