@@ -15,9 +15,10 @@ def register(sub) -> None:
         "bench", help="measure policies against the dense engines on the same frames",
         description="Decode frames once, then run dense PyTorch, dense ONNX Runtime, every policy and every "
                     "TensorRT engine (--engine) on the same frames, taking turns in blocks of 10 frames (a 0.1 s rest "
-                    "between engines), after a warm-up. Reports median FPS, latency percentiles, active fraction, MACs, AP@0.5 agreement "
-                    "with the dense PyTorch detections and the raw-output error against dense PyTorch (per output: for a model "
-                    "file with no task head, e.g. an .onnx file, the measure of agreement).")
+                    "between engines), after a warm-up. Reports median FPS, latency percentiles, active fraction, "
+                    "MACs, AP@0.5 agreement with the dense PyTorch detections and the raw-output error against "
+                    "dense PyTorch (per output: for a model file with no task head, e.g. an .onnx file, the measure "
+                    "of agreement).")
     SOURCE.add_to(p)
     MODEL.add_to(p)
     POLICIES.add_to(p)
