@@ -147,6 +147,12 @@ class SparseProgram(nn.Module):
     def _conv(self, step: ConvStep, values, mask, cache, zero):
         x = values[step.srcs[0]]
         nodes = self._convs[step.name]
+        if len(nodes) == 2 and hasattr(self.node, "pair") and all(n[1] is not None for n in nodes):
+            out = self.node.pair(x, mask, cache, [(self._buffers[w], self._buffers[b],
+                                                   values[r] if r is not None else None, attrs)
+                                                  for _, attrs, r, w, b in nodes])
+            if out is not None:
+                return out
         for i, (conv, attrs, residual, weight, bias) in enumerate(nodes):
             weight, bias = self._buffers[weight], self._buffers[bias]
             last = i == len(nodes) - 1
@@ -247,14 +253,38 @@ class OpNode:
                          post_activation=contract.ACTIVATION_NAMES[attrs.post_activation])
         return out if out is cache else cache.copy_(out)
 
-    def _tiles(self, x, tiles, cache, weight, bias, residual, attrs: NodeAttributes) -> torch.Tensor:
-        """The listed tiles through ``passrt::conv_tiles``, in place in ``cache``."""
+    def pair(self, x, tile_mask, cache, convs: list) -> Optional[torch.Tensor]:
+        """A conv and the 1x1 fused after it (``convs``: [(weight, bias, residual, attrs)] of each) as one
+        ``passrt::conv_tiles`` call, the intermediate kept per tile, as the native executor runs such a step;
+        two nodes wrote and re-read the whole intermediate (a 6x-expanded map in an inverted residual block).
+        None where that call does not apply: then each node runs on its own."""
+        (weight, bias, residual, attrs), (follow, follow_bias, follow_residual, follow_attrs) = convs
+        if not (native.row_matrices_ok(x, cache, residual, follow_residual) and native.supports(weight, attrs.group)
+                and follow_attrs.group == 1 and tuple(follow.shape[2:]) == (1, 1)
+                and tuple(follow_attrs.strides) == (1, 1) and not any(follow_attrs.pads)):
+            return None
+        tiles = torch.nonzero(tile_mask.reshape(-1) > 0.5).reshape(-1)
+        if tiles.numel() == 0:
+            return cache
+        after = (self._follow_weight(follow), follow_bias, follow_residual, follow_attrs)
+        if tiles.numel() < tile_mask.numel():
+            return self._tiles(x, tiles, cache, weight, bias, residual, attrs, after)
+        way = faster_way(self._dense_ways, id(weight), ("torch", "tiles"))
+        return way.run(lambda w: cache.copy_(dense_node(dense_node(x, weight, bias, residual, attrs), follow,
+                                                        follow_bias, follow_residual, follow_attrs))
+                       if w == "torch" else self._tiles(x, tiles, cache, weight, bias, residual, attrs, after))
+
+    def _tiles(self, x, tiles, cache, weight, bias, residual, attrs: NodeAttributes, after=None) -> torch.Tensor:
+        """The listed tiles through ``passrt::conv_tiles``, in place in ``cache``; ``after``: a fused 1x1
+        (its weight in the kernels' [C_mid, C_out] layout, bias, residual, attributes)."""
         top, left, _, _ = attrs.pads
+        fw, fb, fr, fa = after if after is not None else (None, None, None, None)
         torch.ops.passrt.conv_tiles(
             _rows(x), self._kernel_weight(weight, attrs.group), bias, _rows(residual), tiles, _rows(cache),
             list(x.shape[2:]), list(cache.shape[2:]), list(attrs.kernel_shape), list(attrs.strides), [top, left],
             list(attrs.dilations), attrs.group, attrs.tile, attrs.activation, attrs.activation_alpha,
-            attrs.post_activation, None, None, None, 0, 0.01, 0)
+            attrs.post_activation, fw, fb, _rows(fr), fa.activation if fa else 0, fa.activation_alpha if fa else 0.01,
+            fa.post_activation if fa else 0)
         return cache
 
     def affine(self, x, tile_mask, cache, scale, shift, tile: int) -> torch.Tensor:
@@ -268,9 +298,16 @@ class OpNode:
         return cache
 
     def _kernel_weight(self, weight: torch.Tensor, groups: int) -> torch.Tensor:
+        return self._converted(weight, lambda: native.kernel_weight(weight, groups))
+
+    def _follow_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """A 1x1 conv's (C_out, C_mid, 1, 1) weight as the fused 1x1 of ``conv_tiles`` takes it: [C_mid, C_out]."""
+        return self._converted(weight, lambda: weight.reshape(weight.shape[0], -1).t().contiguous())
+
+    def _converted(self, weight: torch.Tensor, convert) -> torch.Tensor:
         entry = self._weights.get(id(weight))
         if entry is None or entry[0] is not weight:
-            entry = self._weights[id(weight)] = (weight, native.kernel_weight(weight, groups))
+            entry = self._weights[id(weight)] = (weight, convert())
         return entry[1]
 
 

@@ -102,6 +102,27 @@ def test_op_executor_on_cpu_runs_the_tile_kernels(ssdlite_frames, monkeypatch):
                if t.dim() == 4)
 
 
+def test_op_executor_runs_each_fused_pair_in_one_kernel_call(ssdlite_frames, monkeypatch):
+    """A conv with a fused 1x1 after it (SSDLite's depthwise + projection) is one conv_tiles call with the 1x1
+    fused, as the native executor runs it (its intermediate never written whole), equal to the reference, on
+    sparse and on dense frames."""
+    _need_op()
+    from passrt.engine.program import OpNode
+
+    spec, frames = ssdlite_frames
+    pairs = []
+    pair = OpNode.pair
+    monkeypatch.setattr(OpNode, "pair", lambda self, *a: pairs.append(pair(self, *a)) or pairs[-1])
+    op = passrt.sparsify(spec.module, "exact", threshold="auto", executor="op")
+    reference = passrt.sparsify(spec.module, "exact", threshold="auto", executor="reference")
+    for x in frames:
+        pairs.clear()
+        for a, b in zip(reference(x), op(x)):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+        fused = [s for s in op.executor.plan.steps if getattr(s, "follow", None) is not None]
+        assert len(fused) >= 10 and len(pairs) == len(fused) and all(p is not None for p in pairs)
+
+
 @pytest.mark.cuda
 def test_cuda_op_executor_equals_reference_on_real_frames(ssdlite_frames):
     require_cuda_op()
