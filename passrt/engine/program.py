@@ -237,12 +237,9 @@ class OpNode:
     def __call__(self, x, tile_mask, cache, weight, bias, residual, attrs: NodeAttributes) -> torch.Tensor:
         top, left, bottom, right = attrs.pads
         if native.row_matrices_ok(x, cache, residual) and native.supports(weight, attrs.group):
-            tiles = torch.nonzero(tile_mask.reshape(-1) > 0.5).reshape(-1)
-            if tiles.numel() == tile_mask.numel():  # every tile: PyTorch's conv or the kernels, the faster here
-                way = faster_way(self._dense_ways, id(weight), ("torch", "tiles"))
-                return way.run(lambda w: cache.copy_(dense_node(x, weight, bias, residual, attrs)) if w == "torch"
-                               else self._tiles(x, tiles, cache, weight, bias, residual, attrs))
-            return self._tiles(x, tiles, cache, weight, bias, residual, attrs) if tiles.numel() else cache
+            return self._active_tiles(tile_mask, cache, id(weight),
+                                      lambda: dense_node(x, weight, bias, residual, attrs),
+                                      lambda tiles: self._tiles(x, tiles, cache, weight, bias, residual, attrs))
         from passrt.kernels.extension import sparse_conv2d_op
 
         out = cache if cache.is_contiguous() else cache.contiguous()  # the twins take NCHW
@@ -263,16 +260,23 @@ class OpNode:
                 and follow_attrs.group == 1 and tuple(follow.shape[2:]) == (1, 1)
                 and tuple(follow_attrs.strides) == (1, 1) and not any(follow_attrs.pads)):
             return None
+        after = (self._follow_weight(follow), follow_bias, follow_residual, follow_attrs)
+        return self._active_tiles(
+            tile_mask, cache, id(weight),
+            lambda: dense_node(dense_node(x, weight, bias, residual, attrs), follow, follow_bias, follow_residual,
+                               follow_attrs),
+            lambda tiles: self._tiles(x, tiles, cache, weight, bias, residual, attrs, after))
+
+    def _active_tiles(self, tile_mask, cache, key, dense, sparse) -> torch.Tensor:
+        """``cache`` with its active tiles recomputed: ``sparse(tile ids)`` writes them in place; with every tile
+        active, PyTorch's conv (``dense()``, copied in) or the kernels, whichever measured faster for ``key``."""
         tiles = torch.nonzero(tile_mask.reshape(-1) > 0.5).reshape(-1)
         if tiles.numel() == 0:
             return cache
-        after = (self._follow_weight(follow), follow_bias, follow_residual, follow_attrs)
         if tiles.numel() < tile_mask.numel():
-            return self._tiles(x, tiles, cache, weight, bias, residual, attrs, after)
-        way = faster_way(self._dense_ways, id(weight), ("torch", "tiles"))
-        return way.run(lambda w: cache.copy_(dense_node(dense_node(x, weight, bias, residual, attrs), follow,
-                                                        follow_bias, follow_residual, follow_attrs))
-                       if w == "torch" else self._tiles(x, tiles, cache, weight, bias, residual, attrs, after))
+            return sparse(tiles)
+        way = faster_way(self._dense_ways, key, ("torch", "tiles"))
+        return way.run(lambda w: cache.copy_(dense()) if w == "torch" else sparse(tiles))
 
     def _tiles(self, x, tiles, cache, weight, bias, residual, attrs: NodeAttributes, after=None) -> torch.Tensor:
         """The listed tiles through ``passrt::conv_tiles``, in place in ``cache``; ``after``: a fused 1x1
