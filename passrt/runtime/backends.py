@@ -243,6 +243,8 @@ class DenseOnnxRuntime:
 
         print(f"passrt: warning: ONNX Runtime cannot {what} {self.model_name} ({type(e).__name__}: "
               f"{str(e).splitlines()[0] if str(e) else ''}); passrt computes its dense frames itself", file=sys.stderr)
+
+
 class OnnxRuntimeFile(OnnxRuntimeDense):
     """A user's own ONNX file run by ONNX Runtime as it is: the dense baseline of an imported model
     (its input layout as the file takes it; passrt's module takes NCHW)."""
