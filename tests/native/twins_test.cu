@@ -147,7 +147,7 @@ void cpuTwin(const SparseConvParams& p, const float* in, bool rowsIn, const std:
   if (p.groups > 1 && p.groups == p.in_channels && p.in_channels == p.out_channels) {
     std::vector<float> y((size_t)n * p.out_channels);
     passrt::depthwiseNhwc(p, in, wK.data(), bias.empty() ? nullptr : bias.data(), cells.data(), 0, n, y.data());
-    passrt::epilogueNhwc(p, p.out_channels, y.data(), residual, cells.data(), 0, n, rows ? nullptr : out);
+    passrt::epilogueNhwc(p, p.out_channels, y.data(), nullptr, residual, cells.data(), 0, n, rows ? nullptr : out);
     if (rows) std::memcpy(rows, y.data(), y.size() * sizeof(float));
     return;
   }
@@ -165,12 +165,13 @@ void cpuTwin(const SparseConvParams& p, const float* in, bool rowsIn, const std:
     const float* w = wK.data() + (size_t)grp * K * coutG;
     for (int64_t i = 0; i < n; ++i)
       for (int co = 0; co < coutG; ++co) {
-        double acc = bias.empty() ? 0.0 : bias[grp * coutG + co];
+        double acc = 0.0;  // the bias is the epilogue's, as in the native executor
         for (int64_t k = 0; k < K; ++k) acc += (double)a[i * K + k] * w[k * coutG + co];
         y[i * coutG + co] = (float)acc;
       }
-    passrt::epilogueNhwc(g1, (int32_t)coutG, y.data(), residual ? residual + grp * coutG : nullptr, cells.data(), 0,
-                         n, rows || !out ? nullptr : out + grp * coutG);
+    passrt::epilogueNhwc(g1, (int32_t)coutG, y.data(), bias.empty() ? nullptr : bias.data() + grp * coutG,
+                         residual ? residual + grp * coutG : nullptr, cells.data(), 0, n,
+                         rows || !out ? nullptr : out + grp * coutG);
     if (rows) std::memcpy(rows, y.data(), y.size() * sizeof(float));  // rows: groups 1 only (the fused 1x1)
   }
 }

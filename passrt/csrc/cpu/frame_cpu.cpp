@@ -34,7 +34,7 @@ at::Tensor blockRankChangeCpu(const at::Tensor& a, at::TensorList others, int64_
   TORCH_CHECK(h >= block && w >= block, kOp, ": the frame (", h, "x", w, ") is smaller than a block (", block, ")");
   const int64_t rows = (h - block) / (2 * block) + 1, cols = (w - block) / (2 * block) + 1;
   at::Tensor out = at::empty({static_cast<int64_t>(vs.size()), rows * cols}, a.options());
-  at::parallel_for(0, rows * cols, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
     blockRankChange(static_cast<int32_t>(a.size(1)), static_cast<int32_t>(block), static_cast<int32_t>(rank), cols,
                     va, vs.data(), static_cast<int32_t>(vs.size()), rows * cols, begin, end, out.data_ptr<float>());
   });

@@ -153,7 +153,7 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
     inParallel(n, p.out_channels * taps, [&](int64_t begin, int64_t end) {
       depthwiseNhwc(p, input.data_ptr<float>(), weight.data_ptr<float>(), b, cells, begin, end,
                     mid.data_ptr<float>(), in.rows, outRows.rows);
-      epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), res, cells, begin, end, first);
+      epilogueNhwc(p, p.out_channels, mid.data_ptr<float>(), nullptr, res, cells, begin, end, first);
     });
   } else {
     // A grouped conv is one groups-1 conv per group over its channel slice of the rows (groupSlice).
@@ -167,14 +167,11 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
         gatherWindowsNhwc(g1, inG, cells, begin, end, cols.data_ptr<float>(), in.rows, outRows.rows);
       });
       mid = scratch(kMid, n, g1.out_channels, at::kFloat);
-      if (bias) {
-        at::addmm_out(mid, bias->narrow(0, g * g1.out_channels, g1.out_channels), cols, w[g]);
-      } else {
-        at::mm_out(mid, cols, w[g]);
-      }
+      at::mm_out(mid, cols, w[g]);  // the bias is the epilogue's
       const int64_t off = g * g1.out_channels;
+      const float* b = bias ? bias->data_ptr<float>() + off : nullptr;
       inParallel(n, g1.out_channels, [&](int64_t begin, int64_t end) {
-        epilogueNhwc(g1, g1.out_channels, mid.data_ptr<float>(), res ? res + off : nullptr, cells, begin, end,
+        epilogueNhwc(g1, g1.out_channels, mid.data_ptr<float>(), b, res ? res + off : nullptr, cells, begin, end,
                      first ? first + off : nullptr);
       });
     }
@@ -188,10 +185,11 @@ void convTilesCpu(const at::Tensor& input, const at::Tensor& weight, const std::
   TORCH_CHECK(isActivation(q.act) && isActivation(q.post_act), kOp, ": follow_act/follow_post_act is not an ",
               "activation code");
   at::Tensor y = scratch(kOut, n, cOut, at::kFloat);
-  follow_bias ? at::addmm_out(y, *follow_bias, mid, *follow_weight) : at::mm_out(y, mid, *follow_weight);
+  at::mm_out(y, mid, *follow_weight);
   const float* fres = follow_residual ? follow_residual->data_ptr<float>() : nullptr;
+  const float* fb = follow_bias ? follow_bias->data_ptr<float>() : nullptr;
   inParallel(n, cOut, [&](int64_t begin, int64_t end) {
-    epilogueNhwc(q, static_cast<int32_t>(cOut), y.data_ptr<float>(), fres, cells, begin, end, out);
+    epilogueNhwc(q, static_cast<int32_t>(cOut), y.data_ptr<float>(), fb, fres, cells, begin, end, out);
   });
 }
 

@@ -72,12 +72,14 @@ void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* w
                    const int32_t* cells, int64_t begin, int64_t end, float* out, int64_t in_rows = 0,
                    int64_t out_rows = 0);
 
-// The epilogue of rows y[begin, end) ([channels] each, holding conv + bias):
-// act -> + residual[cells[i]] -> post_act (p.act, p.act_alpha, p.post_act). The result goes to
+// The epilogue of rows y[begin, end) ([channels] each, holding the conv):
+// + bias (when given) -> act -> + residual[cells[i]] -> post_act (p.act, p.act_alpha, p.post_act). The bias
+// is added here, where each row passes anyway, rather than by a GEMM that starts from the bias broadcast to
+// every row (one more write of the rows, and one more op call). The result goes to
 // output[cells[i]] when output is given (the cache write-back), else back into y. y is packed
 // ([channels] per row); residual and output rows are p.out_stride apart (0: channels, packed).
 // residual may be output itself (each cell is read before it is written).
-void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const float* residual,
+void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const float* bias, const float* residual,
                   const int32_t* cells, int64_t begin, int64_t end, float* output);
 
 // A per-channel affine map of the cells [begin, end): output[cells[i]] = input[cells[i]] * scale + shift,
@@ -97,8 +99,7 @@ struct FrameView {
 
 // For the sampled blocks (every second block row and column lying wholly inside the frame, row-major,
 // `cols` per row), the rank-th largest over the block of max over channels |a - others[j]|, for each of
-// `count` other frames (out[j * blocks + i], `blocks` sampled blocks in all); blocks [begin, end). The
-// other frames are compared block by block, so `a`'s block is read from memory once.
+// `count` other frames (out[j * blocks + i], `blocks` sampled blocks in all); sampled block rows [begin, end).
 void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols, FrameView a, const FrameView* others,
                      int32_t count, int64_t blocks, int64_t begin, int64_t end, float* out);
 

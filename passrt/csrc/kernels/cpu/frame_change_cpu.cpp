@@ -58,23 +58,33 @@ void blockRankChange(int32_t channels, int32_t block, int32_t rank, int64_t cols
                      int32_t count, int64_t blocks, int64_t begin, int64_t end, float* out) {
   const int64_t n = (int64_t)block * block;
   const int64_t k = std::max<int64_t>(1, std::min<int64_t>(rank, n));
-  std::vector<float> values(n), top(k);
-  for (int64_t i = begin; i < end; ++i) {
-    const int64_t y0 = (i / cols) * 2 * block, x0 = (i % cols) * 2 * block;
+  // A whole row of sampled blocks at a time, pixel row by pixel row, so the frames are read along their rows.
+  // Block by block (16 strided rows of a few cache lines each) took 1.1 ms instead of 0.7 ms in a sparse
+  // vtest frame, whose other work has evicted the frames from the caches.
+  std::vector<float> values(static_cast<size_t>(count) * cols * n);
+  std::vector<float> top(k);
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t y0 = r * 2 * block;
+    for (int64_t y = y0; y < y0 + block; ++y)
+      for (int32_t j = 0; j < count; ++j)
+        for (int64_t c = 0; c < cols; ++c)
+          changeRow(channels, a, others[j], y, c * 2 * block, c * 2 * block + block,
+                    values.data() + ((j * cols + c) * n + (y - y0) * block));
     for (int32_t j = 0; j < count; ++j) {
-      for (int64_t y = y0; y < y0 + block; ++y)
-        changeRow(channels, a, others[j], y, x0, x0 + block, values.data() + (y - y0) * block);
-      // The k-th largest (what topk(k).values[-1] gives): the k largest so far, sorted descending, in
-      // `top`; changes are >= 0, so the -1 fill is displaced by any value, and once `top` is full most
-      // values fail the first comparison.
-      std::fill(top.begin(), top.end(), -1.f);
-      for (const float v : values) {
-        if (v <= top[k - 1]) continue;
-        int64_t m = k - 1;
-        for (; m > 0 && top[m - 1] < v; --m) top[m] = top[m - 1];
-        top[m] = v;
+      for (int64_t c = 0; c < cols; ++c) {
+        // The k-th largest (what topk(k).values[-1] gives): the k largest so far, sorted descending, in
+        // `top`; changes are >= 0, so the -1 fill is displaced by any value, and once `top` is full most
+        // values fail the first comparison.
+        const float* v = values.data() + (j * cols + c) * n;
+        std::fill(top.begin(), top.end(), -1.f);
+        for (int64_t i = 0; i < n; ++i) {
+          if (v[i] <= top[k - 1]) continue;
+          int64_t m = k - 1;
+          for (; m > 0 && top[m - 1] < v[i]; --m) top[m] = top[m - 1];
+          top[m] = v[i];
+        }
+        out[j * blocks + r * cols + c] = top[k - 1];
       }
-      out[j * blocks + i] = top[k - 1];
     }
   }
 }

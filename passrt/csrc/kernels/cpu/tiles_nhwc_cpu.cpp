@@ -127,11 +127,14 @@ void depthwiseNhwc(const SparseConvParams& p, const float* input, const float* w
   }
 }
 
-void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const float* residual,
+void epilogueNhwc(const SparseConvParams& p, int32_t channels, float* y, const float* bias, const float* residual,
                   const int32_t* cells, int64_t begin, int64_t end, float* output) {
   const int64_t stride = p.out_stride > 0 ? p.out_stride : channels;  // residual and output rows
   for (int64_t i = begin; i < end; ++i) {
     float* __restrict v = y + i * channels;
+    if (bias) {
+      for (int32_t c = 0; c < channels; ++c) v[c] += bias[c];
+    }
     activateRow(p.act, p.act_alpha, v, channels);
     if (residual) {
       const float* __restrict r = residual + (int64_t)cells[i] * stride;
