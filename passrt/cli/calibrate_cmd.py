@@ -15,15 +15,17 @@ POLICY = PolicyArgs("regiondrop", help="the policy to calibrate: regiondrop, exa
 def register(sub) -> None:
     p = sub.add_parser(
         "calibrate", help="find the fastest policy parameters that keep a target agreement on your footage",
-        description="Run dense and a grid of the policy's parameters side by side on the first frames of the clip, "
-                    "measure AP@0.5 agreement with the dense detections and speed, write the fastest point that meets "
-                    "the target to a policy file (use it as --policy FILE everywhere), and check it on the clip's last "
-                    "frames, which the search never saw.")
+        description="Run dense PyTorch, dense ONNX Runtime and a grid of the policy's parameters side by side on "
+                    "the first frames of the clip, measure agreement with the dense detections (AP@0.5, and AP@0.5 of "
+                    "the detections at the display threshold) and speed, write the fastest point whose two agreement "
+                    "figures both meet the target to a policy file (use it as --policy FILE everywhere), and check it "
+                    "on the clip's last frames, which the search never saw.")
     SOURCE.add_to(p)
     MODEL.add_to(p)
     POLICY.add_to(p)
     p.add_argument("--target-agreement", type=float, default=0.99, metavar="AP",
-                   help="AP@0.5 agreement with the dense model to keep (default 0.99)")
+                   help="agreement with the dense model to keep, both AP@0.5 and AP@0.5 at the display threshold "
+                        "(default 0.99)")
     p.add_argument("--frames", type=int, default=150,
                    help="frames to use: the first 70%% to search, the last 30%% held out (default 150)")
     p.add_argument("--output", "-o", required=True, metavar="POLICY_JSON", help="write the policy file here")

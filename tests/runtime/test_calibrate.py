@@ -29,11 +29,15 @@ def test_calibrate_writes_a_policy_that_meets_its_target_on_held_out_frames(tmp_
     record = json.loads(out.read_text())
     cal = record["calibration"]
     chosen = next(r for r in cal["search"] if r["label"] == cal["chosen"])
-    assert chosen["agreement_ap50"] >= 0.99
+    # The target holds both agreement figures: AP@0.5 and AP@0.5 at the display threshold.
+    assert min(chosen["agreement_ap50"], chosen["agreement_ap50_display"]) >= 0.99
     # The fastest of those that meet the target on the search frames.
-    meeting = [r for r in cal["search"] if r["agreement_ap50"] >= 0.99]
+    meeting = [r for r in cal["search"] if min(r["agreement_ap50"], r["agreement_ap50_display"]) >= 0.99]
     assert chosen["speedup_vs_dense"] == max(r["speedup_vs_dense"] for r in meeting)
-    assert cal["held_out_frames"] == [42, 60] and cal["held_out"]["agreement_ap50"] >= 0.99
+    held = cal["held_out"]
+    assert cal["held_out_frames"] == [42, 60] and min(held["agreement_ap50"], held["agreement_ap50_display"]) >= 0.99
+    # Measured against ONNX Runtime too, the dense engine a CPU user would otherwise run.
+    assert all(r["speedup_vs_onnxruntime"] > 0 for r in cal["search"] + [held])
     assert (tmp_path / "curve.png").stat().st_size > 0
     assert "<- chosen" in capsys.readouterr().out
     # The file is a policy everywhere a policy is accepted.
